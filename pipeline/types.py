@@ -1,0 +1,85 @@
+"""Typed values that cross module boundaries.
+
+Everything a plugin receives or returns, and everything the report writers
+consume, is one of these dataclasses. They hold data only; behaviour lives in
+plain functions next to the code that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+STATUSES = ("present", "late", "left_early", "absent")
+
+
+@dataclass(frozen=True, slots=True)
+class SampledFrame:
+    """One decoded frame chosen by the sampler."""
+
+    index: int  # 0-based number of the sample
+    t: float  # seconds since the start of the recording (from the frame's pts)
+    image: np.ndarray  # H x W x 3, BGR, uint8
+
+
+@dataclass(slots=True)
+class Face:
+    """A detected face in one sampled frame (pixel coordinates of that frame)."""
+
+    bbox: np.ndarray  # (4,) float32: x1, y1, x2, y2
+    score: float  # detector confidence 0..1
+    kps: np.ndarray  # (5, 2) float32: eyes, nose, mouth corners
+    embedding: np.ndarray | None = None  # (d,) float32, L2-normalised, set by the recognizer
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The enrolled students of a course as the recognizer sees them."""
+
+    student_keys: tuple[int, ...]  # database primary keys of the students
+    student_ids: tuple[str, ...]  # school ids ("S017"), same order
+    names: tuple[str, ...]
+    templates: np.ndarray  # (n, d) float32, L2-normalised mean embedding per student
+    photo_embeddings: tuple[np.ndarray, ...]  # per student (k, d) L2-normalised photo embeddings
+
+    def __len__(self) -> int:
+        return len(self.student_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class StudentAttendance:
+    """One row of the attendance report."""
+
+    student_id: str
+    name: str
+    minutes: tuple[int, ...]  # 0/1 per minute of the recording
+    present_minutes: int
+    attendance_pct: float  # 0..100, one decimal
+    status: str  # one of STATUSES
+    email: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceReport:
+    """Everything the report writers need about one analysed meeting."""
+
+    course_id: str
+    meeting_title: str
+    start_time: datetime | None  # clock time of the first minute, if known
+    duration_s: float
+    students: tuple[StudentAttendance, ...]
+    unknown_clusters: int = 0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def n_minutes(self) -> int:
+        return len(self.students[0].minutes) if self.students else minutes_in(self.duration_s)
+
+
+def minutes_in(duration_s: float) -> int:
+    """Number of (possibly partial) minutes a recording of this length spans."""
+    import math
+
+    return max(1, math.ceil(duration_s / 60.0 - 1e-9))
