@@ -83,3 +83,16 @@ def minutes_in(duration_s: float) -> int:
     import math
 
     return max(1, math.ceil(duration_s / 60.0 - 1e-9))
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingContext:
+    """What every hook learns about the meeting being analysed."""
+
+    meeting_id: int
+    course_id: str
+    title: str
+    duration_s: float
+    interval_s: float
+    start_time: datetime | None = None
+    settings: dict = field(default_factory=dict)  # the validated config, as plain dicts

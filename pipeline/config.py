@@ -1,0 +1,273 @@
+"""The one place for configuration: ``config.toml`` validated at start.
+
+Sources, later ones win:
+
+1. built-in defaults (the ``Field`` defaults below, mirrored and documented in
+   ``config.toml`` at the repository root);
+2. the TOML file named by ``--config PATH``, else ``$ROLLCALL_CONFIG``, else
+   ``config.toml`` in the data directory if it exists;
+3. environment variables ``ROLLCALL_<SECTION>_<KEY>`` for every key
+   (``ROLLCALL_MODELS_DIR``, ``ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN``...), which
+   is how containers pass secrets. ``ROLLCALL_HOME`` is an alias for
+   ``ROLLCALL_STORAGE_HOME``.
+
+Any unknown key, wrong type or out-of-range value raises :class:`ConfigError`
+naming the key; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "ROLLCALL_"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class StorageConfig(_Section):
+    home: str = ""  # data directory; "" = $ROLLCALL_HOME or ~/.local/share/rollcall
+    keep_videos: bool = False  # keep downloaded recordings after analysis
+
+
+class ModelsConfig(_Section):
+    pack: str = "buffalo_sc"
+    dir: str = ""
+    cache_dir: str = "~/.insightface/models"
+    allow_download: bool = True
+    download_base_url: str = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+    match_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's calibrated value
+    threads: int = Field(0, ge=0, le=64)  # onnxruntime intra-op threads, 0 = let it decide
+
+
+class AnalysisConfig(_Section):
+    interval_s: float = Field(1.0, gt=0.0, le=60.0)
+    det_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    min_face_px: int = Field(16, ge=8, le=512)
+    max_side: int = Field(1920, ge=320, le=7680)  # frames wider/taller are scaled down first
+    workers: int = Field(1, ge=1, le=64)
+
+
+class RecognitionConfig(_Section):
+    min_track_samples: int = Field(3, ge=1, le=100)
+    vote_share: float = Field(0.5, gt=0.0, le=1.0)
+    max_gap_s: float = Field(3.0, ge=0.0, le=60.0)
+    track_iou: float = Field(0.3, gt=0.0, lt=1.0)
+    unknown_cluster_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's value
+
+
+class AttendanceConfig(_Section):
+    min_seconds_per_minute: float = Field(30.0, gt=0.0, le=60.0)
+    absent_below_pct: float = Field(25.0, ge=0.0, le=100.0)
+    late_after_pct: float = Field(15.0, ge=0.0, le=100.0)
+    left_early_pct: float = Field(15.0, ge=0.0, le=100.0)
+
+
+class EnrollmentConfig(_Section):
+    min_face_px: int = Field(48, ge=16, le=1024)
+    min_sharpness: float = Field(15.0, ge=0.0)
+    min_det_score: float = Field(0.6, gt=0.0, lt=1.0)
+    duplicate_similarity: float = Field(0.97, gt=0.0, le=1.0)
+    recommended_photos: int = Field(5, ge=1, le=50)
+
+
+class PrivacyConfig(_Section):
+    store_frames: bool = False
+    store_face_crops: bool = False
+    retention_days: int = Field(365, ge=0)  # 0 = keep forever
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class ZoomConfig(_Section):
+    account_id: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    webhook_secret_token: SecretStr = SecretStr("")
+    users: list[str] = Field(default_factory=lambda: ["me"])
+    poll_minutes: int = Field(60, ge=0, le=1440)
+    websocket_subscription_id: str = ""
+    api_base_url: str = "https://api.zoom.us/v2"
+    oauth_url: str = "https://zoom.us/oauth/token"
+    websocket_url: str = "wss://ws.zoom.us/ws"
+    download_hosts: list[str] = Field(default_factory=lambda: ["zoom.us", "*.zoom.us"])
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+
+class Config(_Section):
+    storage: StorageConfig = StorageConfig()
+    models: ModelsConfig = ModelsConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+    attendance: AttendanceConfig = AttendanceConfig()
+    enrollment: EnrollmentConfig = EnrollmentConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    logging: LoggingConfig = LoggingConfig()
+    zoom: ZoomConfig = ZoomConfig()
+    server: ServerConfig = ServerConfig()
+
+    @property
+    def home(self) -> Path:
+        return data_home(self)
+
+
+def data_home(config: Config) -> Path:
+    """The data directory (database, enrollment photos, downloads)."""
+    raw = config.storage.home or "~/.local/share/rollcall"
+    return Path(raw).expanduser()
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    """Turn an environment string into the type ``annotation`` asks for.
+
+    Values that do not convert are passed on unchanged, so validation reports
+    them with the key's name like any other wrong value.
+    """
+    text = raw.strip()
+    if str(annotation).startswith("list"):
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return raw
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if annotation is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        return raw
+    for kind in (int, float):
+        if annotation is kind:
+            try:
+                return kind(text)
+            except ValueError:
+                return raw
+    return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if environ.get("ROLLCALL_HOME"):
+        out.setdefault("storage", {})["home"] = environ["ROLLCALL_HOME"]
+    for section_name, section_field in Config.model_fields.items():
+        section_cls = section_field.annotation
+        for key, field in section_cls.model_fields.items():
+            env_name = f"{ENV_PREFIX}{section_name}_{key}".upper()
+            if env_name in environ:
+                out.setdefault(section_name, {})[key] = _env_value(
+                    environ[env_name], field.annotation
+                )
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in extra.items():
+        if isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = dict(values)
+    return merged
+
+
+def _describe(error: dict[str, Any], origins: Mapping[tuple[str, str], str]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc)
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key"
+        if len(loc) == 1:
+            msg = f"unknown section (known: {', '.join(Config.model_fields)})"
+        elif loc[0] in Config.model_fields:
+            known = ", ".join(Config.model_fields[loc[0]].annotation.model_fields)
+            msg = f"unknown key (known keys of [{loc[0]}]: {known})"
+    where = origins.get(tuple(loc[:2]))
+    value = error.get("input")
+    shown = (
+        ""
+        if error["type"] == "extra_forbidden" or "secret" in key or key.endswith("token")
+        else f" (got {value!r})"
+    )
+    return f"{key}: {msg}{shown}" + (f" [from {where}]" if where else "")
+
+
+def config_path_from(explicit: str | os.PathLike | None, environ: Mapping[str, str]) -> Path | None:
+    """Which TOML file to read: ``--config``, else ``$ROLLCALL_CONFIG``, else none."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if environ.get("ROLLCALL_CONFIG"):
+        return Path(environ["ROLLCALL_CONFIG"]).expanduser()
+    return None
+
+
+def load_config(
+    path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, merge and validate the configuration, or raise :class:`ConfigError`."""
+    environ = os.environ if environ is None else environ
+    file_path = config_path_from(path, environ)
+    file_values: dict[str, Any] = {}
+    if file_path is not None:
+        try:
+            with open(file_path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file_path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {file_path} cannot be read: {exc}") from None
+    for section, values in file_values.items():
+        if section in Config.model_fields and not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a [{section}] table, got {values!r}")
+    env_values = _env_overrides(environ)
+    origins: dict[tuple[str, str], str] = {}
+    for section, values in file_values.items():
+        for key in values if isinstance(values, dict) else ():
+            origins[(section, key)] = str(file_path)
+    for section, values in env_values.items():
+        for key in values:
+            origins[(section, key)] = (
+                "ROLLCALL_HOME"
+                if (section, key) == ("storage", "home")
+                and "ROLLCALL_HOME" in environ
+                and f"{ENV_PREFIX}STORAGE_HOME" not in environ
+                else f"{ENV_PREFIX}{section}_{key}".upper()
+            )
+    try:
+        return Config.model_validate(_merge(file_values, env_values), strict=True)
+    except ValidationError as exc:
+        problems = [_describe(e, origins) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def config_toml_keys() -> dict[str, list[str]]:
+    """Every section and key, for checking that config.toml documents them all."""
+    return {
+        name: list(field.annotation.model_fields) for name, field in Config.model_fields.items()
+    }

@@ -1,0 +1,59 @@
+"""Reading a meeting's stored results back as an ``AttendanceReport``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlite_utils
+
+from pipeline import storage
+from pipeline.presence import minute_lengths
+from pipeline.types import AttendanceReport, StudentAttendance
+
+
+def meeting_report(db: sqlite_utils.Database, meeting_id: int) -> AttendanceReport:
+    """The attendance report of an analysed meeting, from the database alone.
+
+    Every student enrolled in the course gets a row; a student enrolled after
+    the analysis shows as absent with zero minutes.
+    """
+    meeting = storage.get_meeting(db, meeting_id)
+    n = len(minute_lengths(meeting["duration_s"] or 0.0))
+    presence: dict[int, list[int]] = {}
+    for r in db.query(
+        "select student_pk, minute, present from presence where meeting_id = ? order by minute",
+        [meeting_id],
+    ):
+        presence.setdefault(r["student_pk"], [0] * n)[r["minute"]] = r["present"]
+    attendance = {
+        r["student_pk"]: r for r in db["attendance"].rows_where("meeting_id = ?", [meeting_id])
+    }
+    students = []
+    for s in db["students"].rows_where(
+        "course_id = ?", [meeting["course_id"]], order_by="student_id"
+    ):
+        row = attendance.get(s["id"])
+        students.append(
+            StudentAttendance(
+                student_id=s["student_id"],
+                name=s["name"],
+                email=s["email"] or "",
+                minutes=tuple(presence.get(s["id"], [0] * n)),
+                present_minutes=row["present_minutes"] if row else 0,
+                attendance_pct=row["attendance_pct"] if row else 0.0,
+                status=row["status"] if row else "absent",
+            )
+        )
+    clusters = db["unknown_clusters"].count_where(
+        "meeting_id = ? and label_student_pk is null", [meeting_id]
+    )
+    start = meeting["start_time"]
+    return AttendanceReport(
+        course_id=meeting["course_id"],
+        meeting_title=meeting["title"] or f"meeting {meeting_id}",
+        start_time=datetime.fromisoformat(start) if start else None,
+        duration_s=meeting["duration_s"] or 0.0,
+        students=tuple(students),
+        unknown_clusters=clusters,
+        warnings=tuple(w for w in (meeting["warnings"] or "").split("\n") if w),
+    )

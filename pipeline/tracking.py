@@ -1,0 +1,227 @@
+"""Following faces from one sampled frame to the next, and voting on who they are.
+
+A track is one face seen in consecutive samples: same place (IoU of the boxes)
+and same appearance (cosine similarity of embeddings). Identity is decided
+for the whole track by voting over its per-frame matches, so a single bad
+frame can neither mark a student present nor hide one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.types import Face
+
+
+@dataclass(frozen=True, slots=True)
+class FaceMatch:
+    """Open-set match of one face against the roster."""
+
+    student_index: int  # roster index, or -1 when the face is unknown
+    similarity: float  # similarity to that student (to the nearest one when unknown)
+    nearest_index: int = -1  # nearest roster entry regardless of the threshold
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFace:
+    track_id: int
+    face: Face
+    match: FaceMatch
+
+
+@dataclass(slots=True)
+class TrackSummary:
+    """What a finished track knows; small and independent of the recording length."""
+
+    track_id: int
+    times: list[float] = field(default_factory=list)
+    votes: Counter = field(default_factory=Counter)  # roster index -> matched samples
+    similarity_sum: Counter = field(default_factory=Counter)  # roster index -> summed similarity
+    embedding_sum: np.ndarray | None = None
+    last_bbox: np.ndarray | None = None
+    last_embedding: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.times)
+
+    @property
+    def first_t(self) -> float:
+        return self.times[0]
+
+    @property
+    def last_t(self) -> float:
+        return self.times[-1]
+
+    @property
+    def centroid(self) -> np.ndarray:
+        c = self.embedding_sum
+        return c / max(float(np.linalg.norm(c)), 1e-9)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (n, 4) and b (m, 4) as x1, y1, x2, y2."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class FaceTracker:
+    """Links faces across samples. One instance per recording; not thread-safe."""
+
+    def __init__(self, *, iou_threshold: float, link_similarity: float, max_gap_s: float):
+        self.iou_threshold = iou_threshold
+        self.link_similarity = link_similarity
+        self.max_gap_s = max_gap_s
+        self._active: dict[int, TrackSummary] = {}
+        self._finished: list[TrackSummary] = []
+        self._next_id = 0
+
+    def update(
+        self, t: float, faces: list[Face], embeddings: np.ndarray, matches: list[FaceMatch]
+    ) -> list[TrackedFace]:
+        """Attach each face of the sample at time ``t`` to a track (new or existing)."""
+        self._close_stale(t)
+        ids = list(self._active)
+        assigned: dict[int, int] = {}
+        if ids and faces:
+            boxes = np.stack([f.bbox for f in faces])
+            track_boxes = np.stack([self._active[i].last_bbox for i in ids])
+            track_embs = np.stack([self._active[i].last_embedding for i in ids])
+            iou = iou_matrix(track_boxes, boxes)
+            sim = track_embs @ embeddings.T
+            ok = (iou >= self.iou_threshold) & (sim >= self.link_similarity)
+            score = np.where(ok, iou + sim, -1e6)
+            rows, cols = linear_sum_assignment(-score)
+            for r, c in zip(rows, cols, strict=True):
+                if ok[r, c]:
+                    assigned[int(c)] = ids[r]
+        out = []
+        for j, (face, match) in enumerate(zip(faces, matches, strict=True)):
+            track_id = assigned.get(j)
+            if track_id is None:
+                track_id = self._next_id
+                self._next_id += 1
+                self._active[track_id] = TrackSummary(track_id=track_id)
+            track = self._active[track_id]
+            emb = embeddings[j]
+            track.times.append(t)
+            if match.student_index >= 0:
+                track.votes[match.student_index] += 1
+                track.similarity_sum[match.student_index] += match.similarity
+            track.embedding_sum = (
+                emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
+            )
+            track.last_bbox = face.bbox
+            track.last_embedding = emb
+            out.append(TrackedFace(track_id=track_id, face=face, match=match))
+        return out
+
+    def _close_stale(self, t: float) -> None:
+        for track_id in [
+            i for i, tr in self._active.items() if t - tr.last_t > self.max_gap_s + 1e-6
+        ]:
+            self._finished.append(self._active.pop(track_id))
+
+    def finish(self) -> list[TrackSummary]:
+        """All tracks, in order of creation; the tracker is empty afterwards."""
+        tracks = self._finished + list(self._active.values())
+        self._finished, self._active = [], {}
+        for tr in tracks:
+            tr.last_bbox = None  # not needed once tracking is over
+            tr.last_embedding = None
+        return sorted(tracks, key=lambda tr: tr.track_id)
+
+
+def vote_identities(
+    tracks: list[TrackSummary],
+    templates: np.ndarray,
+    *,
+    threshold: float,
+    min_samples: int,
+    vote_share: float,
+) -> dict[int, int]:
+    """Decide who each track is: track id -> roster index, for known tracks only.
+
+    A track is attributed to student s when it has at least ``min_samples``
+    samples, s won at least ``vote_share`` of them (each sample votes only when
+    its match cleared the threshold), and the track's mean embedding is itself
+    above the threshold for s. Tracks that overlap in time cannot both be the
+    same student: the stronger one (more votes, then higher similarity) keeps
+    the identity and the other stays unknown.
+    """
+    candidates = []
+    for tr in tracks:
+        if tr.n < min_samples or not tr.votes:
+            continue
+        student, count = tr.votes.most_common(1)[0]
+        if count < vote_share * tr.n:
+            continue
+        if float(templates[student] @ tr.centroid) < threshold:
+            continue
+        mean_sim = tr.similarity_sum[student] / count
+        candidates.append((count, mean_sim, tr, student))
+    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    taken: dict[int, list[tuple[float, float]]] = {}
+    identities: dict[int, int] = {}
+    for _count, _sim, tr, student in candidates:
+        spans = taken.setdefault(student, [])
+        if any(tr.first_t <= end and start <= tr.last_t for start, end in spans):
+            continue
+        spans.append((tr.first_t, tr.last_t))
+        identities[tr.track_id] = student
+    return identities
+
+
+def seconds_per_minute(
+    times_list: list[list[float]], duration_s: float, interval_s: float, max_gap_s: float
+) -> list[float]:
+    """Seconds of each minute covered by observations at the given times.
+
+    Each observation at time t covers [t, t + interval_s); a gap of at most
+    ``max_gap_s`` between two observations of the same track is bridged (the
+    face was there, the detector blinked). Overlapping coverage from several
+    tracks counts once.
+    """
+    from pipeline.types import minutes_in
+
+    spans: list[tuple[float, float]] = []
+    for times in times_list:
+        if not times:
+            continue
+        start = prev = times[0]
+        for t in times[1:]:
+            if t - prev > max_gap_s + interval_s + 1e-6:
+                spans.append((start, prev + interval_s))
+                start = t
+            prev = t
+        spans.append((start, prev + interval_s))
+    spans.sort()
+    merged: list[list[float]] = []
+    for s, e in spans:
+        e = min(e, duration_s)
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        elif e > s:
+            merged.append([s, e])
+    n = minutes_in(duration_s)
+    out = [0.0] * n
+    for s, e in merged:
+        m = int(s // 60)
+        while m < n and s < e:
+            end = min(e, 60.0 * (m + 1))
+            out[m] += end - s
+            s = end
+            m += 1
+    return out

@@ -1,0 +1,116 @@
+"""Face recognizer plugin: ArcFace-style embeddings, open-set matching, track voting.
+
+Embeddings come from the pack's recognizer (insightface ``ArcFaceONNX`` on
+crops aligned by the five keypoints). Matching is open-set: a face whose best
+similarity is below the pack's calibrated threshold is unknown, never "the
+nearest student". Within a frame the assignment is one-to-one (Hungarian
+algorithm on the similarities). Who a *track* is gets decided by
+``pipeline.tracking.vote_identities``.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+from insightface.utils import face_align
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.hookspecs import hookimpl
+from pipeline.tracking import FaceMatch, TrackSummary, vote_identities
+from pipeline.types import Face, Roster, SampledFrame
+from plugins.onnx_session import load_insightface_model
+
+# insightface's aligner calls a scikit-image API deprecated in 0.26; harmless, and noisy.
+warnings.filterwarnings("ignore", category=FutureWarning, module="insightface.utils.face_align")
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-9)
+
+
+def match_open_set(
+    embeddings: np.ndarray, templates: np.ndarray, threshold: float
+) -> list[FaceMatch]:
+    """One ``FaceMatch`` per embedding; each student matched by at most one face."""
+    n = len(embeddings)
+    if n == 0:
+        return []
+    if len(templates) == 0:
+        return [FaceMatch(-1, 0.0, -1) for _ in range(n)]
+    sims = embeddings @ templates.T
+    nearest = sims.argmax(axis=1)
+    allowed = sims >= threshold
+    result = {i: FaceMatch(-1, float(sims[i, nearest[i]]), int(nearest[i])) for i in range(n)}
+    if allowed.any():
+        rows, cols = linear_sum_assignment(-np.where(allowed, sims, -10.0))
+        for r, c in zip(rows, cols, strict=True):
+            if allowed[r, c]:
+                result[int(r)] = FaceMatch(int(c), float(sims[r, c]), int(nearest[r]))
+    return [result[i] for i in range(n)]
+
+
+class RecognizerPlugin:
+    """Embeds faces and decides who they are."""
+
+    name = "recognizer"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        threshold: float,
+        min_track_samples: int,
+        vote_share: float,
+        threads: int,
+    ):
+        self.model_path = model_path
+        self.threshold = threshold
+        self.min_track_samples = min_track_samples
+        self.vote_share = vote_share
+        self.threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _get_model(self):
+        with self._lock:
+            if self._model is None:
+                model = load_insightface_model(self.model_path, self.threads)
+                model.prepare(-1)
+                self._model = model
+        return self._model
+
+    def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """(n, d) L2-normalised embeddings of ``faces`` in ``image``, one batch call."""
+        if not faces:
+            return np.zeros((0, 0), np.float32)
+        model = self._get_model()
+        size = model.input_size[0]
+        crops = [face_align.norm_crop(image, landmark=f.kps, image_size=size) for f in faces]
+        return normalise(model.get_feat(crops))
+
+    @hookimpl
+    def rollcall_embed_faces(self, frame: SampledFrame, faces: list[Face]) -> np.ndarray:
+        return self.embed(frame.image, faces)
+
+    @hookimpl
+    def rollcall_match_faces(self, embeddings: np.ndarray, roster: Roster) -> list[FaceMatch]:
+        return match_open_set(embeddings, roster.templates, self.threshold)
+
+    @hookimpl
+    def rollcall_identify_tracks(
+        self, tracks: list[TrackSummary], roster: Roster
+    ) -> dict[int, int]:
+        if len(roster) == 0:
+            return {}
+        return vote_identities(
+            tracks,
+            roster.templates,
+            threshold=self.threshold,
+            min_samples=self.min_track_samples,
+            vote_share=self.vote_share,
+        )
