@@ -450,7 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Photos may follow --name/--email ("student add C S --name N a.jpg b.jpg"), which
+    # argparse does not accept for a "*" positional; the leftovers are those photos.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "func", None) is cmd_student_add and not any(
+            e.startswith("-") for e in extra
+        ):
+            args.photos = [*args.photos, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     console = Console(highlight=False)
     err = Console(stderr=True, highlight=False)
     try:

@@ -1,0 +1,181 @@
+"""Enrollment through the real CLI: photo checks, roster import, removal, SQLite contents."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import storage
+from pipeline.cli import main
+from pipeline.demo import bundled_group_photo
+
+
+def out_of(capsys) -> str:
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
+
+
+@pytest.fixture
+def course(home, capsys):
+    assert main(["course", "add", "CS101", "--title", "Intro to CS"]) == 0
+    capsys.readouterr()
+    return "CS101"
+
+
+def photos(faces_dir: Path, person: str, numbers) -> list[str]:
+    return [str(faces_dir / person / f"{n}.jpg") for n in numbers]
+
+
+def test_import_folder_with_roster_csv(tmp_path, faces_dir, course, home, capsys):
+    root = tmp_path / "photos"
+    for person in ("Tony_Blair", "Colin_Powell"):
+        (root / person).mkdir(parents=True)
+        for n in (1, 2, 3):
+            shutil.copy(faces_dir / person / f"{n}.jpg", root / person / f"{n}.jpg")
+    (root / "roster.csv").write_text(
+        "student_id,name,email\nTony_Blair,Tony Blair,tony@example.edu\n"
+        "Colin_Powell,Colin Powell,colin@example.edu\nNew_Kid,New Kid,new@example.edu\n"
+    )
+    assert main(["student", "import", course, str(root)]) == 0
+    text = out_of(capsys)
+    assert "6 photo(s) enrolled, 0 refused" in text
+    assert "fewer than 5 photos" in text
+    assert main(["student", "list", course]) == 0
+    listing = out_of(capsys)
+    assert "tony@example.edu" in listing and "New Kid" in listing
+    db = storage.open_db(home)
+    rows = {r["student_id"]: r["photos"] for r in storage.list_students(db, course)}
+    assert rows == {"Colin_Powell": 3, "New_Kid": 0, "Tony_Blair": 3}
+    assert db["embeddings"].count == 6
+
+
+def test_photo_checks_refuse_bad_photos(tmp_path, faces_dir, course, home, capsys):
+    good = faces_dir / "Hugo_Chavez" / "1.jpg"
+    text_file = tmp_path / "notes.jpg"
+    text_file.write_text("this is not a photo")
+    blank = tmp_path / "wall.jpg"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 180, np.uint8))
+    tiny = tmp_path / "tiny.jpg"
+    cv2.imwrite(str(tiny), cv2.resize(cv2.imread(str(good)), (70, 70)))
+    blurry = tmp_path / "blurry.jpg"
+    cv2.imwrite(
+        str(blurry),
+        cv2.GaussianBlur(cv2.imread(str(faces_dir / "Hugo_Chavez" / "2.jpg")), (0, 0), 5),
+    )
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(good, copy)
+    recompressed = tmp_path / "recompressed.jpg"
+    cv2.imwrite(str(recompressed), cv2.imread(str(good)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    args = [
+        str(good),
+        str(text_file),
+        str(blank),
+        str(tiny),
+        str(blurry),
+        str(copy),
+        str(recompressed),
+        str(bundled_group_photo()),
+        str(tmp_path / "missing.jpg"),
+    ]
+    assert main(["student", "add", course, "S1", "--name", "Hugo", *args]) == 0
+    text = out_of(capsys)
+    assert "ok S1/1.jpg" in text
+    assert "notes.jpg: not an image file" in text
+    assert "wall.jpg: no face found" in text
+    assert "tiny.jpg: face too small" in text
+    assert "blurry.jpg: photo too blurry" in text
+    assert "copy.jpg: same file as 1.jpg (duplicate)" in text
+    assert "recompressed.jpg: near-duplicate" in text
+    assert "t1.jpg: 6 faces found" in text
+    assert "missing.jpg: cannot read" in text
+    assert "1 photo(s) enrolled, 8 refused" in text
+    db = storage.open_db(home)
+    assert db["photos"].count == 1
+
+
+def test_photo_of_someone_else_is_kept_with_a_warning(faces_dir, course, home, capsys):
+    assert main(["student", "add", course, "A", *photos(faces_dir, "Yao_Ming", (1, 2, 3))]) == 0
+    assert (
+        main(["student", "add", course, "B", *photos(faces_dir, "Julianne_Moore", (1, 2, 3))]) == 0
+    )
+    capsys.readouterr()
+    assert main(["student", "add", course, "A", *photos(faces_dir, "Julianne_Moore", (4,))]) == 0
+    assert "looks more like B" in out_of(capsys)
+
+
+def test_remove_student_and_photo_delete_everything(faces_dir, course, home, capsys):
+    assert (
+        main(
+            [
+                "student",
+                "add",
+                course,
+                "S017",
+                "--name",
+                "Ana Lima",
+                "--email",
+                "ana@example.edu",
+                *photos(faces_dir, "Norah_Jones", (1, 2, 3)),
+            ]
+        )
+        == 0
+    )
+    assert main(["student", "add", course, "S018", *photos(faces_dir, "Hu_Jintao", (1, 2))]) == 0
+    db = storage.open_db(home)
+    assert db["photos"].count == 5 and db["embeddings"].count == 5
+    assert main(["photo", "remove", course, "S017", "2.jpg"]) == 0
+    assert db["photos"].count == 4 and db["embeddings"].count == 4
+    assert main(["photo", "remove", course, "S017", "2.jpg"]) == 1
+    assert "has no photo '2.jpg'" in out_of(capsys)
+    assert main(["student", "remove", course, "S017"]) == 0
+    assert db["students"].count == 1
+    assert db["photos"].count == 2 and db["embeddings"].count == 2
+    assert (
+        db.execute(
+            "select count(*) from photos where student_pk not in (select id from students)"
+        ).fetchone()[0]
+        == 0
+    )
+    assert main(["student", "remove", course, "S017"]) == 1
+    assert "not enrolled" in out_of(capsys)
+
+
+def test_unknown_course_and_missing_files_fail_clearly(tmp_path, home, capsys):
+    assert main(["student", "list", "NOPE"]) == 1
+    assert "course 'NOPE' does not exist" in out_of(capsys)
+    assert main(["course", "add", "C1"]) == 0
+    assert main(["analyze", str(tmp_path / "none.mp4"), "--course", "C1"]) == 1
+    assert "does not exist" in out_of(capsys)
+    assert main(["student", "import", "C1", str(tmp_path / "nowhere")]) == 1
+    assert "is not a folder" in out_of(capsys)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze"])
+    assert exit_info.value.code == 2
+
+
+def test_model_pack_change_re_embeds_from_stored_photos(
+    faces_dir, course, home, config, plugin_manager
+):
+    from pipeline.enrollment import load_roster
+
+    assert main(["student", "add", course, "S1", *photos(faces_dir, "Tony_Blair", (1, 2))]) == 0
+    db = storage.open_db(home)
+    roster = load_roster(db, plugin_manager, course, "another-pack/recognizer.onnx#1")
+    models = {r["model"] for r in db["embeddings"].rows}
+    assert len(models) == 2 and "another-pack/recognizer.onnx#1" in models
+    assert roster.templates.shape == (1, 128)
+    assert abs(float(np.linalg.norm(roster.templates[0])) - 1.0) < 1e-5
+
+
+def test_missing_models_give_a_clear_error(tmp_path, home, monkeypatch, capsys):
+    monkeypatch.setenv("ROLLCALL_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("ROLLCALL_MODELS_CACHE_DIR", str(tmp_path / "no-cache"))
+    assert main(["course", "add", "C1"]) == 0
+    assert main(["student", "add", "C1", "S1"]) == 1
+    text = out_of(capsys)
+    assert "not found" in text and "ROLLCALL_MODELS_DIR" in text
+    assert "Traceback" not in text
