@@ -1,0 +1,181 @@
+"""End to end: a meeting rendered from ../shared/faces, analysed by the real CLI.
+
+Students are enrolled from some of their photos and shown in the video with
+*other* photos through cheap-webcam filters and x264 compression; strangers who
+are not enrolled join too, and two enrolled students never come. The stored
+per-minute matrix is compared with the generator's ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import pytest
+
+from pipeline import storage
+from pipeline.cli import main
+from pipeline.evaluation import build_test_meeting, score_report
+from pipeline.results import meeting_report
+from pipeline.synthetic import render_meeting
+
+COURSE = "E2E"
+SEED = 11
+START = "2026-09-01T09:00"
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory, faces_dir, base_env):
+    work = tmp_path_factory.mktemp("e2e")
+    meeting = build_test_meeting(
+        faces_dir, seed=SEED, n_students=12, n_absent=2, n_strangers=4, duration_s=240.0, crf=30
+    )
+    video = work / "class.mp4"
+    truth = render_meeting(meeting.script, video)
+    env = dict(base_env, ROLLCALL_HOME=str(work / "home"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        assert main(["course", "add", COURSE, "--title", "End to end"]) == 0
+        for student_id, images in meeting.enroll.items():
+            paths = []
+            for i, image in enumerate(images):
+                path = work / "photos" / student_id / f"{i}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(path), image)
+                paths.append(str(path))
+            assert main(["student", "add", COURSE, student_id, *paths]) == 0
+        out = work / "report"
+        assert (
+            main(["analyze", str(video), "--course", COURSE, "--out", str(out), "--start", START])
+            == 0
+        )
+    db = storage.open_db(work / "home")
+    meeting_id = storage.list_meetings(db, COURSE)[0]["id"]
+    return {
+        "work": work,
+        "env": env,
+        "video": video,
+        "truth": truth,
+        "meeting": meeting,
+        "db": db,
+        "meeting_id": meeting_id,
+        "out": out,
+    }
+
+
+@pytest.fixture
+def e2e_env(e2e, monkeypatch):
+    for key, value in e2e["env"].items():
+        monkeypatch.setenv(key, value)
+    return e2e
+
+
+def test_per_minute_accuracy_against_ground_truth(e2e, config):
+    report = meeting_report(e2e["db"], e2e["meeting_id"])
+    score = score_report(report, e2e["truth"], config.attendance.min_seconds_per_minute)
+    print(f"per-minute precision {score.precision:.3f} recall {score.recall:.3f} {score}")
+    assert score.precision >= 0.99
+    assert score.recall >= 0.95
+    assert score.absent_marked == 0
+    ids = {row.student_id for row in report.students}
+    assert not ids & set(e2e["meeting"].strangers)  # strangers are never students
+    assert report.unknown_clusters >= 1  # the strangers were seen, as unknown faces
+
+
+def test_csv_and_xlsx_reports(e2e):
+    with open(e2e["out"] / "attendance.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    assert header[:2] == ["student_id", "name"]
+    assert header[2:6] == ["09:00", "09:01", "09:02", "09:03"]
+    assert header[6:] == ["present_minutes", "attendance_pct", "status"]
+    assert len(rows) == 1 + 12
+    for row in rows[1:]:
+        assert set(row[2:6]) <= {"0", "1"}
+        assert int(row[6]) == sum(int(v) for v in row[2:6])
+    assert (e2e["out"] / "attendance.xlsx").stat().st_size > 5000
+    assert (e2e["out"] / "attendance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory, faces_dir):
+    """A 30-second, four-person meeting: cheap to analyse twice."""
+    from pipeline.synthetic import MeetingScript, load_faces_dir, participants_from_faces
+
+    faces = load_faces_dir(faces_dir)
+    people = {n: faces[n][3:] for n in ("Hu_Jintao", "Yao_Ming", "Norah_Jones", "Tony_Blair")}
+    script = MeetingScript(
+        duration_s=30.0, participants=tuple(participants_from_faces(people, seed=3)), fps=5, seed=3
+    )
+    video = tmp_path_factory.mktemp("short") / "short.mp4"
+    render_meeting(script, video)
+    return video
+
+
+def test_reanalysis_replaces_results_without_duplicates(e2e_env, short_clip, capsys):
+    db = e2e_env["db"]
+    counts = []
+    for _ in range(2):
+        assert (
+            main(
+                [
+                    "analyze",
+                    str(short_clip),
+                    "--course",
+                    COURSE,
+                    "--out",
+                    str(e2e_env["work"] / "short"),
+                ]
+            )
+            == 0
+        )
+        counts.append(
+            (
+                db["presence"].count,
+                db["attendance"].count,
+                db["unknown_clusters"].count,
+                db["meetings"].count,
+            )
+        )
+    assert counts[0] == counts[1]
+    assert "present" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated"])
+def test_bad_recording_fails_clearly_and_keeps_stored_data(e2e_env, capsys, kind):
+    db = e2e_env["db"]
+    bad = e2e_env["work"] / f"bad-{kind}.mp4"
+    if kind == "text":
+        bad.write_text("<html>Zoom says: access denied</html>")
+    else:
+        data = e2e_env["video"].read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    before = db["presence"].count
+    assert main(["analyze", str(bad), "--course", COURSE]) == 1
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert "error:" in text and str(bad.name) in text
+    assert "Traceback" not in text
+    assert db["presence"].count == before
+    failed = [m for m in storage.list_meetings(db, COURSE) if m["status"] == "failed"]
+    assert failed and failed[-1]["error"]
+
+
+def test_unknown_clusters_can_be_listed_and_labelled(e2e_env, capsys):
+    db, meeting_id = e2e_env["db"], e2e_env["meeting_id"]
+    assert main(["unknown", "list", str(meeting_id)]) == 0
+    clusters = storage.unknown_clusters(db, meeting_id)
+    assert clusters and all(len(c["centroid"]) % 4 == 0 for c in clusters)
+    assert "image" not in clusters[0]  # embeddings only, never pixels
+    biggest = max(clusters, key=lambda c: sum(c["seconds_by_minute"]))
+    absent = e2e_env["meeting"].students[0]  # one of the enrolled students who never came
+    assert (
+        main(["unknown", "label", str(meeting_id), str(biggest["cluster_no"]), absent, "--enroll"])
+        == 0
+    )
+    assert "labelled" in capsys.readouterr().out
+    row = {r.student_id: r for r in meeting_report(db, meeting_id).students}[absent]
+    assert row.present_minutes >= 1
+    pk = storage.get_student(db, COURSE, absent)["id"]
+    assert db["embeddings"].count_where("student_pk = ? and photo_id is null", [pk]) == 1
