@@ -196,6 +196,7 @@ def run_analysis(
         raise CliError(f"{video} does not exist or is not a file")
     db = _open(config)
     storage.get_course(db, course)
+    storage.purge_older_than(db, config.privacy.retention_days)
     models, pm = _models_and_pm(config, console)
     columns = (
         TextColumn("analysing"),
@@ -333,6 +334,16 @@ def cmd_report_meeting(args, config, console) -> int:
     return 0
 
 
+def cmd_retention_run(args, config, console) -> int:
+    days = config.privacy.retention_days
+    deleted = storage.purge_older_than(_open(config), days)
+    if days:
+        console.print(f"deleted {deleted} meeting(s) analysed more than {days} days ago")
+    else:
+        console.print("[privacy] retention_days = 0: results are kept forever, nothing deleted")
+    return 0
+
+
 def cmd_models_check(args, config, console) -> int:
     from pipeline.plugin_manager import resolve_face_models
 
@@ -442,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(reports, "meeting", cmd_report_meeting, "show (and write) a meeting's report")
     p.add_argument("meeting", type=int)
     p.add_argument("--out", help="folder to write attendance.csv/.xlsx/.png into")
+
+    retention = group("retention", "data retention ([privacy] retention_days)")
+    command(retention, "run", cmd_retention_run, "delete meetings older than the retention period")
 
     models = group("models", "face models")
     command(models, "check", cmd_models_check, "resolve the configured model pack")

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +458,25 @@ def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[st
     for r in rows:
         r["seconds_by_minute"] = json.loads(r["seconds_by_minute"] or "[]")
     return rows
+
+
+def purge_older_than(db: sqlite_utils.Database, days: int) -> int:
+    """Delete meetings analysed more than ``days`` days ago with all their results.
+
+    Returns the number of meetings deleted; ``days == 0`` keeps everything.
+    """
+    if days <= 0:
+        return 0
+    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
+    ids = [
+        r["id"]
+        for r in db.query(
+            "select id from meetings where coalesce(analyzed_at, created_at) < ?", [cutoff]
+        )
+    ]
+    with db.conn:
+        for meeting_id in ids:
+            for table in ("presence", "attendance", "unknown_clusters", "recordings"):
+                db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
+            db.execute("delete from meetings where id = ?", [meeting_id])
+    return len(ids)
