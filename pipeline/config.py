@@ -94,6 +94,16 @@ class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class CourseRule(_Section):
+    """Which Zoom recordings belong to a course: any listed meeting id, topic
+    pattern (shell-style, case-insensitive) or host email matches."""
+
+    course: str = Field(min_length=1)
+    meeting_ids: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    host_emails: list[str] = Field(default_factory=list)
+
+
 class ZoomConfig(_Section):
     account_id: str = ""
     client_id: str = ""
@@ -106,6 +116,7 @@ class ZoomConfig(_Section):
     oauth_url: str = "https://zoom.us/oauth/token"
     websocket_url: str = "wss://ws.zoom.us/ws"
     download_hosts: list[str] = Field(default_factory=lambda: ["zoom.us", "*.zoom.us"])
+    course_map: list[CourseRule] = Field(default_factory=list)
 
 
 class ServerConfig(_Section):
