@@ -196,7 +196,7 @@ def run_analysis(
         raise CliError(f"{video} does not exist or is not a file")
     db = _open(config)
     storage.get_course(db, course)
-    storage.purge_older_than(db, config.privacy.retention_days)
+    storage.purge_older_than(db, config.privacy.retention_days, config.home)
     models, pm = _models_and_pm(config, console)
     columns = (
         TextColumn("analysing"),
@@ -336,7 +336,7 @@ def cmd_report_meeting(args, config, console) -> int:
 
 def cmd_retention_run(args, config, console) -> int:
     days = config.privacy.retention_days
-    deleted = storage.purge_older_than(_open(config), days)
+    deleted = storage.purge_older_than(_open(config), days, config.home)
     if days:
         console.print(f"deleted {deleted} meeting(s) analysed more than {days} days ago")
     else:

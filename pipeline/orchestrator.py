@@ -25,6 +25,7 @@ from pipeline import storage
 from pipeline.config import Config
 from pipeline.decode import RecordingError, probe, sample_frames
 from pipeline.enrollment import load_roster
+from pipeline.evidence import EvidenceKeeper
 from pipeline.plugin_manager import FaceModels
 from pipeline.results import meeting_report
 from pipeline.tracking import FaceTracker
@@ -131,6 +132,11 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
     tracker = FaceTracker(
         iou_threshold=rec.track_iou, link_similarity=LINK_SIMILARITY, max_gap_s=rec.max_gap_s
     )
+    keeper = EvidenceKeeper(
+        config.home / "evidence" / str(meeting_id),
+        frames=config.privacy.store_frames,
+        face_crops=config.privacy.store_face_crops,
+    )
     samples = faces_seen = 0
     for frame in sample_frames(path, interval):
         samples += 1
@@ -143,6 +149,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
         else:
             tracked = tracker.update(frame.t, [], None, [])
         pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
+        keeper.see(frame, tracked)
         if progress:
             progress(min(frame.t + interval, info.duration_s), info.duration_s)
     tracks = tracker.finish()
@@ -155,6 +162,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
     clusters = cluster_unknown_tracks(
         tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
     )
+    keeper.save_cluster_crops(clusters)
     attendance = results.get("attendance", [])
     presence_rows, attendance_rows = [], []
     for row in attendance:

@@ -460,7 +460,7 @@ def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[st
     return rows
 
 
-def purge_older_than(db: sqlite_utils.Database, days: int) -> int:
+def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = None) -> int:
     """Delete meetings analysed more than ``days`` days ago with all their results.
 
     Returns the number of meetings deleted; ``days == 0`` keeps everything.
@@ -479,4 +479,9 @@ def purge_older_than(db: sqlite_utils.Database, days: int) -> int:
             for table in ("presence", "attendance", "unknown_clusters", "recordings"):
                 db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
             db.execute("delete from meetings where id = ?", [meeting_id])
+    if home is not None:
+        import shutil
+
+        for meeting_id in ids:
+            shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
     return len(ids)

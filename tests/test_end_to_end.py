@@ -179,3 +179,20 @@ def test_unknown_clusters_can_be_listed_and_labelled(e2e_env, capsys):
     assert row.present_minutes >= 1
     pk = storage.get_student(db, COURSE, absent)["id"]
     assert db["embeddings"].count_where("student_pk = ? and photo_id is null", [pk]) == 1
+
+
+def test_no_pixels_are_kept_unless_an_admin_asks(e2e_env, short_clip, monkeypatch, capsys):
+    home = e2e_env["work"] / "home"
+    assert not (home / "evidence").exists()  # default: nothing but numbers and embeddings
+    monkeypatch.setenv("ROLLCALL_PRIVACY_STORE_FRAMES", "true")
+    monkeypatch.setenv("ROLLCALL_PRIVACY_STORE_FACE_CROPS", "yes")
+    assert (
+        main(["analyze", str(short_clip), "--course", COURSE, "--out", str(e2e_env["work"] / "ev")])
+        == 0
+    )
+    db = e2e_env["db"]
+    meeting = [m for m in storage.list_meetings(db, COURSE) if m["title"] == "short"][0]
+    folder = home / "evidence" / str(meeting["id"])
+    assert sorted(p.name for p in folder.glob("frame-*.jpg")) == ["frame-0000.jpg"]
+    clusters = storage.unknown_clusters(db, meeting["id"])
+    assert len(list(folder.glob("unknown-*.jpg"))) == len(clusters)
