@@ -344,6 +344,97 @@ def cmd_retention_run(args, config, console) -> int:
     return 0
 
 
+def cmd_serve(args, config, console) -> int:
+    import asyncio
+
+    from bot.service import serve
+
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    asyncio.run(serve(config, host, port))
+    return 0
+
+
+def _job_table(rows) -> Table:
+    table = Table(
+        "id", "state", "course", "topic", "meeting uuid", "attempts", "next attempt", "error"
+    )
+    for j in rows:
+        table.add_row(
+            str(j.id),
+            j.state,
+            j.course_id or "",
+            j.topic or "",
+            j.meeting_uuid,
+            f"{j.attempts}/{j.max_attempts}",
+            j.next_attempt_at or "",
+            (j.error or "")[:80],
+        )
+    return table
+
+
+def cmd_jobs_list(args, config, console) -> int:
+    from pipeline import jobs
+
+    console.print(_job_table(jobs.list_jobs(_open(config), args.state, args.limit)))
+    return 0
+
+
+def cmd_jobs_show(args, config, console) -> int:
+    from pipeline import jobs
+
+    db = _open(config)
+    job = jobs.get(db, int(args.job) if args.job.isdigit() else args.job)
+    console.print(_job_table([job]))
+    if job.error:
+        console.print(Text(f"error: {job.error}"))
+    for event in jobs.events(db, job.id):
+        console.print(Text(f"{event.at}  {event.state:<12} {event.message or ''}"))
+    return 0
+
+
+def cmd_jobs_retry(args, config, console) -> int:
+    from pipeline import jobs
+
+    job = jobs.retry(_open(config), args.job)
+    console.print(f"job {job.id} queued again")
+    return 0
+
+
+def cmd_jobs_cancel(args, config, console) -> int:
+    from pipeline import jobs
+
+    job = jobs.cancel(_open(config), int(args.job) if args.job.isdigit() else args.job, args.reason)
+    console.print(f"job {job.id} cancelled")
+    return 0
+
+
+def cmd_zoom_check(args, config, console) -> int:
+    from bot.service import disabled_parts, zoom_credentials_missing
+    from bot.zoom_client import ZoomClient
+
+    for part, reason in disabled_parts(config).items():
+        console.print(Text(f"disabled: {part}: {reason}"))
+    if zoom_credentials_missing(config):
+        return 1
+    report = ZoomClient.from_config(config.zoom).check_scopes()
+    for check in report.checks:
+        mark = "ok" if check.ok else ("MISSING" if check.required else "optional")
+        console.print(
+            Text(f"{mark:<8} {check.capability}: needs one of {', '.join(check.accepted)}")
+        )
+    if not report.ok:
+        console.print(
+            Text(
+                "add the missing scopes to the Server-to-Server OAuth app in the Zoom "
+                "App Marketplace, then run this again"
+            )
+        )
+        return 1
+    console.print("Zoom credentials and scopes are fine")
+    return 0
+
+
 def cmd_models_check(args, config, console) -> int:
     from pipeline.plugin_manager import resolve_face_models
 
@@ -454,6 +545,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("meeting", type=int)
     p.add_argument("--out", help="folder to write attendance.csv/.xlsx/.png into")
 
+    p = sub.add_parser("serve", help="run the Zoom service (webhook, polling, workers)")
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("--host", help="listen address (default: [server] host)")
+    p.add_argument("--port", type=int, help="listen port (default: [server] port)")
+
+    job_cmds = group("jobs", "the service's recording jobs")
+    p = command(job_cmds, "list", cmd_jobs_list, "list jobs, newest first")
+    p.add_argument("--state")
+    p.add_argument("--limit", type=int, default=50)
+    p = command(job_cmds, "show", cmd_jobs_show, "one job with its history and error")
+    p.add_argument("job")
+    p = command(job_cmds, "retry", cmd_jobs_retry, "queue a failed or cancelled job again")
+    p.add_argument("job", type=int)
+    p = command(job_cmds, "cancel", cmd_jobs_cancel, "cancel a job")
+    p.add_argument("job")
+    p.add_argument("--reason", default="cancelled by an admin")
+
+    zoom = group("zoom", "Zoom account")
+    command(zoom, "check", cmd_zoom_check, "verify Zoom credentials and scopes")
+
     retention = group("retention", "data retention ([privacy] retention_days)")
     command(retention, "run", cmd_retention_run, "delete meetings older than the retention period")
 
@@ -482,12 +593,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(Text.assemble(("configuration error", "red"), f": {exc}"))
         return EXIT_USAGE
     setup_logging("DEBUG" if args.verbose else config.logging.level, config.logging.format)
+    from bot.oauth import OAuthError
+    from bot.zoom_client import ZoomApiError
     from models import ModelError
     from pipeline.decode import RecordingError
+    from pipeline.jobs import JobError
 
     try:
         return args.func(args, config, console)
-    except (CliError, storage.NotFound, storage.StorageError, RecordingError, ModelError) as exc:
+    except (
+        CliError,
+        storage.NotFound,
+        storage.StorageError,
+        RecordingError,
+        ModelError,
+        JobError,
+        OAuthError,
+        ZoomApiError,
+    ) as exc:
         err.print(Text.assemble(("error", "red"), f": {exc}"))
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -119,10 +119,19 @@ class ZoomConfig(_Section):
     course_map: list[CourseRule] = Field(default_factory=list)
 
 
+class JobsConfig(_Section):
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_base_s: float = Field(60.0, ge=0.0)
+    retry_max_s: float = Field(3600.0, ge=0.0)
+    lease_s: float = Field(300.0, ge=5.0)
+    poll_lookback_days: int = Field(7, ge=1, le=365)
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    shutdown_grace_s: float = Field(30.0, ge=0.0)
 
 
 class Config(_Section):
@@ -135,6 +144,7 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     logging: LoggingConfig = LoggingConfig()
     zoom: ZoomConfig = ZoomConfig()
+    jobs: JobsConfig = JobsConfig()
     server: ServerConfig = ServerConfig()
 
     @property

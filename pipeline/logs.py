@@ -47,5 +47,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("insightface", "onnxruntime", "matplotlib", "PIL", "asyncio"):
+    for noisy in ("insightface", "onnxruntime", "matplotlib", "PIL", "asyncio", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

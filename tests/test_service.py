@@ -1,0 +1,319 @@
+"""`rollcall serve` end to end against the fake Zoom, as a real process.
+
+The fake serves a gallery-view recording rendered by the meeting generator;
+the service learns of it by webhook (delivered three times), and by polling,
+downloads it, analyses it and stores a matrix that must match the ground truth.
+It is killed with SIGKILL in the middle of a download and of an analysis and
+must still finish the meeting exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import pytest
+import requests
+
+from pipeline import jobs, storage
+from pipeline.enrollment import enroll_photos
+from pipeline.evaluation import build_test_meeting, score_report
+from pipeline.results import meeting_report
+from pipeline.synthetic import render_meeting
+from tests.fakezoom import (
+    FakeAccount,
+    FakeFile,
+    FakeMeeting,
+    FakeRecordingFile,
+    FakeUser,
+    FakeZoomServer,
+    FakeZoomState,
+)
+from tests.fakezoom.events import WebhookSender, recording_completed, recording_file
+
+SECRET = "webhook-secret"
+COURSE = "BIO101"
+MEETING_ID = 81234567890
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def recorded_class(tmp_path_factory, faces_dir):
+    work = tmp_path_factory.mktemp("zoomclass")
+    meeting = build_test_meeting(
+        faces_dir, seed=21, n_students=6, n_absent=1, n_strangers=2, duration_s=120.0, crf=30
+    )
+    video = work / "gallery.mp4"
+    truth = render_meeting(meeting.script, video)
+    return meeting, video, truth
+
+
+def enroll(home: Path, meeting, config, face_models, plugin_manager) -> None:
+    db = storage.open_db(home)
+    storage.add_course(db, COURSE, "Biology")
+    for student_id, images in meeting.enroll.items():
+        paths = []
+        for i, image in enumerate(images):
+            path = home / "photos-in" / student_id / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), image)
+            paths.append(path)
+        enroll_photos(
+            db, plugin_manager, face_models.model_key, COURSE, student_id, paths, config.enrollment
+        )
+    db.conn.close()
+
+
+class Service:
+    """`rollcall serve` in a subprocess."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path):
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self._out = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url("/healthz"), timeout=1).status_code in (200, 503):
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+            assert self.proc.poll() is None, self.log.read_text()
+        raise AssertionError("service did not start: " + self.log.read_text())
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(60)
+        return self.proc.returncode if self.proc else 0
+
+
+def wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(
+        f"timed out waiting for {what}\n" + (log.read_text()[-4000:] if log else "")
+    )
+
+
+def job_states(home: Path) -> list[str]:
+    db = storage.open_db(home)
+    try:
+        return [j.state for j in jobs.list_jobs(db)]
+    finally:
+        db.conn.close()
+
+
+@pytest.fixture
+def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_manager):
+    meeting, video, truth = recorded_class
+    state = FakeZoomState(
+        accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
+        token_lifetime=5.0,
+        users=[FakeUser(id="host-1", email="teacher@example.edu")],
+    )
+    uuid = "/abcDEF//ghi=="  # a UUID that needs double encoding
+    state.meetings.append(
+        FakeMeeting(
+            uuid=uuid,
+            id=MEETING_ID,
+            host_id="host-1",
+            topic="Biology 101 - week 3",
+            start_time=datetime.now(UTC).replace(microsecond=0),
+            duration=2,
+            host_email="teacher@example.edu",
+            files=[
+                FakeRecordingFile("file-gallery"),
+                FakeRecordingFile("file-speaker", recording_type="active_speaker"),
+            ],
+        )
+    )
+    state.files["file-gallery"] = FakeFile(video)
+    state.files["file-speaker"] = FakeFile(video)
+    home = tmp_path / "home"
+    enroll(home, meeting, config, face_models, plugin_manager)
+    with FakeZoomServer(state) as zoom:
+        env = dict(os.environ, **base_env)
+        env.update(
+            {
+                "ROLLCALL_HOME": str(home),
+                "ROLLCALL_ZOOM_ACCOUNT_ID": "acc-1",
+                "ROLLCALL_ZOOM_CLIENT_ID": "client-1",
+                "ROLLCALL_ZOOM_CLIENT_SECRET": "client-secret",
+                "ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN": SECRET,
+                "ROLLCALL_ZOOM_API_BASE_URL": zoom.api_base_url,
+                "ROLLCALL_ZOOM_OAUTH_URL": zoom.oauth_url,
+                "ROLLCALL_ZOOM_USERS": "host-1",
+                "ROLLCALL_ZOOM_POLL_MINUTES": "1",
+                "ROLLCALL_ZOOM_DOWNLOAD_HOSTS": "127.0.0.1,localhost",
+                "ROLLCALL_ZOOM_COURSE_MAP": json.dumps(
+                    [{"course": COURSE, "topics": ["Biology 101*"]}]
+                ),
+                "ROLLCALL_JOBS_RETRY_BASE_S": "1",
+                "ROLLCALL_JOBS_LEASE_S": "6",
+                "ROLLCALL_LOGGING_FORMAT": "json",
+            }
+        )
+        yield {
+            "state": state,
+            "zoom": zoom,
+            "env": env,
+            "home": home,
+            "uuid": uuid,
+            "truth": truth,
+            "meeting": meeting,
+            "log": tmp_path / "service.log",
+        }
+
+
+def webhook_body(setup) -> dict:
+    m = setup["state"].meetings[0]
+    size = Path(setup["state"].files["file-gallery"].path).stat().st_size
+    files = [
+        recording_file(
+            "file-gallery",
+            m.uuid,
+            download_url=setup["zoom"].download_url("file-gallery"),
+            file_size=size,
+        )
+    ]
+    return recording_completed(
+        m.uuid,
+        m.id,
+        topic=m.topic,
+        host_email=m.host_email,
+        files=files,
+        download_token=m.download_access_token,
+    )
+
+
+async def deliver(url: str, body: dict, times: int, secret: str = SECRET) -> list[int]:
+    async with WebhookSender(url, secret) as sender:
+        return [d.status for d in await sender.deliver(body, times=times)]
+
+
+def check_result(setup, config) -> None:
+    db = storage.open_db(setup["home"])
+    try:
+        done = jobs.list_jobs(db, jobs.DONE)
+        assert len(done) == 1 and len(jobs.list_jobs(db)) == 1
+        done_events = [e for e in jobs.events(db, done[0].id) if e.state == jobs.DONE]
+        assert len(done_events) == 1
+        meetings = storage.list_meetings(db, COURSE)
+        assert len(meetings) == 1 and meetings[0]["source"] == "zoom"
+        report = meeting_report(db, meetings[0]["id"])
+        n_students = len(setup["meeting"].students)
+        assert db["presence"].count == n_students * 2  # two minutes, no duplicate rows
+        score = score_report(report, setup["truth"], config.attendance.min_seconds_per_minute)
+        assert score.precision >= 0.99 and score.recall >= 0.95, score
+        assert score.absent_marked == 0
+        assert not list((setup["home"] / "downloads").glob("*.mp4"))  # video deleted after analysis
+    finally:
+        db.conn.close()
+
+
+def test_webhook_three_deliveries_and_polling_make_one_job(zoom_setup, config):
+    service = Service(zoom_setup["env"], free_port(), zoom_setup["log"]).start()
+    try:
+        url = service.url("/zoom/webhook")
+        # refused deliveries leave no trace
+        assert asyncio.run(deliver(url, webhook_body(zoom_setup), 1, secret="wrong")) == [401]
+        assert asyncio.run(deliver(url, webhook_body(zoom_setup), 3)) == [200, 200, 200]
+        wait_for(
+            lambda: (
+                zoom_setup["state"].requests.get("recordings")
+                or any(c.route.startswith("user") for c in zoom_setup["state"].calls)
+            ),
+            30,
+            "a poll",
+        )
+        wait_for(
+            lambda: job_states(zoom_setup["home"]) == ["done"],
+            240,
+            "the job to finish",
+            zoom_setup["log"],
+        )
+        health = requests.get(service.url("/healthz"), timeout=5).json()
+        assert health["queue"]["done"] == 1 and health["scheduler"] == "running"
+        assert health["last_successful_poll"]
+        assert service.stop() == 0
+    finally:
+        service.stop()
+    check_result(zoom_setup, config)
+    log_text = zoom_setup["log"].read_text()
+    assert "client-secret" not in log_text and SECRET not in log_text
+
+
+def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
+    zoom_setup["state"].files["file-gallery"].behaviour = "slow_body"
+    zoom_setup["state"].files["file-gallery"].slow_chunk = 64 * 1024
+    zoom_setup["state"].files["file-gallery"].slow_delay = 0.3
+    env = dict(zoom_setup["env"], ROLLCALL_ZOOM_POLL_MINUTES="0")
+    log = zoom_setup["log"]
+    service = Service(env, free_port(), log).start()
+    assert asyncio.run(deliver(service.url("/zoom/webhook"), webhook_body(zoom_setup), 1)) == [200]
+    wait_for(lambda: job_states(zoom_setup["home"]) == ["downloading"], 30, "downloading", log)
+    time.sleep(1.0)
+    service.kill()
+    zoom_setup["state"].files["file-gallery"].behaviour = "normal"
+    service = Service(env, free_port(), log).start()
+    wait_for(lambda: job_states(zoom_setup["home"]) == ["analyzing"], 60, "analyzing", log)
+    time.sleep(2.0)
+    service.kill()
+    service = Service(env, free_port(), log).start()
+    try:
+        wait_for(
+            lambda: job_states(zoom_setup["home"]) == ["done"], 300, "done after restarts", log
+        )
+    finally:
+        service.stop()
+    check_result(zoom_setup, config)
+
+
+def test_missing_zoom_credentials_start_local_parts(tmp_path, base_env):
+    env = dict(os.environ, **base_env, ROLLCALL_HOME=str(tmp_path / "home"))
+    for key in [k for k in env if k.startswith("ROLLCALL_ZOOM_")]:
+        del env[key]
+    service = Service(env, free_port(), tmp_path / "log").start()
+    try:
+        health = requests.get(service.url("/healthz"), timeout=5).json()
+        assert "account_id" in health["disabled"]["polling"]
+        assert "webhook_secret_token" in health["disabled"]["webhook"]
+        response = requests.post(service.url("/zoom/webhook"), data=b"{}", timeout=5)
+        assert response.status_code == 503
+    finally:
+        assert service.stop() == 0
+    assert "disabled" in (tmp_path / "log").read_text()
