@@ -187,6 +187,7 @@ async def serve(
         config=config,
         analyze=await asyncio.to_thread(analysis_for, config),
         get_token=tokens.token if tokens else None,
+        fetch_participants=client.participants_report if client else None,
     )
     worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
     workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]

@@ -33,6 +33,22 @@ class WorkerContext:
     config: Config
     analyze: Callable[[Path, jobs.Job], int]  # runs in a thread, returns our meeting id
     get_token: Callable[[], str] | None  # OAuth token for downloads without an event token
+    fetch_participants: Callable[[str], list] | None = None  # Zoom's participants report
+
+
+def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -> None:
+    """Fetch Zoom's participants report and store it beside the face presence (thread)."""
+    from bot.participants import store_participants
+
+    participants = ctx.fetch_participants(job.meeting_uuid)
+    start = job.payload.get("start_time")
+    db = storage.open_db(ctx.config.home)
+    try:
+        store_participants(
+            db, meeting_id, participants, datetime.fromisoformat(start) if start else None
+        )
+    finally:
+        db.conn.close()
 
 
 def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
@@ -107,6 +123,11 @@ async def run_job(
         await asyncio.to_thread(jobs.set_state, db, job.id, jobs.ANALYZING, worker_id=worker_id)
         log.info("analysing recording", extra=extra)
         meeting_id = await asyncio.to_thread(ctx.analyze, video, job)
+        if ctx.fetch_participants is not None:
+            try:
+                await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
+            except Exception as exc:  # the attendance result stands without it
+                log.warning("participants report unavailable", extra=dict(extra, error=str(exc)))
         await asyncio.to_thread(jobs.complete, db, job.id, worker_id, meeting_id)
         log.info("job done", extra=dict(extra, meeting_id=meeting_id))
         if not config.storage.keep_videos:

@@ -163,7 +163,38 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     migrate_jobs(db)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Zoom's participants report and its reconciliation with face presence."""
+    db["participants"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "name": str,
+            "email": str,
+            "join_time": str,
+            "leave_time": str,
+            "student_pk": int,
+        },
+        pk="id",
+    )
+    db["participants"].create_index(["meeting_id"])
+    db["reconciliation"].create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "connected_minutes": int,
+            "unrecognized_minutes": int,
+            "in_participants": int,
+        },
+        pk=("meeting_id", "student_pk"),
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -285,7 +316,7 @@ def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -
     """Delete a student with every photo, embedding and result that belongs to them."""
     pk = get_student(db, course_id, student_id)["id"]
     with db.conn:
-        for table in ("embeddings", "photos", "presence", "attendance"):
+        for table in ("embeddings", "photos", "presence", "attendance", "reconciliation"):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
             "update unknown_clusters set label_student_pk = null where label_student_pk = ?", [pk]
@@ -482,7 +513,14 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
     ]
     with db.conn:
         for meeting_id in ids:
-            for table in ("presence", "attendance", "unknown_clusters", "recordings"):
+            for table in (
+                "presence",
+                "attendance",
+                "unknown_clusters",
+                "recordings",
+                "participants",
+                "reconciliation",
+            ):
                 db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
             db.execute("delete from meetings where id = ?", [meeting_id])
     if home is not None:

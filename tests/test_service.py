@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -161,6 +161,32 @@ def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_m
             ],
         )
     )
+    start = state.meetings[0].start_time
+    present_students = [k for k in meeting.students if k not in meeting.students[:1]]
+    state.meetings[0].participants = [
+        # every student who came joined under their name; one of them is listed twice (rejoin)
+        {
+            "id": f"p{i}",
+            "user_id": f"u{i}",
+            "name": sid,
+            "user_email": "",
+            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration": 120,
+        }
+        for i, sid in enumerate(present_students[1:])
+    ] + [
+        # the absent student's account was connected the whole time: "camera off?"
+        {
+            "id": "p-absent",
+            "user_id": "u-absent",
+            "name": meeting.students[0],
+            "user_email": "",
+            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration": 120,
+        },
+    ]
     state.files["file-gallery"] = FakeFile(video)
     state.files["file-speaker"] = FakeFile(video)
     home = tmp_path / "home"
@@ -241,6 +267,29 @@ def check_result(setup, config) -> None:
         assert score.precision >= 0.99 and score.recall >= 0.95, score
         assert score.absent_marked == 0
         assert not list((setup["home"] / "downloads").glob("*.mp4"))  # video deleted after analysis
+        # Zoom's participants report, reconciled with the faces
+        absent = setup["meeting"].students[0]
+        unlisted = setup["meeting"].students[1]
+        recon = {
+            storage.get_student(db, COURSE, r["student_id"])["student_id"]: r
+            for r in db.query(
+                "select s.student_id, r.* from reconciliation r join students s on s.id = r.student_pk "
+                "where r.meeting_id = ?",
+                [meetings[0]["id"]],
+            )
+        }
+        assert (
+            recon[absent]["connected_minutes"] == 2 and recon[absent]["unrecognized_minutes"] == 2
+        )
+        assert db["participants"].count == len(setup["state"].meetings[0].participants)
+        warnings = "\n".join(report.warnings)
+        assert f"{absent} " in warnings and "camera off" in warnings
+        if any(
+            row.minutes[0] or row.minutes[1]
+            for row in report.students
+            if row.student_id == unlisted
+        ):
+            assert f"{unlisted} " in warnings and "not in Zoom's participants list" in warnings
     finally:
         db.conn.close()
 
