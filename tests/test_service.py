@@ -225,6 +225,32 @@ def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_m
         }
 
 
+class EventServerThread:
+    """The fake WebSocket event endpoint on its own event loop in a thread."""
+
+    def __init__(self, subscription_id: str):
+        import threading
+
+        from tests.fakezoom.events import FakeEventServer
+
+        self.loop = asyncio.new_event_loop()
+        self.server = FakeEventServer(subscription_id)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> EventServerThread:
+        self.thread.start()
+        self.call(self.server.start())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    def call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+
 def webhook_body(setup) -> dict:
     m = setup["state"].meetings[0]
     size = Path(setup["state"].files["file-gallery"].path).stat().st_size
@@ -294,11 +320,22 @@ def check_result(setup, config) -> None:
         db.conn.close()
 
 
-def test_webhook_three_deliveries_and_polling_make_one_job(zoom_setup, config):
-    service = Service(zoom_setup["env"], free_port(), zoom_setup["log"]).start()
+def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
+    events = EventServerThread("sub-1").__enter__()
+    env = dict(
+        zoom_setup["env"],
+        ROLLCALL_ZOOM_WEBSOCKET_SUBSCRIPTION_ID="sub-1",
+        ROLLCALL_ZOOM_WEBSOCKET_URL=events.server.url,
+    )
+    service = Service(env, free_port(), zoom_setup["log"]).start()
     try:
+        # the same recording by WebSocket (with a fresh OAuth token in the query)...
+        wait_for(
+            lambda: events.server.connections, 30, "the WebSocket connection", zoom_setup["log"]
+        )
+        assert events.call(events.server.push(webhook_body(zoom_setup))) == 1
         url = service.url("/zoom/webhook")
-        # refused deliveries leave no trace
+        # ...by webhook three times (refused deliveries leave no trace)...
         assert asyncio.run(deliver(url, webhook_body(zoom_setup), 1, secret="wrong")) == [401]
         assert asyncio.run(deliver(url, webhook_body(zoom_setup), 3)) == [200, 200, 200]
         wait_for(
@@ -321,6 +358,11 @@ def test_webhook_three_deliveries_and_polling_make_one_job(zoom_setup, config):
         assert service.stop() == 0
     finally:
         service.stop()
+        events.__exit__(None)
+    assert events.server.accepted_tokens and all(events.server.accepted_tokens)
+    db = storage.open_db(zoom_setup["home"])
+    assert jobs.list_jobs(db)[0].payload["source"] == "websocket"  # the first path to arrive
+    db.conn.close()
     check_result(zoom_setup, config)
     log_text = zoom_setup["log"].read_text()
     assert "client-secret" not in log_text and SECRET not in log_text
