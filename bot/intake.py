@@ -110,6 +110,9 @@ class Intake:
 
     def handle(self, event: ZoomEvent) -> list[IntakeResult]:
         uuid = meeting_uuid(event)
+        log.info(
+            "zoom event", extra={"event": event.event, "source": event.source, "meeting_uuid": uuid}
+        )
         if event.event == RECORDING_COMPLETED:
             recording = parse_recording(event_object(event))
             return [

@@ -32,5 +32,9 @@ def poll_once(db: sqlite_utils.Database, config: Config, client: ZoomClient) -> 
                 source="poll",
             )
             new += result.created
+            log.info(
+                "zoom recording found by polling",
+                extra={"source": "poll", "meeting_uuid": recording.uuid, "job_id": result.job_id},
+            )
     log.info("polled recordings", extra={"users": len(config.zoom.users), "new_jobs": new})
     return new

@@ -360,9 +360,13 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
         service.stop()
         events.__exit__(None)
     assert events.server.accepted_tokens and all(events.server.accepted_tokens)
-    db = storage.open_db(zoom_setup["home"])
-    assert jobs.list_jobs(db)[0].payload["source"] == "websocket"  # the first path to arrive
-    db.conn.close()
+    records = [
+        json.loads(line)
+        for line in zoom_setup["log"].read_text().splitlines()
+        if line.startswith("{")
+    ]
+    sources = {r.get("source") for r in records if r.get("meeting_uuid") == zoom_setup["uuid"]}
+    assert {"websocket", "webhook", "poll"} <= sources  # all three paths reached the intake
     check_result(zoom_setup, config)
     log_text = zoom_setup["log"].read_text()
     assert "client-secret" not in log_text and SECRET not in log_text
