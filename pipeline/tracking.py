@@ -1,9 +1,11 @@
 """Following faces from one sampled frame to the next, and voting on who they are.
 
 A track is one face seen in consecutive samples: same place (IoU of the boxes)
-and same appearance (cosine similarity of embeddings). Identity is decided
-for the whole track by voting over its per-frame matches, so a single bad
-frame can neither mark a student present nor hide one.
+and same appearance (cosine similarity of the embedding to the track's last
+sample and to its mean so far). Identity is decided for the whole track by
+voting over its per-frame matches, or, for long tracks, by the track's mean
+embedding with a clear margin, so a single bad frame can neither mark a student
+present nor hide one.
 """
 
 from __future__ import annotations
@@ -99,9 +101,17 @@ class FaceTracker:
             boxes = np.stack([f.bbox for f in faces])
             track_boxes = np.stack([self._active[i].last_bbox for i in ids])
             track_embs = np.stack([self._active[i].last_embedding for i in ids])
+            centroids = np.stack([self._active[i].centroid for i in ids])
             iou = iou_matrix(track_boxes, boxes)
             sim = track_embs @ embeddings.T
-            ok = (iou >= self.iou_threshold) & (sim >= self.link_similarity)
+            # The face must resemble the track's last sample *and* its mean so far:
+            # a different person taking over the tile drifts away from the mean.
+            centroid_sim = centroids @ embeddings.T
+            ok = (
+                (iou >= self.iou_threshold)
+                & (sim >= self.link_similarity)
+                & (centroid_sim >= self.link_similarity)
+            )
             score = np.where(ok, iou + sim, -1e6)
             rows, cols = linear_sum_assignment(-score)
             for r, c in zip(rows, cols, strict=True):
@@ -151,27 +161,49 @@ def vote_identities(
     threshold: float,
     min_samples: int,
     vote_share: float,
+    centroid_threshold: float | None = None,
+    centroid_margin: float = 0.0,
+    centroid_min_samples: int = 0,
 ) -> dict[int, int]:
     """Decide who each track is: track id -> roster index, for known tracks only.
 
     A track is attributed to student s when it has at least ``min_samples``
     samples, s won at least ``vote_share`` of them (each sample votes only when
     its match cleared the threshold), and the track's mean embedding is itself
-    above the threshold for s. Tracks that overlap in time cannot both be the
-    same student: the stronger one (more votes, then higher similarity) keeps
-    the identity and the other stays unknown.
+    above the threshold for s.
+
+    A track that fails the vote can still be attributed by its mean embedding
+    alone when ``centroid_threshold`` is given: the track has at least
+    ``centroid_min_samples`` samples, its centroid is at least
+    ``centroid_threshold`` similar to its nearest student s, and at least
+    ``centroid_margin`` more similar to s than to any other student. Averaging
+    many samples cancels per-frame noise, so a long track of a poorly lit,
+    low-resolution face (whose single frames rarely clear the threshold) is
+    recognised, while the margin keeps a stranger who is vaguely similar to
+    several students unknown.
+
+    Tracks that overlap in time cannot both be the same student: the stronger
+    one (more supporting samples, then higher similarity) keeps the identity
+    and the other stays unknown.
     """
     candidates = []
     for tr in tracks:
-        if tr.n < min_samples or not tr.votes:
+        if tr.n < min_samples:
             continue
-        student, count = tr.votes.most_common(1)[0]
-        if count < vote_share * tr.n:
+        sims = templates @ tr.centroid
+        if tr.votes:
+            student, count = tr.votes.most_common(1)[0]
+            if count >= vote_share * tr.n and float(sims[student]) >= threshold:
+                mean_sim = tr.similarity_sum[student] / count
+                candidates.append((count, mean_sim, tr, student))
+                continue
+        if centroid_threshold is None or tr.n < centroid_min_samples or len(sims) == 0:
             continue
-        if float(templates[student] @ tr.centroid) < threshold:
-            continue
-        mean_sim = tr.similarity_sum[student] / count
-        candidates.append((count, mean_sim, tr, student))
+        order = np.argsort(-sims)
+        best = float(sims[order[0]])
+        second = float(sims[order[1]]) if len(order) > 1 else -1.0
+        if best >= centroid_threshold and best - second >= centroid_margin:
+            candidates.append((tr.n, best, tr, int(order[0])))
     candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
     taken: dict[int, list[tuple[float, float]]] = {}
     identities: dict[int, int] = {}

@@ -1,11 +1,13 @@
 """Face recognizer plugin: ArcFace-style embeddings, open-set matching, track voting.
 
 Embeddings come from the pack's recognizer (insightface ``ArcFaceONNX`` on
-crops aligned by the five keypoints). Matching is open-set: a face whose best
+crops aligned by the five keypoints, lighting standardised first, see
+``standardise_lighting``). Matching is open-set: a face whose best
 similarity is below the pack's calibrated threshold is unknown, never "the
 nearest student". Within a frame the assignment is one-to-one (Hungarian
 algorithm on the similarities). Who a *track* is gets decided by
-``pipeline.tracking.vote_identities``.
+``pipeline.tracking.vote_identities``: by per-frame votes, or for long tracks
+by the track's mean embedding with a margin over the second-best student.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from insightface.utils import face_align
 from scipy.optimize import linear_sum_assignment
@@ -31,6 +34,40 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-9)
+
+
+#: Track-level acceptance by the mean embedding (see ``vote_identities``): a track of at
+#: least CENTROID_MIN_SAMPLES samples whose centroid is within CENTROID_SLACK below the
+#: match threshold and CENTROID_MARGIN above every other student counts even when too
+#: few of its single frames cleared the threshold (noisy, low-resolution webcams).
+#: Measured on 4 rendered meetings (lite pack): per-minute recall 0.79 -> 0.93, no false
+#: present minute; margins 0.05-0.08 and slack 0.05-0.07 gave the same result.
+CENTROID_SLACK = 0.05
+CENTROID_MARGIN = 0.08
+CENTROID_MIN_SAMPLES = 10
+
+#: Region of a 112x112 aligned crop that is face (eyes to chin), used for lighting statistics.
+_FACE_REGION = (slice(20, 100), slice(20, 92))
+#: Luminance spread every crop is brought to (grey levels, standard deviation).
+_TARGET_STD = 50.0
+
+
+def standardise_lighting(crop: np.ndarray) -> np.ndarray:
+    """``crop`` (aligned, uint8 BGR) with the face region at mid-grey mean and a fixed contrast.
+
+    Cheap webcams show faces washed out (low contrast, raised black level) or
+    dark; the recognizer was trained on well-exposed photos and loses identity
+    information on such input. One gain and offset for all three channels (so
+    colours keep their ratios) maps the face's mean luminance to 128 and its
+    standard deviation to ``_TARGET_STD``. Applied to enrollment photos and
+    video faces alike. Measured on rendered galleries (lite pack, 833 faces):
+    genuine faces above 0.35 went from 0.67 to 0.75 while impostors above 0.35
+    fell from 2.6 % to 1.6 %.
+    """
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[_FACE_REGION].astype(np.float32)
+    gain = _TARGET_STD / max(float(gray.std()), 1.0)
+    out = (crop.astype(np.float32) - float(gray.mean())) * gain + 128.0
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def match_open_set(
@@ -88,10 +125,14 @@ class RecognizerPlugin:
         """(n, d) L2-normalised embeddings of ``faces`` in ``image``, one batch call."""
         if not faces:
             return np.zeros((0, 0), np.float32)
-        model = self._get_model()
-        size = model.input_size[0]
+        size = self._get_model().input_size[0]
         crops = [face_align.norm_crop(image, landmark=f.kps, image_size=size) for f in faces]
-        return normalise(model.get_feat(crops))
+        return self.embed_crops(crops)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(n, d) L2-normalised embeddings of aligned uint8 BGR crops, lighting standardised."""
+        model = self._get_model()
+        return normalise(model.get_feat([standardise_lighting(c) for c in crops]))
 
     @hookimpl
     def rollcall_embed_faces(self, frame: SampledFrame, faces: list[Face]) -> np.ndarray:
@@ -113,4 +154,7 @@ class RecognizerPlugin:
             threshold=self.threshold,
             min_samples=self.min_track_samples,
             vote_share=self.vote_share,
+            centroid_threshold=self.threshold - CENTROID_SLACK,
+            centroid_margin=CENTROID_MARGIN,
+            centroid_min_samples=CENTROID_MIN_SAMPLES,
         )
