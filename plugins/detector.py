@@ -8,14 +8,13 @@ high, and the usual 640x640 detector input would halve that.
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.hookspecs import hookimpl
 from pipeline.types import Face, SampledFrame
-from plugins.onnx_session import load_insightface_model
+from plugins.onnx_session import LazyModel
 
 
 def detector_input_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -40,21 +39,16 @@ class DetectorPlugin:
         self.min_face_px = min_face_px
         self.max_side = max_side
         self.threads = threads
-        self._model = None
-        self._lock = threading.Lock()
-
-    def _get_model(self):
-        with self._lock:
-            if self._model is None:
-                model = load_insightface_model(self.model_path, self.threads)
-                model.prepare(-1, det_thresh=self.threshold, input_size=(640, 640))
-                self._model = model
-        return self._model
+        self._model = LazyModel(
+            model_path,
+            threads,
+            lambda m: m.prepare(-1, det_thresh=threshold, input_size=(640, 640)),
+        )
 
     def detect(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         size = detector_input_size(w, h, self.max_side)
-        boxes, kpss = self._get_model().detect(image, input_size=size, det_thresh=self.threshold)
+        boxes, kpss = self._model.get().detect(image, input_size=size, det_thresh=self.threshold)
         faces = []
         for i in range(len(boxes)):
             x1, y1, x2, y2, score = (float(v) for v in boxes[i])

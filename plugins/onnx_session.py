@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +35,23 @@ def load_insightface_model(path: Path, threads: int) -> Any:
         raise RuntimeError(f"{path} is not a model insightface recognises")
     log.debug("loaded model", extra={"path": str(path), "task": model.taskname})
     return model
+
+
+class LazyModel:
+    """Loads an insightface model on first use (thread-safe), so commands that never
+    analyse anything never pay for it. ``prepare`` configures the loaded model."""
+
+    def __init__(self, path: Path, threads: int, prepare: Callable[[Any], None]):
+        self.path = path
+        self.threads = threads
+        self._prepare = prepare
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                model = load_insightface_model(self.path, self.threads)
+                self._prepare(model)
+                self._model = model
+        return self._model

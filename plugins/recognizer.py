@@ -12,7 +12,6 @@ by the track's mean embedding with a margin over the second-best student.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 from pipeline.hookspecs import hookimpl
 from pipeline.tracking import FaceMatch, TrackSummary, vote_identities
 from pipeline.types import Face, Roster, SampledFrame
-from plugins.onnx_session import load_insightface_model
+from plugins.onnx_session import LazyModel
 
 # insightface's aligner calls a scikit-image API deprecated in 0.26; harmless, and noisy.
 warnings.filterwarnings("ignore", category=FutureWarning, module="insightface.utils.face_align")
@@ -110,28 +109,19 @@ class RecognizerPlugin:
         self.min_track_samples = min_track_samples
         self.vote_share = vote_share
         self.threads = threads
-        self._model = None
-        self._lock = threading.Lock()
-
-    def _get_model(self):
-        with self._lock:
-            if self._model is None:
-                model = load_insightface_model(self.model_path, self.threads)
-                model.prepare(-1)
-                self._model = model
-        return self._model
+        self._model = LazyModel(model_path, threads, lambda m: m.prepare(-1))
 
     def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """(n, d) L2-normalised embeddings of ``faces`` in ``image``, one batch call."""
         if not faces:
             return np.zeros((0, 0), np.float32)
-        size = self._get_model().input_size[0]
+        size = self._model.get().input_size[0]
         crops = [face_align.norm_crop(image, landmark=f.kps, image_size=size) for f in faces]
         return self.embed_crops(crops)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """(n, d) L2-normalised embeddings of aligned uint8 BGR crops, lighting standardised."""
-        model = self._get_model()
+        model = self._model.get()
         return normalise(model.get_feat([standardise_lighting(c) for c in crops]))
 
     @hookimpl
