@@ -106,6 +106,9 @@ def build_app(
         return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
     app.router.add_get("/healthz", healthz)
+    from bot.admin_api import admin_routes
+
+    app.add_routes(admin_routes(config, lambda: db))
     return app
 
 

@@ -54,14 +54,17 @@ def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -
 def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
     """The analysis step: one model load per process, one SQLite connection per call."""
     from pipeline.orchestrator import analyze_recording
-    from pipeline.plugin_manager import make_plugin_manager, resolve_face_models
+    from pipeline.plugin_admin import enabled_plugins
+    from pipeline.plugin_manager import build_catalog, resolve_face_models
 
     models = resolve_face_models(config, progress=False)
-    pm = make_plugin_manager(config, models)
+    catalog = build_catalog(config, models)
 
     def analyze(video: Path, job: jobs.Job) -> int:
         db = storage.open_db(config.home)
         try:
+            # plugin settings are read per job: enabling one needs no restart
+            pm = catalog.manager_for(enabled_plugins(db, job.course_id))
             start = job.payload.get("start_time")
             outcome = analyze_recording(
                 db,

@@ -38,11 +38,11 @@ def _open(config: Config):
     return storage.open_db(config.home)
 
 
-def _models_and_pm(config: Config, console: Console):
+def _models_and_pm(config: Config, console: Console, db=None, course: str | None = None):
     from pipeline.plugin_manager import make_plugin_manager, resolve_face_models
 
     models = resolve_face_models(config, progress=True)
-    return models, make_plugin_manager(config, models)
+    return models, make_plugin_manager(config, models, db=db, course_id=course)
 
 
 def _print_checks(console: Console, result) -> None:
@@ -197,7 +197,7 @@ def run_analysis(
     db = _open(config)
     storage.get_course(db, course)
     storage.purge_older_than(db, config.privacy.retention_days, config.home)
-    models, pm = _models_and_pm(config, console)
+    models, pm = _models_and_pm(config, console, db, course)
     columns = (
         TextColumn("analysing"),
         BarColumn(),
@@ -565,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     zoom = group("zoom", "Zoom account")
     command(zoom, "check", cmd_zoom_check, "verify Zoom credentials and scopes")
 
+    from pipeline.cli_plugins import register as register_plugin_commands
+
+    register_plugin_commands(sub)
+
     retention = group("retention", "data retention ([privacy] retention_days)")
     command(retention, "run", cmd_retention_run, "delete meetings older than the retention period")
 
@@ -598,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models import ModelError
     from pipeline.decode import RecordingError
     from pipeline.jobs import JobError
+    from pipeline.plugin_admin import PluginAdminError
 
     try:
         return args.func(args, config, console)
@@ -610,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         JobError,
         OAuthError,
         ZoomApiError,
+        PluginAdminError,
     ) as exc:
         err.print(Text.assemble(("error", "red"), f": {exc}"))
         return EXIT_FAILURE

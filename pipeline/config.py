@@ -132,6 +132,28 @@ class ServerConfig(_Section):
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     shutdown_grace_s: float = Field(30.0, ge=0.0)
+    admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
+
+
+class EmotionConfig(_Section):
+    """The emotion analyzer plugin (disabled unless an admin enables it)."""
+
+    min_face_px: int = Field(40, ge=16, le=1024)  # smaller faces are skipped
+    min_confidence: float = Field(0.4, ge=0.0, le=1.0)  # top probability below this: skipped
+
+
+class EngagementConfig(_Section):
+    """The engagement analyzer plugin: the score's weights and thresholds."""
+
+    weight_visible: float = Field(0.4, ge=0.0, le=1.0)
+    weight_facing: float = Field(0.4, ge=0.0, le=1.0)
+    weight_stable: float = Field(0.2, ge=0.0, le=1.0)
+    max_yaw_deg: float = Field(30.0, gt=0.0, le=90.0)
+    max_pitch_deg: float = Field(25.0, gt=0.0, le=90.0)
+    stable_motion: float = Field(0.25, gt=0.0, le=10.0)  # face widths per sample
+    engaged_min_score: float = Field(60.0, ge=0.0, le=100.0)
+    partly_min_score: float = Field(30.0, ge=0.0, le=100.0)
+    head_pose: Literal["auto", "fsanet", "keypoints"] = "auto"
 
 
 class Config(_Section):
@@ -146,6 +168,8 @@ class Config(_Section):
     zoom: ZoomConfig = ZoomConfig()
     jobs: JobsConfig = JobsConfig()
     server: ServerConfig = ServerConfig()
+    emotion: EmotionConfig = EmotionConfig()
+    engagement: EngagementConfig = EngagementConfig()
 
     @property
     def home(self) -> Path:

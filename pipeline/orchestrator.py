@@ -26,7 +26,8 @@ from pipeline.config import Config
 from pipeline.decode import RecordingError, probe, sample_frames
 from pipeline.enrollment import load_roster
 from pipeline.evidence import EvidenceKeeper
-from pipeline.plugin_manager import FaceModels
+from pipeline.plugin_admin import save_plugin_failures
+from pipeline.plugin_manager import FaceModels, plugin_failures
 from pipeline.results import meeting_report
 from pipeline.tracking import FaceTracker
 from pipeline.types import AttendanceReport, MeetingContext
@@ -212,6 +213,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             "analyzed_at": storage.now_iso(),
         },
     )
+    save_plugin_failures(db, meeting_id, plugin_failures(pm))
     storage.save_recording(
         db,
         {

@@ -190,10 +190,18 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Plugin administration audit log, plugin errors and the analyzers' tables."""
+    from pipeline.plugin_admin import migrate_plugin_admin
+
+    migrate_plugin_admin(db)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
