@@ -235,7 +235,23 @@ def _write_xlsx_to(report: AttendanceReport, path: Path) -> None:
     wb = Workbook()
     _fill_matrix_sheet(wb.active, report)
     _fill_summary_sheet(wb.create_sheet("Summary"), report)
+    for title, header, rows in report.extra_sheets:
+        _fill_extra_sheet(wb.create_sheet(title[:31]), header, rows)
     wb.save(path)
+
+
+def _fill_extra_sheet(ws: Worksheet, header: tuple[str, ...], rows: tuple[tuple, ...]) -> None:
+    """A plain table sheet for an optional analyzer's results (text never a formula)."""
+    bold = Font(bold=True)
+    for col, name in enumerate(header, start=1):
+        _set_text(ws.cell(row=1, column=col), str(name)).font = bold
+    for r, row in enumerate(rows, start=2):
+        for col, value in enumerate(row, start=1):
+            if isinstance(value, str):
+                _set_text(ws.cell(row=r, column=col), value)
+            else:
+                ws.cell(row=r, column=col, value=value)
+    ws.freeze_panes = "A2"
 
 
 def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:

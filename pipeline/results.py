@@ -49,6 +49,7 @@ def meeting_report(db: sqlite_utils.Database, meeting_id: int) -> AttendanceRepo
     )
     start = meeting["start_time"]
     return AttendanceReport(
+        extra_sheets=analyzer_sheets(db, meeting_id),
         course_id=meeting["course_id"],
         meeting_title=meeting["title"] or f"meeting {meeting_id}",
         start_time=datetime.fromisoformat(start) if start else None,
@@ -56,4 +57,15 @@ def meeting_report(db: sqlite_utils.Database, meeting_id: int) -> AttendanceRepo
         students=tuple(students),
         unknown_clusters=clusters,
         warnings=tuple(w for w in (meeting["warnings"] or "").split("\n") if w),
+    )
+
+
+def analyzer_sheets(db: sqlite_utils.Database, meeting_id: int) -> tuple:
+    """The optional analyzers' report sheets; empty when none of them ran."""
+    from plugins import emotion, engagement
+
+    sheets = {**emotion.report_sheets(db, meeting_id), **engagement.report_sheets(db, meeting_id)}
+    return tuple(
+        (title, tuple(header), tuple(tuple(r) for r in rows))
+        for title, (header, rows) in sheets.items()
     )

@@ -72,6 +72,8 @@ class AttendanceReport:
     students: tuple[StudentAttendance, ...]
     unknown_clusters: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Optional analyzers' sheets (title, header, rows); empty unless an analyzer ran.
+    extra_sheets: tuple[tuple[str, tuple[str, ...], tuple[tuple, ...]], ...] = ()
 
     @property
     def n_minutes(self) -> int:

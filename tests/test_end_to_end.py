@@ -196,3 +196,27 @@ def test_no_pixels_are_kept_unless_an_admin_asks(e2e_env, short_clip, monkeypatc
     assert sorted(p.name for p in folder.glob("frame-*.jpg")) == ["frame-0000.jpg"]
     clusters = storage.unknown_clusters(db, meeting["id"])
     assert len(list(folder.glob("unknown-*.jpg"))) == len(clusters)
+
+
+def test_analyzer_sheets_appear_only_when_enabled(e2e_env, short_clip, capsys):
+    from openpyxl import load_workbook
+
+    sheets = load_workbook(e2e_env["out"] / "attendance.xlsx").sheetnames
+    assert sheets == ["Attendance", "Summary"]  # analyzers are off by default
+    assert main(["plugins", "enable", "engagement", "--course", COURSE]) != 0  # needs --yes
+    assert "--yes" in out_of_text(capsys)
+    assert main(["plugins", "enable", "engagement", "--course", COURSE, "--yes"]) == 0
+    assert main(["plugins", "enable", "emotion", "--course", COURSE, "--yes"]) == 0
+    out = e2e_env["work"] / "with-analyzers"
+    try:
+        assert main(["analyze", str(short_clip), "--course", COURSE, "--out", str(out)]) == 0
+    finally:
+        for name in ("engagement", "emotion"):
+            assert main(["plugins", "disable", name, "--course", COURSE]) == 0
+    sheets = load_workbook(out / "attendance.xlsx").sheetnames
+    assert "Engagement per minute" in sheets and "Emotion per minute" in sheets
+
+
+def out_of_text(capsys) -> str:
+    captured = capsys.readouterr()
+    return " ".join((captured.out + captured.err).split())
