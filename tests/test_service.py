@@ -269,6 +269,7 @@ def webhook_body(setup) -> dict:
         host_email=m.host_email,
         files=files,
         download_token=m.download_access_token,
+        start_time=m.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 
 
