@@ -252,6 +252,35 @@ def _fill_extra_sheet(ws: Worksheet, header: tuple[str, ...], rows: tuple[tuple,
             else:
                 ws.cell(row=r, column=col, value=value)
     ws.freeze_panes = "A2"
+    if ws.title.lower().endswith("summary") and rows:
+        _summary_chart(ws, header, rows)
+
+
+_NOT_CHARTED = {"samples", "minutes", "minute", "mean_abs_yaw"}
+
+
+def _summary_chart(ws: Worksheet, header: tuple[str, ...], rows: tuple[tuple, ...]) -> None:
+    """A native bar chart of an analyzer summary: every numeric share/score per student."""
+    columns = [
+        i + 1
+        for i, name in enumerate(header)
+        if name not in _NOT_CHARTED
+        and all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows)
+    ]
+    if not columns:
+        return
+    chart = BarChart()
+    chart.title = ws.title
+    chart.y_axis.title = "share / score"
+    chart.x_axis.delete = False
+    chart.y_axis.delete = False
+    for col in columns:
+        chart.add_data(
+            Reference(ws, min_col=col, min_row=1, max_row=len(rows) + 1), titles_from_data=True
+        )
+    chart.set_categories(Reference(ws, min_col=1, min_row=2, max_row=len(rows) + 1))
+    chart.width, chart.height = 24, 10
+    ws.add_chart(chart, f"{get_column_letter(len(header) + 2)}2")
 
 
 def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:

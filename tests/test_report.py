@@ -459,3 +459,30 @@ def test_summary_strip_is_compressed_for_long_meetings() -> None:
     assert len(rp._minute_strip([1] * 1000)) <= 60
     text = render(summary_table(make_report(n_minutes=180, names=["Ann"])))
     assert "3 per char" in text
+
+
+def test_analyzer_summary_sheets_get_a_chart(tmp_path):
+    from openpyxl import load_workbook
+
+    report = AttendanceReport(
+        course_id="C",
+        meeting_title="m",
+        start_time=None,
+        duration_s=120.0,
+        students=(StudentAttendance("S1", "=evil()", (1, 1), 2, 100.0, "present"),),
+        extra_sheets=(
+            (
+                "Engagement summary",
+                ("student_id", "name", "minutes", "visible", "score"),
+                (("S1", "=evil()", 2, 1.0, 87.5), ("class", None, 2, 1.0, 87.5)),
+            ),
+            ("Engagement per minute", ("student_id", "minute", "score"), (("S1", 1, 80.0),)),
+        ),
+    )
+    path = write_xlsx(report, tmp_path / "a.xlsx")
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["Attendance", "Summary", "Engagement summary", "Engagement per minute"]
+    summary = wb["Engagement summary"]
+    assert summary["B2"].value == "=evil()" and summary["B2"].data_type == "s"
+    assert len(summary._charts) == 1 and not wb["Engagement per minute"]._charts
+    assert len(summary._charts[0].series) == 2  # visible and score; minutes is not charted
