@@ -425,24 +425,23 @@ def cancel(
         if row["state"] in TERMINAL:
             job = Job.from_row(row)
         else:
-            at = _iso(_utc(now))
-            job = _update(
-                conn,
-                row,
-                {
-                    "state": CANCELLED,
-                    "error": _truncate(reason) or None,
-                    "finished_at": at,
-                    "updated_at": at,
-                    "lease_until": None,
-                },
-                actor=None,
-                message=reason,
-            )
+            job = _update(conn, row, _finished(CANCELLED, reason, now), actor=None, message=reason)
     log.info(
         "job cancelled" if job.state == CANCELLED else "job already finished", extra=_extra(job)
     )
     return job
+
+
+def _finished(state: str, reason: str, now: datetime | None) -> dict[str, Any]:
+    """The column changes that end a job in ``state`` for ``reason``."""
+    at = _iso(_utc(now))
+    return {
+        "state": state,
+        "error": _truncate(reason) or None,
+        "finished_at": at,
+        "lease_until": None,
+        "updated_at": at,
+    }
 
 
 def cancel_meeting(
@@ -509,20 +508,7 @@ def skip(
             raise InvalidTransition(
                 f"job {job_id} is {row['state']}; only a queued job can be skipped"
             )
-        at = _iso(_utc(now))
-        job = _update(
-            conn,
-            row,
-            {
-                "state": SKIPPED,
-                "error": _truncate(reason) or None,
-                "finished_at": at,
-                "lease_until": None,
-                "updated_at": at,
-            },
-            actor=worker_id,
-            message=reason,
-        )
+        job = _update(conn, row, _finished(SKIPPED, reason, now), actor=worker_id, message=reason)
     log.info("job skipped", extra=_extra(job, reason=reason))
     return job
 
