@@ -31,7 +31,7 @@ import sqlite_utils
 from pipeline.hookspecs import hookimpl
 from pipeline.tracking import TrackedFace, TrackSummary
 from pipeline.types import MeetingContext, Roster, SampledFrame
-from plugins.face_crops import extra_model_path, face_px, load_session, square_crop
+from plugins.face_crops import PerMeeting, extra_model_path, face_px, load_session, square_crop
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "fer2013_mini_xception.onnx"
@@ -125,18 +125,13 @@ class EmotionPlugin:
         self.min_face_px = min_face_px
         self.min_confidence = min_confidence
         self.home = home
-        self._meetings: dict[int, _MeetingState] = {}
-        self._lock = threading.Lock()
-
-    def _state(self, meeting_id: int) -> _MeetingState:
-        with self._lock:
-            return self._meetings.setdefault(meeting_id, _MeetingState())
+        self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 
     @hookimpl
     def rollcall_analyze_frame(
         self, meeting: MeetingContext, frame: SampledFrame, faces: list[TrackedFace]
     ) -> None:
-        state = self._state(meeting.meeting_id)
+        state = self._meetings.get(meeting.meeting_id)
         big = [f for f in faces if face_px(f.face.bbox) >= self.min_face_px]
         state.skipped_small += len(faces) - len(big)
         if not big:
@@ -159,8 +154,7 @@ class EmotionPlugin:
         identities: dict[int, int],
         roster: Roster,
     ) -> dict[str, EmotionResult]:
-        with self._lock:
-            state = self._meetings.pop(meeting.meeting_id, _MeetingState())
+        state = self._meetings.pop(meeting.meeting_id)
         result = summarise(state, identities)
         if self.home is not None:
             from pipeline import storage

@@ -37,7 +37,7 @@ from models import ModelError
 from pipeline.hookspecs import hookimpl
 from pipeline.tracking import TrackedFace, TrackSummary
 from pipeline.types import MeetingContext, Roster, SampledFrame, minutes_in
-from plugins.face_crops import extra_model_path, load_session, square_crop
+from plugins.face_crops import PerMeeting, extra_model_path, load_session, square_crop
 
 log = logging.getLogger(__name__)
 FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")
@@ -191,18 +191,13 @@ class EngagementPlugin:
         self.pose_model = pose_model
         self.settings = settings
         self.home = home
-        self._meetings: dict[int, _MeetingState] = {}
-        self._lock = threading.Lock()
-
-    def _state(self, meeting_id: int) -> _MeetingState:
-        with self._lock:
-            return self._meetings.setdefault(meeting_id, _MeetingState())
+        self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 
     @hookimpl
     def rollcall_analyze_frame(
         self, meeting: MeetingContext, frame: SampledFrame, faces: list[TrackedFace]
     ) -> None:
-        state = self._state(meeting.meeting_id)
+        state = self._meetings.get(meeting.meeting_id)
         minute = int(frame.t // 60)
         state.frames_per_minute[minute] += 1
         s = self.settings
@@ -233,8 +228,7 @@ class EngagementPlugin:
         identities: dict[int, int],
         roster: Roster,
     ) -> dict[str, EngagementResult]:
-        with self._lock:
-            state = self._meetings.pop(meeting.meeting_id, _MeetingState())
+        state = self._meetings.pop(meeting.meeting_id)
         result = score_meeting(state, identities, self.settings, minutes_in(meeting.duration_s))
         if self.home is not None:
             from pipeline import storage

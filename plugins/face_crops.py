@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -89,3 +92,24 @@ def report_rows(db, sql: str, meeting_id: int) -> tuple[list[str], list[tuple]]:
     except Exception:  # table absent: the analyzer never ran here
         return [], []
     return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+T = TypeVar("T")
+
+
+class PerMeeting(Generic[T]):
+    """Thread-safe state per meeting id, for analyzers that run several jobs at once."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self._factory = factory
+        self._states: dict[int, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self, meeting_id: int) -> T:
+        with self._lock:
+            return self._states.setdefault(meeting_id, self._factory())
+
+    def pop(self, meeting_id: int) -> T:
+        """Remove and return the meeting's state (a fresh one when it never ran)."""
+        with self._lock:
+            return self._states.pop(meeting_id, None) or self._factory()
