@@ -322,18 +322,6 @@ def cmd_unknown_label(args, config, console) -> int:
     return 0
 
 
-def cmd_report_meeting(args, config, console) -> int:
-    from pipeline.report import summary_table, write_reports
-    from pipeline.results import meeting_report
-
-    report = meeting_report(_open(config), args.meeting)
-    console.print(summary_table(report))
-    if args.out:
-        for path in write_reports(report, Path(args.out)).values():
-            console.print(f"wrote {path}", highlight=False)
-    return 0
-
-
 def cmd_retention_run(args, config, console) -> int:
     days = config.privacy.retention_days
     deleted = storage.purge_older_than(_open(config), days, config.home)
@@ -540,10 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also add the cluster's embedding to the student's template",
     )
 
-    reports = group("report", "reports of stored results")
-    p = command(reports, "meeting", cmd_report_meeting, "show (and write) a meeting's report")
-    p.add_argument("meeting", type=int)
-    p.add_argument("--out", help="folder to write attendance.csv/.xlsx/.png into")
+    from pipeline.cli_reports import register as register_report_commands
+
+    register_report_commands(sub)
 
     p = sub.add_parser("serve", help="run the Zoom service (webhook, polling, workers)")
     p.set_defaults(func=cmd_serve)
@@ -568,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.cli_plugins import register as register_plugin_commands
 
     register_plugin_commands(sub)
+
+    from pipeline.cli_notify import register as register_notify_commands
+
+    register_notify_commands(sub)
 
     retention = group("retention", "data retention ([privacy] retention_days)")
     command(retention, "run", cmd_retention_run, "delete meetings older than the retention period")

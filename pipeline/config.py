@@ -156,6 +156,47 @@ class EngagementConfig(_Section):
     head_pose: Literal["auto", "fsanet", "keypoints"] = "auto"
 
 
+class ReportsConfig(_Section):
+    """Reports for instructors (term view, summaries)."""
+
+    threshold_pct: float = Field(75.0, ge=0.0, le=100.0)  # below: highlighted
+    language: str = Field("en", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")  # templates' folder
+    base_url: str = ""  # public URL of `rollcall serve`, for links in messages; "" = none
+
+
+class SmtpConfig(_Section):
+    """The mail server notifications are sent through."""
+
+    host: str = ""  # "" = no email
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    from_address: str = ""
+    timeout_s: float = Field(30.0, gt=0.0, le=600.0)
+
+
+class CourseNotify(_Section):
+    """Who hears about one course's meetings, and how."""
+
+    course: str = Field(min_length=1)
+    emails: list[str] = Field(default_factory=list)  # instructors' addresses
+    slack_webhook: SecretStr = SecretStr("")  # Slack-compatible incoming webhook URL
+    teams_webhook: SecretStr = SecretStr("")  # Microsoft Teams incoming webhook URL
+    threshold_pct: float | None = Field(None, ge=0.0, le=100.0)  # None = [reports] value
+    language: str | None = Field(None, pattern=r"^[a-z]{2}(_[A-Z]{2})?$")  # None = [reports]
+
+
+class NotifyConfig(_Section):
+    """The notification outbox: delivery retries and the per-course channels."""
+
+    max_attempts: int = Field(8, ge=1, le=100)
+    retry_base_s: float = Field(30.0, ge=0.0)
+    retry_max_s: float = Field(3600.0, ge=0.0)
+    send_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
+    courses: list[CourseNotify] = Field(default_factory=list)
+
+
 class Config(_Section):
     storage: StorageConfig = StorageConfig()
     models: ModelsConfig = ModelsConfig()
@@ -170,6 +211,9 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     emotion: EmotionConfig = EmotionConfig()
     engagement: EngagementConfig = EngagementConfig()
+    reports: ReportsConfig = ReportsConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @property
     def home(self) -> Path:

@@ -197,11 +197,27 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     migrate_plugin_admin(db)
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """Instructors' manual attendance corrections."""
+    from pipeline.corrections import migrate_corrections
+
+    migrate_corrections(db)
+
+
+def _migration_6(db: sqlite_utils.Database) -> None:
+    """The notification outbox."""
+    from pipeline.outbox import migrate_outbox
+
+    migrate_outbox(db)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
+    _migration_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
