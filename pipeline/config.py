@@ -360,3 +360,24 @@ def config_toml_keys() -> dict[str, list[str]]:
     return {
         name: list(field.annotation.model_fields) for name, field in Config.model_fields.items()
     }
+
+
+def course_notify(config: Config, course_id: str) -> CourseNotify | None:
+    """The ``[[notify.courses]]`` entry of a course, if it has one."""
+    return next((c for c in config.notify.courses if c.course == course_id), None)
+
+
+def threshold_for(config: Config, course_id: str) -> float:
+    """Attendance % below which a student of this course is highlighted."""
+    entry = course_notify(config, course_id)
+    if entry is not None and entry.threshold_pct is not None:
+        return entry.threshold_pct
+    return config.reports.threshold_pct
+
+
+def language_for(config: Config, course_id: str) -> str:
+    """Language (template folder) of the texts sent about this course."""
+    entry = course_notify(config, course_id)
+    if entry is not None and entry.language is not None:
+        return entry.language
+    return config.reports.language
