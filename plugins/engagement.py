@@ -162,7 +162,9 @@ class HeadPoseModel:
                 else:
                     try:
                         paths = [extra_model_path(self.models_dir, f) for f in FSANET_FILES]
-                        self._sessions = [load_session(p, self.threads) for p in paths]
+                        self._sessions = [
+                            load_session(p, self.threads, dynamic_batch=True) for p in paths
+                        ]
                     except ModelError as exc:
                         if self.mode == "fsanet":
                             raise
@@ -171,13 +173,21 @@ class HeadPoseModel:
         return self._sessions
 
     def pose(self, image: np.ndarray, bbox: np.ndarray, kps: np.ndarray) -> HeadPose:
+        return self.poses(image, [bbox], [kps])[0]
+
+    def poses(
+        self, image: np.ndarray, boxes: list[np.ndarray], kpss: list[np.ndarray]
+    ) -> list[HeadPose]:
+        """Head pose of every face of one frame; FSA-Net sees them all in one batch."""
         sessions = self._get()
         if not sessions:
-            return keypoint_pose(kps)
-        crop = square_crop(image, bbox, 64, margin=0.5).astype(np.float32)
-        x = ((crop - 127.5) / 128.0).transpose(2, 0, 1)[None]
-        out = np.mean([s.run(None, {"input": x})[0][0] for s in sessions], axis=0)
-        return HeadPose(float(out[0]), float(out[1]), float(out[2]), "fsanet")
+            return [keypoint_pose(kps) for kps in kpss]
+        if not boxes:
+            return []
+        crops = np.stack([square_crop(image, box, 64, margin=0.5) for box in boxes])
+        x = ((crops.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
+        out = np.mean([s.run(None, {"input": x})[0] for s in sessions], axis=0)
+        return [HeadPose(float(y), float(p), float(r), "fsanet") for y, p, r in out]
 
 
 class EngagementPlugin:
@@ -201,9 +211,11 @@ class EngagementPlugin:
         minute = int(frame.t // 60)
         state.frames_per_minute[minute] += 1
         s = self.settings
-        for tracked in faces:
+        poses = self.pose_model.poses(
+            frame.image, [t.face.bbox for t in faces], [t.face.kps for t in faces]
+        )
+        for tracked, pose in zip(faces, poses, strict=True):
             box = tracked.face.bbox
-            pose = self.pose_model.pose(frame.image, box, tracked.face.kps)
             state.pose_sources[pose.source] += 1
             cell = state.cells.setdefault((tracked.track_id, minute), _TrackMinute())
             cell.seen += 1

@@ -45,11 +45,24 @@ def extra_model_path(models_dir: str, filename: str) -> Path:
     return path
 
 
-def load_session(path: Path, threads: int) -> ort.InferenceSession:
-    """An onnxruntime CPU session for ``path`` with rollcall's session options."""
+def load_session(path: Path, threads: int, *, dynamic_batch: bool = False) -> ort.InferenceSession:
+    """An onnxruntime CPU session for ``path`` with rollcall's session options.
+
+    ``dynamic_batch`` re-declares the first dimension of every graph input and
+    output as symbolic, for models exported with a fixed batch of 1 (FSA-Net),
+    so all faces of a frame go through one call instead of one call each.
+    """
     ort.set_default_logger_severity(3)
+    model: str | bytes = str(path)
+    if dynamic_batch:
+        import onnx
+
+        graph = onnx.load(str(path))
+        for value in [*graph.graph.input, *graph.graph.output]:
+            value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        model = graph.SerializeToString()
     session = ort.InferenceSession(
-        str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        model, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
     )
     log.debug("loaded analyzer model", extra={"path": str(path)})
     return session
