@@ -228,7 +228,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             "error": "",
         },
     )
-    report = meeting_report(db, meeting_id)
+    report = meeting_report(db, meeting_id, rules=config.attendance)
     log.info(
         "meeting analysed",
         extra={

@@ -1,8 +1,13 @@
-"""Attendance report writers: CSV, XLSX, PNG and a terminal summary.
+"""Attendance report writers: CSV, XLSX, PNG and a terminal summary (HTML: html_report).
 
 Every writer consumes one :class:`~pipeline.types.AttendanceReport` and lays it
 out the same way: one row per enrolled student (in report order), one column
 per minute of the recording headed by :func:`minute_labels`, then the totals.
+
+Minutes decided by an instructor's correction (``StudentAttendance.corrected_minutes``)
+are marked in every format: a ``corrections`` column in the CSV (the minute
+cells stay numeric), a distinct fill with a who/why comment and a legend in the
+XLSX, hatching in the PNG, and a starred ``Present`` count in the terminal.
 
 Safety rules that apply to all file outputs:
 
@@ -34,18 +39,21 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import Cell
 from openpyxl.chart import BarChart, Reference
 from openpyxl.chart.data_source import AxDataSource, StrRef
+from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.types import STATUSES, AttendanceReport, StudentAttendance
+from pipeline.types import STATUSES, AttendanceReport, CorrectionNote, StudentAttendance
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: it is slow to import
     from matplotlib.axes import Axes
 
 __all__ = [
+    "FORMATS",
+    "correction_text",
     "minute_labels",
     "summary_table",
     "write_csv",
@@ -72,6 +80,8 @@ _RICH_STATUS_STYLE: dict[str, str] = {
 }
 _PRESENT_RGB = "C6EFCE"  # Excel's "good" green
 _ABSENT_RGB = "FFC7CE"  # Excel's "bad" light red
+_CORRECTED_RGB = "FFD966"  # amber: a minute an instructor decided
+CORRECTED_COLOUR = "#7b1fa2"  # PNG hatching / HTML outline of corrected minutes
 
 _CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _TOTAL_HEADERS = ("present_minutes", "attendance_pct", "status")
@@ -90,6 +100,36 @@ def minute_labels(report: AttendanceReport) -> list[str]:
         start = report.start_time
         return [(start + timedelta(minutes=i)).strftime("%H:%M") for i in range(n)]
     return [f"{i // 60:02d}:{i % 60:02d}" for i in range(n)]
+
+
+def correction_text(note: CorrectionNote, labels: Sequence[str]) -> str:
+    """One line about a correction: minutes, new value, who, when and why."""
+
+    def label(i: int) -> str:
+        return labels[i] if 0 <= i < len(labels) else f"minute {i}"
+
+    span = label(note.minute_from)
+    if note.minute_to != note.minute_from:
+        span += f"-{label(note.minute_to)}"
+    value = "present" if note.present else "absent"
+    return f"#{note.id} {span} {value} by {note.made_by} at {note.made_at}: {note.reason}"
+
+
+def _corrections_cell(s: StudentAttendance, labels: Sequence[str]) -> str:
+    return "; ".join(correction_text(c, labels) for c in s.corrections)
+
+
+def _minute_notes(s: StudentAttendance, labels: Sequence[str]) -> dict[int, CorrectionNote]:
+    """Corrected minute -> the correction that decided it (the latest one)."""
+    out: dict[int, CorrectionNote] = {}
+    for c in sorted(s.corrections, key=lambda c: c.id):
+        for m in range(c.minute_from, c.minute_to + 1):
+            out[m] = c
+    return {m: out[m] for m in s.corrected_minutes if m in out}
+
+
+def _has_corrections(report: AttendanceReport) -> bool:
+    return any(s.corrected_minutes for s in report.students)
 
 
 def _status_counts(report: AttendanceReport) -> dict[str, int]:
@@ -181,7 +221,11 @@ def _csv_safe(text: str) -> str:
 
 
 def _write_csv_to(report: AttendanceReport, path: Path) -> None:
-    header = ["student_id", "name", *minute_labels(report), *_TOTAL_HEADERS]
+    labels = minute_labels(report)
+    corrected = _has_corrections(report)
+    header = ["student_id", "name", *labels, *_TOTAL_HEADERS]
+    if corrected:
+        header.append("corrections")
     # utf-8-sig: Excel opens a BOM-less CSV in the legacy ANSI code page and
     # garbles non-ASCII names ("ZoÃ«"); the BOM makes it read UTF-8. Python
     # (encoding="utf-8-sig"), pandas, LibreOffice and Google Sheets accept it.
@@ -197,6 +241,7 @@ def _write_csv_to(report: AttendanceReport, path: Path) -> None:
                     int(s.present_minutes),
                     float(s.attendance_pct),
                     _csv_safe(s.status),
+                    *([_csv_safe(_corrections_cell(s, labels))] if corrected else []),
                 ]
             )
 
@@ -205,7 +250,10 @@ def write_csv(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
     """Write the attendance matrix as CSV (UTF-8 with BOM) and return its path.
 
     Columns: ``student_id, name``, one 0/1 column per minute headed by
-    :func:`minute_labels`, then ``present_minutes, attendance_pct, status``.
+    :func:`minute_labels`, then ``present_minutes, attendance_pct, status``,
+    and -- only when some minute was corrected by an instructor -- a
+    ``corrections`` column describing each student's corrections (minutes,
+    new value, who, when, why; the minute cells already hold corrected values).
     Text cells starting with ``= + - @``, tab or CR are prefixed with ``'``.
     """
     final = Path(path)
@@ -235,6 +283,8 @@ def _write_xlsx_to(report: AttendanceReport, path: Path) -> None:
     wb = Workbook()
     _fill_matrix_sheet(wb.active, report)
     _fill_summary_sheet(wb.create_sheet("Summary"), report)
+    if _has_corrections(report):
+        _fill_corrections_sheet(wb.create_sheet("Corrections"), report)
     for title, header, rows in report.extra_sheets:
         _fill_extra_sheet(wb.create_sheet(title[:31]), header, rows)
     wb.save(path)
@@ -290,6 +340,8 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     bold = Font(bold=True)
     present_fill = PatternFill("solid", start_color=_PRESENT_RGB, end_color=_PRESENT_RGB)
     absent_fill = PatternFill("solid", start_color=_ABSENT_RGB, end_color=_ABSENT_RGB)
+    corrected_fill = PatternFill("solid", start_color=_CORRECTED_RGB, end_color=_CORRECTED_RGB)
+    corrected_font = Font(bold=True, italic=True)
     status_fonts = {
         st: Font(bold=True, color="FF" + c.lstrip("#").upper()) for st, c in STATUS_COLOURS.items()
     }
@@ -307,15 +359,25 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     for row, s in enumerate(report.students, start=2):
         _set_text(ws.cell(row=row, column=1), s.student_id)
         _set_text(ws.cell(row=row, column=2), s.name)
+        notes = _minute_notes(s, labels)
         for j, m in enumerate(s.minutes):
             cell = ws.cell(row=row, column=3 + j, value=int(m))
             cell.fill = present_fill if m else absent_fill
             cell.alignment = centre
+            if j in notes:
+                cell.fill = corrected_fill
+                cell.font = corrected_font
+                cell.comment = _comment(correction_text(notes[j], labels))
         ws.cell(row=row, column=first_total, value=int(s.present_minutes))
         pct = ws.cell(row=row, column=first_total + 1, value=float(s.attendance_pct))
         pct.number_format = "0.0"
         status = _set_text(ws.cell(row=row, column=first_total + 2), s.status)
         status.font = status_fonts.get(s.status, bold)
+        if s.corrected_minutes:
+            status.comment = _comment(
+                "recomputed from minutes corrected by an instructor:\n"
+                + "\n".join(correction_text(c, labels) for c in s.corrections)
+            )
 
     ws.freeze_panes = "C2"
     ws.column_dimensions["A"].width = max(10, _longest(s.student_id for s in report.students) + 2)
@@ -327,6 +389,59 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     ws.row_dimensions[1].height = 36
     for k, title in enumerate(_TOTAL_HEADERS):
         ws.column_dimensions[get_column_letter(first_total + k)].width = len(title) + 3
+    if _has_corrections(report):
+        _matrix_legend(ws, len(report.students) + 3, present_fill, absent_fill, corrected_fill)
+
+
+def _comment(text: str) -> Comment:
+    comment = Comment(_ILLEGAL_XML_CHARS.sub("", text), "rollcall")
+    comment.width, comment.height = 320, 120
+    return comment
+
+
+def _matrix_legend(
+    ws: Worksheet, row: int, present: PatternFill, absent: PatternFill, corrected: PatternFill
+) -> None:
+    """A legend under the matrix (only written when the report has corrections)."""
+    _set_text(ws.cell(row=row, column=1), "Legend").font = Font(bold=True)
+    entries = (
+        (present, 1, "present (automatic)"),
+        (absent, 0, "absent (automatic)"),
+        (corrected, None, "corrected by an instructor; hover the cell for who and why"),
+    )
+    for k, (fill, value, text) in enumerate(entries, start=1):
+        swatch = ws.cell(row=row + k, column=1, value=value)
+        swatch.fill = fill
+        _set_text(ws.cell(row=row + k, column=2), text)
+
+
+def _fill_corrections_sheet(ws: Worksheet, report: AttendanceReport) -> None:
+    """Every correction of the meeting: who changed what, when and why."""
+    labels = minute_labels(report)
+    header = ("id", "student_id", "name", "from", "to", "set_to", "reason", "made_by", "made_at")
+    bold = Font(bold=True)
+    for col, title in enumerate(header, start=1):
+        _set_text(ws.cell(row=1, column=col), title).font = bold
+    notes = sorted(
+        ((c, s) for s in report.students for c in s.corrections), key=lambda pair: pair[0].id
+    )
+    for r, (c, s) in enumerate(notes, start=2):
+        ws.cell(row=r, column=1, value=c.id)
+        values = (
+            s.student_id,
+            s.name,
+            labels[c.minute_from] if c.minute_from < len(labels) else str(c.minute_from),
+            labels[c.minute_to] if c.minute_to < len(labels) else str(c.minute_to),
+            "present" if c.present else "absent",
+            c.reason,
+            c.made_by,
+            c.made_at,
+        )
+        for col, value in enumerate(values, start=2):
+            _set_text(ws.cell(row=r, column=col), value)
+    for col, width in zip("ABCDEFGHI", (6, 12, 24, 7, 7, 9, 40, 14, 26), strict=True):
+        ws.column_dimensions[col].width = width
+    ws.freeze_panes = "A2"
 
 
 def _longest(texts: Iterable[str]) -> int:
@@ -446,6 +561,9 @@ def write_xlsx(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
     C2, 0/1 cells filled green/light red, coloured status) and "Summary"
     (meeting facts, counts per status, unknown faces, warnings, a per-student
     table and a native bar chart of attendance % that references that table).
+    With instructor corrections, corrected minute cells are amber with a
+    comment saying who changed them, when and why, a legend follows the
+    matrix and a "Corrections" sheet lists them all.
     All text is stored with the string type, so names like ``=HYPERLINK(...)``
     are kept verbatim and never evaluated.
     """
@@ -496,6 +614,19 @@ def _png_title(report: AttendanceReport) -> str:
 
 
 def _write_png_to(report: AttendanceReport, path: Path) -> None:
+    _png_figure(report).savefig(path, format="png")
+
+
+def png_bytes(report: AttendanceReport) -> bytes:
+    """The PNG overview as bytes (for embedding, e.g. in the HTML report)."""
+    import io
+
+    buffer = io.BytesIO()
+    _png_figure(report).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _png_figure(report: AttendanceReport):
     # Figure + its own Agg canvas: no pyplot, so no global figure registry or
     # backend switch, and the figure is freed with the object (thread-friendly).
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -516,8 +647,7 @@ def _write_png_to(report: AttendanceReport, path: Path) -> None:
         ax = fig.add_subplot()
         ax.set_axis_off()
         ax.text(0.5, 0.5, "No enrolled students", ha="center", va="center", fontsize=14)
-        fig.savefig(path, format="png")
-        return
+        return fig
 
     gs = fig.add_gridspec(1, 2, width_ratios=[3.0, heat_width])
     ax_bar: Axes = fig.add_subplot(gs[0])
@@ -545,7 +675,7 @@ def _write_png_to(report: AttendanceReport, path: Path) -> None:
     ax_bar.set_xlabel("attendance %")
     ax_bar.set_yticks(ys)
     ax_bar.set_yticklabels(
-        [_student_label(s) for s in students],
+        [_student_label(s) + (" *" if s.corrected_minutes else "") for s in students],
         fontsize=name_size,
         parse_math=False,
     )
@@ -591,15 +721,58 @@ def _write_png_to(report: AttendanceReport, path: Path) -> None:
     ax_heat.set_xlabel("clock time" if report.start_time is not None else "minutes from start")
     ax_heat.tick_params(axis="y", left=False, labelleft=False)
     ax_heat.set_ylim(n - 0.5, -0.5)
+    handles = [Patch(color="#3a9f5c", label="present"), Patch(color="#f6c6c3", label="absent")]
+    if _hatch_corrections(ax_heat, students):
+        handles.append(
+            Patch(
+                facecolor="none",
+                edgecolor=CORRECTED_COLOUR,
+                hatch="////",
+                label="corrected by instructor (*)",
+            )
+        )
     ax_heat.legend(
-        handles=[Patch(color="#3a9f5c", label="present"), Patch(color="#f6c6c3", label="absent")],
+        handles=handles,
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
-        ncol=2,
+        ncol=len(handles),
         fontsize=8,
         frameon=False,
     )
-    fig.savefig(path, format="png")
+    return fig
+
+
+def _hatch_corrections(ax: Axes, students: Sequence[StudentAttendance]) -> bool:
+    """Hatch each run of corrected minutes in the heatmap; True if there were any."""
+    from matplotlib.patches import Rectangle
+
+    any_hatched = False
+    for y, s in enumerate(students):
+        for first, last in _runs(s.corrected_minutes):
+            ax.add_patch(
+                Rectangle(
+                    (first - 0.5, y - 0.5),
+                    last - first + 1,
+                    1.0,
+                    facecolor="none",
+                    edgecolor=CORRECTED_COLOUR,
+                    hatch="////",
+                    linewidth=1.2,
+                )
+            )
+            any_hatched = True
+    return any_hatched
+
+
+def _runs(indexes: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted minute indexes -> (first, last) runs of consecutive minutes."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def write_png(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
@@ -607,7 +780,8 @@ def write_png(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
 
     Left: horizontal bars of attendance % per student, coloured by status, with
     a legend. Right: a students x minutes presence heatmap with sparse minute
-    labels. The figure grows with the number of students and minutes.
+    labels; minutes corrected by an instructor are hatched and the student's
+    label starred. The figure grows with the number of students and minutes.
     """
     final = Path(path)
     _commit_atomically([(final, lambda tmp: _write_png_to(report, tmp))])
@@ -617,28 +791,51 @@ def write_png(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
 # --------------------------------------------------------------------------- all formats
 
 
-def write_reports(report: AttendanceReport, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``attendance.csv``, ``attendance.xlsx`` and ``attendance.png`` into ``out_dir``.
+#: Every format a meeting (or course) report can be written in, in writing order.
+FORMATS = ("csv", "xlsx", "png", "html")
 
-    The directory is created if needed. All three files are rendered to temp
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"csv,html"`` -> ``("csv", "html")``; an unknown name raises ValueError naming it."""
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise ValueError(
+            f"unknown report format {', '.join(bad) or repr(text)}; choose from {','.join(FORMATS)}"
+        )
+    return chosen
+
+
+def write_reports(
+    report: AttendanceReport,
+    out_dir: str | os.PathLike[str],
+    formats: Sequence[str] = ("csv", "xlsx", "png"),
+) -> dict[str, Path]:
+    """Write ``attendance.<format>`` for each of ``formats`` into ``out_dir``.
+
+    The default (CSV, XLSX, PNG) is what the analysis writes; ``"html"`` adds
+    the self-contained ``attendance.html`` (see :mod:`pipeline.html_report`).
+    The directory is created if needed. All files are rendered to temp
     files first and only then moved into place, so an error in any writer
     leaves the previous reports (if any) untouched and no temp files behind.
-    Returns ``{"csv": path, "xlsx": path, "png": path}``.
+    Returns ``{format: path}``, e.g. ``{"csv": path, "xlsx": path, "png": path}``.
     """
+    writers: dict[str, Callable[[Path], None]] = {
+        "csv": lambda tmp: _write_csv_to(report, tmp),
+        "xlsx": lambda tmp: _write_xlsx_to(report, tmp),
+        "png": lambda tmp: _write_png_to(report, tmp),
+    }
+    if "html" in formats:
+        from pipeline.html_report import write_meeting_html_to
+
+        writers["html"] = lambda tmp: write_meeting_html_to(report, tmp)
+    unknown = [f for f in formats if f not in writers]
+    if unknown:
+        raise ValueError(f"unknown report format(s): {', '.join(unknown)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "csv": out / "attendance.csv",
-        "xlsx": out / "attendance.xlsx",
-        "png": out / "attendance.png",
-    }
-    _commit_atomically(
-        [
-            (paths["csv"], lambda tmp: _write_csv_to(report, tmp)),
-            (paths["xlsx"], lambda tmp: _write_xlsx_to(report, tmp)),
-            (paths["png"], lambda tmp: _write_png_to(report, tmp)),
-        ]
-    )
+    paths = {f: out / f"attendance.{f}" for f in formats}
+    _commit_atomically([(paths[f], writers[f]) for f in formats])
     return paths
 
 
@@ -688,7 +885,11 @@ def summary_table(report: AttendanceReport) -> Table:
         table.add_row(
             Text(s.student_id),
             Text(s.name),
-            Text(f"{s.present_minutes}/{len(s.minutes) or n_min}"),
+            Text(
+                f"{s.present_minutes}/{len(s.minutes) or n_min}"
+                + ("*" if s.corrected_minutes else ""),
+                style="magenta" if s.corrected_minutes else "",
+            ),
             Text(f"{s.attendance_pct:.1f}"),
             Text(_status_label(s.status), style=_RICH_STATUS_STYLE.get(s.status, "bold")),
             _strip_text(s),
@@ -700,6 +901,8 @@ def summary_table(report: AttendanceReport) -> Table:
             caption.append(" · ")
         caption.append(f"{_status_label(status)}: {count}", style=_RICH_STATUS_STYLE.get(status))
     caption.append(f" · unknown faces: {report.unknown_clusters}")
+    if _has_corrections(report):
+        caption.append(" · * corrected by an instructor (magenta minutes)", style="magenta")
     if report.warnings:
         caption.append(f" · warnings: {len(report.warnings)}", style="yellow")
     table.caption = caption
@@ -708,6 +911,10 @@ def summary_table(report: AttendanceReport) -> Table:
 
 def _strip_text(s: StudentAttendance) -> Text:
     text = Text()
-    for ch in _minute_strip(s.minutes):
-        text.append(ch, style="green" if ch in "█▓" else "yellow" if ch == "░" else "dim")
+    n = len(s.minutes)
+    group = max(1, math.ceil(n / _STRIP_WIDTH)) if n else 1
+    corrected_groups = {m // group for m in s.corrected_minutes}
+    for k, ch in enumerate(_minute_strip(s.minutes)):
+        style = "green" if ch in "█▓" else "yellow" if ch == "░" else "dim"
+        text.append(ch, style="magenta" if k in corrected_groups else style)
     return text

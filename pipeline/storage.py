@@ -340,7 +340,14 @@ def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -
     """Delete a student with every photo, embedding and result that belongs to them."""
     pk = get_student(db, course_id, student_id)["id"]
     with db.conn:
-        for table in ("embeddings", "photos", "presence", "attendance", "reconciliation"):
+        for table in (
+            "embeddings",
+            "photos",
+            "presence",
+            "attendance",
+            "reconciliation",
+            "corrections",
+        ):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
             "update unknown_clusters set label_student_pk = null where label_student_pk = ?", [pk]
@@ -544,6 +551,7 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
                 "recordings",
                 "participants",
                 "reconciliation",
+                "corrections",
             ):
                 db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
             db.execute("delete from meetings where id = ?", [meeting_id])

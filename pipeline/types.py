@@ -49,8 +49,26 @@ class Roster:
 
 
 @dataclass(frozen=True, slots=True)
+class CorrectionNote:
+    """An instructor's manual correction as the report writers show it (who, when, why)."""
+
+    id: int
+    minute_from: int  # first corrected minute, 0-based
+    minute_to: int  # last corrected minute, inclusive
+    present: bool
+    reason: str
+    made_by: str
+    made_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True, slots=True)
 class StudentAttendance:
-    """One row of the attendance report."""
+    """One row of the attendance report.
+
+    With instructor corrections, ``minutes`` and the totals are the corrected
+    values; ``corrected_minutes`` says which minutes a correction decided and
+    ``corrections`` lists the ones that apply (oldest first; later ones win).
+    """
 
     student_id: str
     name: str
@@ -59,6 +77,12 @@ class StudentAttendance:
     attendance_pct: float  # 0..100, one decimal
     status: str  # one of STATUSES
     email: str = ""
+    corrected_minutes: tuple[int, ...] = ()  # 0-based minutes set by a correction, ascending
+    corrections: tuple[CorrectionNote, ...] = ()
+
+    @property
+    def is_corrected(self) -> bool:
+        return bool(self.corrected_minutes)
 
 
 @dataclass(frozen=True, slots=True)
