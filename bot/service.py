@@ -22,9 +22,10 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.analysis_pool import AnalysisPool
 from bot.intake import Intake
 from bot.webhook import webhook_routes
-from bot.worker import WorkerContext, analysis_for, worker_loop
+from bot.worker import WorkerContext, analysis_for, in_thread, worker_loop
 from pipeline import jobs, storage
 from pipeline.config import Config
 
@@ -112,6 +113,38 @@ def build_app(
     return app
 
 
+def _schedule_notifications(scheduler, config: Config) -> None:
+    """Deliver due outbox messages every ``[notify] send_interval_s`` (SMTP/HTTP in a thread)."""
+    from pipeline.outbox import deliver_due
+    from pipeline.plugin_manager import notifier_manager
+
+    managers: list = []  # built on the first run (third-party notifiers: enabled at start)
+
+    def deliver() -> None:
+        notify_db = storage.open_db(config.home)
+        try:
+            if not managers:
+                managers.append(notifier_manager(db=notify_db))
+            deliver_due(notify_db, config, managers[0])
+        finally:
+            notify_db.conn.close()
+
+    async def deliver_notifications() -> None:
+        try:
+            await asyncio.to_thread(deliver)
+        except Exception as exc:  # never stops the service; the outbox keeps the messages
+            log.error("notification delivery failed", extra={"error": str(exc)})
+
+    scheduler.add_job(
+        deliver_notifications,
+        "interval",
+        seconds=config.notify.send_interval_s,
+        id="notify",
+        max_instances=1,
+        coalesce=True,
+    )
+
+
 async def serve(
     config: Config, host: str, port: int, *, ready: asyncio.Event | None = None
 ) -> None:
@@ -161,6 +194,7 @@ async def serve(
             max_instances=1,
             coalesce=True,
         )
+    _schedule_notifications(scheduler, config)
     scheduler.start()
 
     stop = asyncio.Event()
@@ -186,9 +220,11 @@ async def serve(
             )
         )
 
+    # [analysis] workers > 1: each recording is analysed in one of that many processes
+    pool = AnalysisPool(config, config.analysis.workers) if config.analysis.workers > 1 else None
     ctx = WorkerContext(
         config=config,
-        analyze=await asyncio.to_thread(analysis_for, config),
+        analyze=pool.analyze if pool else in_thread(await asyncio.to_thread(analysis_for, config)),
         get_token=tokens.token if tokens else None,
         fetch_participants=client.participants_report if client else None,
     )
@@ -215,6 +251,8 @@ async def serve(
     for task in [*pending, *tasks]:
         task.cancel()
     await asyncio.gather(*pending, *tasks, return_exceptions=True)
+    if pool is not None:
+        pool.shutdown()
     for wid in worker_ids:
         requeued = jobs.requeue_owned(db, wid)
         if requeued:

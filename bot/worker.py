@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ IDLE_POLL_S = 1.0
 @dataclass
 class WorkerContext:
     config: Config
-    analyze: Callable[[Path, jobs.Job], int]  # runs in a thread, returns our meeting id
+    analyze: Callable[[Path, jobs.Job], Awaitable[int]]  # returns our meeting id
     get_token: Callable[[], str] | None  # OAuth token for downloads without an event token
     fetch_participants: Callable[[str], list] | None = None  # Zoom's participants report
 
@@ -96,6 +96,28 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
     return analyze
 
 
+def enqueue_notifications(config: Config, meeting_id: int) -> list[str]:
+    """Queue the meeting's instructor notifications (thread; own connection)."""
+    from pipeline.outbox import enqueue_meeting
+
+    db = storage.open_db(config.home)
+    try:
+        return enqueue_meeting(db, config, meeting_id)
+    finally:
+        db.conn.close()
+
+
+def in_thread(
+    analyze: Callable[[Path, jobs.Job], int],
+) -> Callable[[Path, jobs.Job], Awaitable[int]]:
+    """The analysis run in a thread of this process (``[analysis] workers = 1``)."""
+
+    async def run(video: Path, job: jobs.Job) -> int:
+        return await asyncio.to_thread(analyze, video, job)
+
+    return run
+
+
 async def _heartbeat(db, job_id: int, worker_id: str, lease_s: float) -> None:
     while True:
         await asyncio.sleep(lease_s / 3)
@@ -125,7 +147,7 @@ async def run_job(
         )
         await asyncio.to_thread(jobs.set_state, db, job.id, jobs.ANALYZING, worker_id=worker_id)
         log.info("analysing recording", extra=extra)
-        meeting_id = await asyncio.to_thread(ctx.analyze, video, job)
+        meeting_id = await ctx.analyze(video, job)
         if ctx.fetch_participants is not None:
             try:
                 await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
@@ -133,6 +155,10 @@ async def run_job(
                 log.warning("participants report unavailable", extra=dict(extra, error=str(exc)))
         await asyncio.to_thread(jobs.complete, db, job.id, worker_id, meeting_id)
         log.info("job done", extra=dict(extra, meeting_id=meeting_id))
+        try:  # a notification problem never fails the job; the outbox delivers later
+            await asyncio.to_thread(enqueue_notifications, config, meeting_id)
+        except Exception as exc:
+            log.error("notifications not queued", extra=dict(extra, error=str(exc)))
         if not config.storage.keep_videos:
             video.unlink(missing_ok=True)
     except jobs.LeaseLost as exc:

@@ -249,9 +249,13 @@ def cmd_analyze(args, config, console) -> int:
             raise CliError(
                 f"--start {args.start!r} is not an ISO date-time like 2026-09-01T09:00"
             ) from None
-    run_analysis(
+    outcome = run_analysis(
         config, console, Path(args.video), args.course, Path(args.out), args.title or "", start
     )
+    if args.notify:
+        from pipeline.cli_notify import notify_now
+
+        return notify_now(config, console, outcome.meeting_id)
     return 0
 
 
@@ -504,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="report folder (default: ./report)")
     p.add_argument("--title", help="meeting title (default: the file name)")
     p.add_argument("--start", help="clock time of the recording's start, ISO 8601")
+    p.add_argument(
+        "--notify",
+        action="store_true",
+        help="send the course's instructors the summary now ([notify.courses] of the course)",
+    )
 
     p = sub.add_parser("demo", help="build a demo meeting from bundled images and analyse it")
     p.set_defaults(func=cmd_demo)

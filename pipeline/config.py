@@ -19,18 +19,48 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "ROLLCALL_"
 
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names the key and the problem."""
+
+
+# A pragmatic address check (RFC 5322 allows more, mail servers accept less): one @,
+# no spaces or angle brackets, a dotted domain.
+_EMAIL_RE = re.compile(
+    r"^[^@\s<>,;\"()]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
+def check_email(value: str) -> str:
+    """``value`` stripped if it looks like a deliverable address, else ValueError."""
+    text = value.strip()
+    if not _EMAIL_RE.match(text):
+        raise ValueError("not an email address like name@example.edu")
+    return text
+
+
+def check_webhook_url(value: str) -> str:
+    """An http(s) URL with a host ("" = none), else ValueError (the URL is not echoed)."""
+    text = value.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if any(c.isspace() for c in text):
+        raise ValueError("must not contain spaces")
+    return text
 
 
 class _Section(BaseModel):
@@ -163,6 +193,11 @@ class ReportsConfig(_Section):
     language: str = Field("en", pattern=r"^[a-z]{2}(_[A-Z]{2})?$")  # templates' folder
     base_url: str = ""  # public URL of `rollcall serve`, for links in messages; "" = none
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return check_webhook_url(value).rstrip("/")
+
 
 class SmtpConfig(_Section):
     """The mail server notifications are sent through."""
@@ -175,6 +210,11 @@ class SmtpConfig(_Section):
     from_address: str = ""
     timeout_s: float = Field(30.0, gt=0.0, le=600.0)
 
+    @field_validator("from_address")
+    @classmethod
+    def _from_address(cls, value: str) -> str:
+        return check_email(value) if value.strip() else ""
+
 
 class CourseNotify(_Section):
     """Who hears about one course's meetings, and how."""
@@ -185,6 +225,22 @@ class CourseNotify(_Section):
     teams_webhook: SecretStr = SecretStr("")  # Microsoft Teams incoming webhook URL
     threshold_pct: float | None = Field(None, ge=0.0, le=100.0)  # None = [reports] value
     language: str | None = Field(None, pattern=r"^[a-z]{2}(_[A-Z]{2})?$")  # None = [reports]
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        out = []
+        for i, address in enumerate(value):
+            try:
+                out.append(check_email(address))
+            except ValueError as exc:
+                raise ValueError(f"entry {i} ({address!r}): {exc}") from None
+        return out
+
+    @field_validator("slack_webhook", "teams_webhook")
+    @classmethod
+    def _webhook(cls, value: SecretStr) -> SecretStr:
+        return SecretStr(check_webhook_url(value.get_secret_value()))
 
 
 class NotifyConfig(_Section):
@@ -284,6 +340,20 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_SECRET_WORDS = ("secret", "token", "password", "webhook")
+
+
+_HOLDS_SECRETS = ("notify.courses",)  # lists/tables whose whole value may include secrets
+_PLAIN_KEYS = ("course", "emails", "threshold_pct", "language")
+
+
+def _is_secret(key: str) -> bool:
+    """Keys whose values are never echoed (webhook URLs carry their credential)."""
+    if any(word in key for word in _SECRET_WORDS):
+        return True
+    return key.startswith(_HOLDS_SECRETS) and key.rsplit(".", 1)[-1] not in _PLAIN_KEYS
+
+
 def _describe(error: dict[str, Any], origins: Mapping[tuple[str, str], str]) -> str:
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc)
@@ -299,7 +369,7 @@ def _describe(error: dict[str, Any], origins: Mapping[tuple[str, str], str]) -> 
     value = error.get("input")
     shown = (
         ""
-        if error["type"] == "extra_forbidden" or "secret" in key or key.endswith("token")
+        if error["type"] == "extra_forbidden" or _is_secret(key) or isinstance(value, Mapping)
         else f" (got {value!r})"
     )
     return f"{key}: {msg}{shown}" + (f" [from {where}]" if where else "")

@@ -22,6 +22,13 @@ A recording goes through the hooks in this order (the orchestrator in
 8. ``rollcall_report`` - reporting: write files for the analysed meeting into
    ``out_dir`` and return their paths.
 
+Outside the analysis, once a meeting is analysed, its notifications go through
+the outbox (``pipeline/outbox.py``), which calls:
+
+9. ``rollcall_send_notification`` - deliver one instructor notification
+   (first result wins: the plugin that owns the message's channel sends it
+   and returns True; an exception means "try again later").
+
 Hook names must start with ``rollcall_``; pluggy rejects unknown hooks when a
 plugin is registered, and a plugin may implement any subset.
 """
@@ -37,6 +44,7 @@ import pluggy
 if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.decode import RecordingInfo
+    from pipeline.outbox import OutgoingMessage
     from pipeline.tracking import FaceMatch, TrackedFace, TrackSummary
     from pipeline.types import AttendanceReport, Face, MeetingContext, Roster, SampledFrame
 
@@ -99,3 +107,14 @@ def rollcall_report(
     meeting: MeetingContext, report: AttendanceReport, out_dir: Path
 ) -> list[Path] | None:
     """Write report files for one meeting into ``out_dir``; return the paths written."""
+
+
+@hookspec(firstresult=True)
+def rollcall_send_notification(message: OutgoingMessage) -> bool | None:
+    """Send ``message`` if this plugin owns ``message.channel``; return True when sent.
+
+    Return None for channels the plugin does not handle. Raise on a delivery
+    failure (server down, HTTP 5xx...): the outbox records the error and
+    retries with backoff. ``message.target`` (addresses or a webhook URL) and
+    the SMTP password are secrets for logging purposes: never log them.
+    """

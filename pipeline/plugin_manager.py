@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rollcall.plugins"
 CORE_PLUGINS = ("detector", "recognizer", "attendance")
 BUILTIN_ANALYZERS = ("emotion", "engagement")
+NOTIFIER_PLUGINS = ("notify_email", "notify_chat")  # built-in, always on (outbox delivery)
 BUILTIN_SOURCE = "built-in"
 
 
@@ -150,6 +151,38 @@ def analyzer_plugins(config: Config, *, store: bool = True) -> list[object]:
             home=home,
         ),
     ]
+
+
+def notifier_plugins() -> list[object]:
+    """The built-in notifiers (email, chat); they run in the outbox, not in jobs."""
+    from plugins.notifiers.chat import ChatNotifier
+    from plugins.notifiers.email import EmailNotifier
+
+    return [EmailNotifier(), ChatNotifier()]
+
+
+def notifier_manager(
+    *, db: Any = None, entry_points: bool = True, plugins: list[object] | None = None
+) -> RollcallPluginManager:
+    """A manager for delivering notifications: the built-in notifiers, plus the
+    third-party plugins implementing ``rollcall_send_notification`` that an admin
+    enabled globally (read from ``db``). Errors are not caught: the outbox retries."""
+    pm = RollcallPluginManager()
+    for plugin in plugins if plugins is not None else notifier_plugins():
+        pm.register(plugin, name=plugin.name)
+    if entry_points and db is not None:
+        from pipeline.plugin_admin import enabled_plugins
+
+        enabled = enabled_plugins(db, None)
+        for found in discover_entry_points(set(NOTIFIER_PLUGINS)):
+            info = found.info
+            if (
+                found.plugin is not None
+                and info.name in enabled
+                and "rollcall_send_notification" in info.hooks
+            ):
+                pm.register(found.plugin, name=info.name)
+    return pm
 
 
 # ---------------------------------------------------------------- discovery
@@ -273,12 +306,18 @@ def describe_plugins(config: Config, *, entry_points: bool = True) -> list[Plugi
     from plugins.detector import DetectorPlugin
     from plugins.emotion import EmotionPlugin
     from plugins.engagement import EngagementPlugin
+    from plugins.notifiers.chat import ChatNotifier
+    from plugins.notifiers.email import EmailNotifier
     from plugins.recognizer import RecognizerPlugin
 
     version = rollcall_version()
     infos = [
         PluginInfo(
-            cls.name, version, BUILTIN_SOURCE, cls.name in CORE_PLUGINS, implemented_hooks(cls)
+            cls.name,
+            version,
+            BUILTIN_SOURCE,
+            cls.name in CORE_PLUGINS or cls.name in NOTIFIER_PLUGINS,
+            implemented_hooks(cls),
         )
         for cls in (
             DetectorPlugin,
@@ -286,6 +325,8 @@ def describe_plugins(config: Config, *, entry_points: bool = True) -> list[Plugi
             AttendancePlugin,
             EmotionPlugin,
             EngagementPlugin,
+            EmailNotifier,
+            ChatNotifier,
         )
     ]
     if entry_points:

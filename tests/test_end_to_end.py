@@ -9,6 +9,7 @@ per-minute matrix is compared with the generator's ground truth.
 from __future__ import annotations
 
 import csv
+import os
 
 import cv2
 import pytest
@@ -220,3 +221,66 @@ def test_analyzer_sheets_appear_only_when_enabled(e2e_env, short_clip, capsys):
 def out_of_text(capsys) -> str:
     captured = capsys.readouterr()
     return " ".join((captured.out + captured.err).split())
+
+
+def test_worker_processes_analyse_recordings_in_parallel(e2e_env, short_clip):
+    """[analysis] workers = 2: two recordings go to two processes, each with its own models."""
+    import asyncio
+
+    from bot.analysis_pool import AnalysisPool, config_for_workers
+    from pipeline import jobs
+    from pipeline.config import load_config
+
+    config = load_config()
+    assert config_for_workers(config, 2, cpus=8).models.threads == 4
+    assert config_for_workers(config, 1, cpus=8).models.threads == config.models.threads
+    db = e2e_env["db"]
+    queued = [
+        jobs.enqueue(
+            db,
+            course_id=COURSE,
+            meeting_uuid=f"pool-{i}",
+            file_id="f",
+            payload={"download_url": "https://zoom.us/x"},
+            topic=f"pool {i}",
+        )[0]
+        for i in range(2)
+    ]
+
+    async def run_both() -> list[tuple[int, int]]:
+        pool = AnalysisPool(config, workers=2)
+        try:
+            return await asyncio.gather(*(pool.run(short_clip, job) for job in queued))
+        finally:
+            pool.shutdown()
+
+    done = asyncio.run(run_both())
+    meeting_ids = [meeting_id for meeting_id, _ in done]
+    assert len(set(meeting_ids)) == 2
+    for meeting_id, job in zip(meeting_ids, queued, strict=True):
+        meeting = storage.get_meeting(db, meeting_id)
+        assert meeting["status"] == "done" and meeting["title"] == job.topic
+        assert meeting_report(db, meeting_id).students  # results stored by the child process
+    pids = {pid for _, pid in done}
+    assert os.getpid() not in pids
+    assert len(pids) == 2  # both processes were busy at once
+
+
+def test_analyze_with_notify_posts_the_summary(e2e_env, short_clip, tmp_path, monkeypatch, capsys):
+    from tests.http_receiver import Receiver
+
+    with Receiver() as hook:
+        config_file = tmp_path / "config.toml"
+        config_file.write_text(
+            f'[[notify.courses]]\ncourse = "{COURSE}"\nslack_webhook = "{hook.url("slack")}"\n'
+        )
+        monkeypatch.setenv("ROLLCALL_CONFIG", str(config_file))
+        out = tmp_path / "report"
+        args = ["analyze", str(short_clip), "--course", COURSE, "--out", str(out)]
+        assert main([*args, "--title", "notified", "--notify"]) == 0
+        assert "notifications: 1 sent" in out_of_text(capsys)
+        ((path, body),) = hook.requests
+    assert path.startswith("/slack/")
+    assert f"Attendance {COURSE}: notified" in body["text"]
+    assert main(["notify", "list"]) == 0
+    assert "sent" in out_of_text(capsys)

@@ -389,13 +389,15 @@ def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
     wait_for(lambda: job_states(zoom_setup["home"]) == ["analyzing"], 60, "analyzing", log)
     time.sleep(2.0)
     service.kill()
-    service = Service(env, free_port(), log).start()
+    # the last start analyses in worker processes ([analysis] workers = 2)
+    service = Service(dict(env, ROLLCALL_ANALYSIS_WORKERS="2"), free_port(), log).start()
     try:
         wait_for(
             lambda: job_states(zoom_setup["home"]) == ["done"], 300, "done after restarts", log
         )
     finally:
-        service.stop()
+        assert service.stop() == 0
+    assert "recording analysed in a worker process" in log.read_text()
     check_result(zoom_setup, config)
 
 

@@ -1,0 +1,97 @@
+"""Analysing several recordings at once in worker processes (``[analysis] workers``).
+
+Decoding and inference are CPU work that holds the GIL for part of the time,
+so threads in one process do not scale past one recording; with
+``workers > 1`` each recording goes to one of ``workers`` processes instead.
+Every process loads the face models once (in the pool's initializer) and
+then analyses one job at a time with its own SQLite connection; the asyncio
+workers in ``bot.worker`` await the result without blocking the event loop.
+
+Processes are started with ``spawn`` (never ``fork``: the service process
+runs an event loop, a scheduler and onnxruntime threads, none of which
+survive a fork safely). When ``[models] threads`` is 0 the cores are shared
+out: each process gets ``cpu_count // workers`` onnxruntime threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from pipeline import jobs
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+# The analysis function of *this* worker process, set once by the pool's
+# initializer (the documented way to give ProcessPoolExecutor workers state).
+_process_analysis: Callable[[Path, jobs.Job], int] | None = None
+
+
+def config_for_workers(config: Config, workers: int, cpus: int | None = None) -> Config:
+    """``config`` with onnxruntime threads shared out between ``workers`` processes."""
+    if config.models.threads or workers <= 1:
+        return config
+    threads = max(1, (cpus or os.cpu_count() or 1) // workers)
+    return config.model_copy(
+        update={"models": config.models.model_copy(update={"threads": threads})}
+    )
+
+
+def _init_process(config: Config) -> None:
+    global _process_analysis
+    from bot.worker import analysis_for
+    from pipeline.logs import setup_logging
+
+    setup_logging(config.logging.level, config.logging.format)
+    _process_analysis = analysis_for(config)
+    log.info("analysis process ready", extra={"pid": os.getpid()})
+
+
+def _analyze_in_process(video: Path, job: jobs.Job) -> tuple[int, int]:
+    """Runs in a worker process: (our meeting id, the process id that analysed it)."""
+    if _process_analysis is None:  # pragma: no cover - the initializer always ran
+        raise RuntimeError("analysis process was not initialised")
+    return _process_analysis(video, job), os.getpid()
+
+
+class AnalysisPool:
+    """``workers`` processes that each analyse one recording at a time."""
+
+    def __init__(self, config: Config, workers: int):
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(config_for_workers(config, workers),),
+        )
+
+    async def run(self, video: Path, job: jobs.Job) -> tuple[int, int]:
+        """Analyse in a worker process: (our meeting id, the id of the process that did it)."""
+        loop = asyncio.get_running_loop()
+        meeting_id, pid = await loop.run_in_executor(
+            self._executor, _analyze_in_process, video, job
+        )
+        log.info(
+            "recording analysed in a worker process",
+            extra={"job_id": job.id, "meeting_id": meeting_id, "pid": pid},
+        )
+        return meeting_id, pid
+
+    async def analyze(self, video: Path, job: jobs.Job) -> int:
+        return (await self.run(video, job))[0]
+
+    def shutdown(self) -> None:
+        """Stop the processes, including one still analysing after the shutdown grace
+        period: its job was requeued, and results are only stored by a complete run."""
+        processes = list(getattr(self._executor, "_processes", {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
