@@ -1,15 +1,19 @@
-"""The admin HTTP API of ``rollcall serve``: list, enable and disable plugins.
+"""The admin HTTP API of ``rollcall serve``: list, enable and disable plugins;
+the meeting pages that chat notifications link to.
 
 ``GET /api/plugins[?course=C]`` and ``PUT /api/plugins/{name}`` with
 ``{"enabled": bool, "course": str | null, "yes": bool}``, documented in
 ``docs/openapi.yaml``. Every request needs ``Authorization: Bearer <token>``
 with ``[server] admin_token``: 401 without it or with a wrong one, 503 when no
 token is configured. The token is compared in constant time and never logged.
-Changes are audited with ``who = "api"``.
+Changes are audited with ``who = "api"``. ``GET /admin/meetings/{id}`` shows
+a meeting's attendance report as HTML; it also accepts HTTP Basic with the
+token as password, so a browser can open it.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,14 +35,24 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def authorized(header: str, token: str) -> bool:
-    """Whether an Authorization header carries the admin token (constant-time compare)."""
+    """Whether an Authorization header carries the admin token (constant-time compare):
+    ``Bearer <token>`` for programs, or HTTP Basic with the token as password, which
+    is what a browser sends after asking (the meeting pages linked from chat messages)."""
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            value = base64.b64decode(value, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(value.strip().encode(), token.encode())
+    if not value:
+        return False
+    return hmac.compare_digest(value.encode(), token.encode())
 
 
-def _protected(config: Config, handler: Handler) -> Handler:
+def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         token = config.server.admin_token.get_secret_value()
         if not token:
@@ -48,10 +62,11 @@ def _protected(config: Config, handler: Handler) -> Handler:
                 "admin API: unauthorized request",
                 extra={"path": request.path, "remote": request.remote},
             )
+            scheme = "Basic" if browser else "Bearer"  # Basic makes a browser ask
             return web.json_response(
                 {"error": "unauthorized: send Authorization: Bearer <admin token>"},
                 status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="rollcall-admin"'},
+                headers={"WWW-Authenticate": f'{scheme} realm="rollcall-admin"'},
             )
         return await handler(request)
 
@@ -145,7 +160,25 @@ def admin_routes(
             }
         )
 
+    async def meeting_page(request: web.Request) -> web.Response:
+        """The meeting's attendance report as a page (linked from the chat messages)."""
+        from pipeline.html_report import render_meeting_html
+        from pipeline.results import meeting_report
+
+        try:
+            meeting_id = int(request.match_info["meeting_id"])
+            report = meeting_report(db_factory(), meeting_id, rules=config.attendance)
+        except (ValueError, storage.NotFound):
+            return _error(404, f"no meeting {request.match_info['meeting_id']}")
+        return web.Response(text=render_meeting_html(report), content_type="text/html")
+
+    from pipeline.summary import ADMIN_MEETING_PATH
+
     return [
+        web.get(
+            ADMIN_MEETING_PATH,
+            _protected(config, meeting_page, browser=True),
+        ),
         web.get("/api/plugins", _protected(config, list_plugins)),
         web.put("/api/plugins/{name}", _protected(config, put_plugin)),
     ]

@@ -427,3 +427,55 @@ def test_admin_api_off_without_token(tmp_path, base_env):
             return r.status
 
     assert asyncio.run(scenario()) == 503
+
+
+def test_meeting_page_linked_from_chat_needs_the_token(tmp_path, base_env, caplog):
+    import base64
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.admin_api import admin_routes
+    from pipeline.config import load_config
+    from tests.reportdata import add_course, add_meeting
+
+    token = "page-token-123"
+    config = load_config(
+        None, {**base_env, "ROLLCALL_HOME": str(tmp_path), "ROLLCALL_SERVER_ADMIN_TOKEN": token}
+    )
+    db = storage.open_db(tmp_path)
+    add_course(db, "CS101", ["S1", "S2"])
+    meeting_id = add_meeting(
+        db, "CS101", "m1", {"S1": [1, 1, 1], "S2": [0, 0, 0]}, title="Week <1>"
+    )
+    spec = _load_openapi()
+    route = "/admin/meetings/{meeting_id}"
+    basic = base64.b64encode(f"anyone:{token}".encode()).decode()
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.add_routes(admin_routes(config, lambda: db))
+        async with TestClient(TestServer(app)) as client:
+            r = await client.get(f"/admin/meetings/{meeting_id}")
+            assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic ")
+            _check(spec, "get", route, 401, await r.json())
+            wrong = base64.b64encode(b"anyone:wrong").decode()
+            r = await client.get(
+                f"/admin/meetings/{meeting_id}", headers={"Authorization": f"Basic {wrong}"}
+            )
+            assert r.status == 401
+            r = await client.get(
+                f"/admin/meetings/{meeting_id}", headers={"Authorization": f"Basic {basic}"}
+            )
+            assert r.status == 200 and r.content_type == "text/html"
+            page = await r.text()
+            assert "Week &lt;1&gt;" in page and "Name of S2" in page
+            r = await client.get(
+                "/admin/meetings/999", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert r.status == 404
+            _check(spec, "get", route, 404, await r.json())
+
+    with caplog.at_level("DEBUG"):
+        asyncio.run(scenario())
+    assert token not in caplog.text
