@@ -185,12 +185,18 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def smtp_server(port: int, sink: Sink, tls_files: tuple[Path, Path] | None = None) -> Controller:
+def smtp_server(
+    port: int, sink: Sink, tls_files: tuple[Path, Path] | None = None, *, implicit: bool = False
+) -> Controller:
     kwargs = {}
     if tls_files is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(tls_files[0]), str(tls_files[1]))
-        kwargs = {"tls_context": ctx, "require_starttls": True}
+        if implicit:  # SMTPS (port 465): TLS from the first byte; aiosmtpd does not
+            # count that as TLS for AUTH (it only knows STARTTLS), so allow AUTH explicitly
+            kwargs = {"ssl_context": ctx, "auth_require_tls": False}
+        else:
+            kwargs = {"tls_context": ctx, "require_starttls": True}
     else:
         kwargs = {"auth_require_tls": False}
     controller = Controller(
@@ -217,14 +223,14 @@ def attachment(msg, suffix: str) -> bytes:
 # ---------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("security", ["none", "starttls"])
+@pytest.mark.parametrize("security", ["none", "starttls", "tls"])
 def test_email_arrives_with_both_bodies_chart_and_attachments(db, home, tmp_path, security):
     meeting_id = seed_meeting(db)
     port = free_port()
-    tls = self_signed(tmp_path) if security == "starttls" else None
+    tls = self_signed(tmp_path) if security != "none" else None
     config = make_config(home, smtp_port=port, security=security)
     sink = Sink()
-    controller = smtp_server(port, sink, tls)
+    controller = smtp_server(port, sink, tls, implicit=security == "tls")
     try:
         assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == ["email"]
         result = outbox.deliver_due(db, config, manager(tls[0] if tls else None), now=T0)
