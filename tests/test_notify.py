@@ -543,3 +543,70 @@ def test_serve_scheduler_delivers_in_the_background(db, home):
         controller.stop()
     assert len(sink.envelopes) == 1
     assert outbox.list_messages(db)[0]["state"] == "sent"
+
+
+def test_spanish_notifications_are_a_folder_and_missing_files_fall_back_to_english(
+    db, home, tmp_path, monkeypatch
+):
+    import shutil
+
+    import plugins.notifiers as notifiers
+    from pipeline.summary import build_summary
+    from plugins.notifiers import render, summary_variables
+
+    meeting_id = seed_meeting(db)
+    port = free_port()
+    with Receiver() as hook:
+        config = make_config(home, smtp_port=port, slack=hook.url("slack", SECRET_PATH))
+        course = config.notify.courses[0].model_copy(update={"language": "es"})
+        config = config.model_copy(
+            update={"notify": config.notify.model_copy(update={"courses": [course]})}
+        )
+        sink = Sink()
+        controller = smtp_server(port, sink)
+        try:
+            assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == ["email", "slack"]
+            assert outbox.deliver_due(db, config, manager(), now=T0).sent == 2
+        finally:
+            controller.stop()
+    msg = email.message_from_bytes(sink.envelopes[0].original_content, policy=email.policy.default)
+    assert msg["Subject"] == (
+        "Asistencia CS101: Week 1 <Intro> & setup (2026-09-01 09:00 UTC) - 3/5 asistieron, "
+        "4 por debajo del 75%"
+    )
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    slack = hook.requests[0][1]["text"]
+    assert "Duración: 5 min" in text and "Estudiantes: 5" in text
+    assert "Por debajo del 75.0% de asistencia (4):" in text and "Todos los estudiantes:" in text
+    assert "Cámara apagada o rostro no reconocido (1)" in text
+    assert "Rostros desconocidos: 2" in text and "Se adjunta la matriz de asistencia" in text
+    assert "Abrir en rollcall: https://rollcall.example.edu/admin/meetings/1" in text
+    assert '<html lang="es">' in html and "Chloé &lt;b&gt;Martin&lt;/b&gt;" in html
+    assert "Salió antes" in html and "Ausente" in html and "min de conexión" in html
+    assert 'alt="Asistencia por estudiante y minuto"' in html
+    assert slack.startswith("*Asistencia CS101: Week 1 &lt;Intro&gt; &amp; setup*")
+    assert "Presente 1 | Tarde 1 | Salió antes 1 | Ausente 2" in slack
+    assert "Por debajo del 75.0%: Dan O'Neil (0.0%)" in slack
+    assert "<https://rollcall.example.edu/admin/meetings/1|Abrir en rollcall>" in slack
+    english = re.compile(
+        r"\b(Attendance|attended|Below|Nobody|Students?|Present|Late|Left early|Absent|Status"
+        r"|Unknown faces|Camera off|Open in|connected|attached|Duration|Date|Warnings|None)\b"
+    )
+    for body in (msg["Subject"], text, html, slack):
+        assert english.findall(body) == []
+
+    # a language folder lacking a file: that file is rendered from the English folder
+    partial = tmp_path / "templates"
+    shutil.copytree(notifiers.TEMPLATES / "en", partial / "en")
+    shutil.copytree(notifiers.TEMPLATES / "es", partial / "es")
+    (partial / "es" / "subject.txt.j2").unlink()
+    monkeypatch.setattr(notifiers, "TEMPLATES", partial)
+    notifiers.environment.cache_clear()
+    try:
+        variables = summary_variables(build_summary(db, config, meeting_id))
+        assert render("es", "subject.txt.j2", **variables).startswith("Attendance CS101:")
+        assert render("es", "email.txt.j2", **variables).startswith("Asistencia - Intro to CS")
+    finally:
+        monkeypatch.undo()
+        notifiers.environment.cache_clear()
