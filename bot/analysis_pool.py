@@ -19,14 +19,17 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pipeline import jobs
 from pipeline.config import Config
 
 log = logging.getLogger(__name__)
+STARTUP_TIMEOUT_S = 300.0
 
 # The analysis function of *this* worker process, set once by the pool's
 # initializer (the documented way to give ProcessPoolExecutor workers state).
@@ -43,7 +46,7 @@ def config_for_workers(config: Config, workers: int, cpus: int | None = None) ->
     )
 
 
-def _init_process(config: Config) -> None:
+def _init_process(config: Config, started: Any) -> None:  # a multiprocessing Barrier
     global _process_analysis
     from bot.worker import analysis_for
     from pipeline.logs import setup_logging
@@ -51,6 +54,14 @@ def _init_process(config: Config) -> None:
     setup_logging(config.logging.level, config.logging.format)
     _process_analysis = analysis_for(config)
     log.info("analysis process ready", extra={"pid": os.getpid()})
+    try:  # every process is up before the first job runs (see AnalysisPool)
+        started.wait(timeout=STARTUP_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        log.warning("not every analysis process started in time", extra={"pid": os.getpid()})
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 def _analyze_in_process(video: Path, job: jobs.Job) -> tuple[int, int]:
@@ -65,12 +76,17 @@ class AnalysisPool:
 
     def __init__(self, config: Config, workers: int):
         self.workers = workers
+        context = multiprocessing.get_context("spawn")
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_init_process,
-            initargs=(config_for_workers(config, workers),),
+            initargs=(config_for_workers(config, workers), context.Barrier(workers)),
         )
+        # Start all processes now (the executor would start them one per submitted job)
+        # and let them wait for each other: from then on, N queued recordings are
+        # analysed by N processes at once, and no job waits for a process to start.
+        self._started = [self._executor.submit(_ready) for _ in range(workers)]
 
     async def run(self, video: Path, job: jobs.Job) -> tuple[int, int]:
         """Analyse in a worker process: (our meeting id, the id of the process that did it)."""

@@ -79,7 +79,7 @@ class ModelsConfig(_Section):
     allow_download: bool = True
     download_base_url: str = "https://github.com/deepinsight/insightface/releases/download/v0.7"
     match_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's calibrated value
-    threads: int = Field(0, ge=0, le=64)  # onnxruntime intra-op threads, 0 = let it decide
+    threads: int = Field(0, ge=0, le=64)  # onnxruntime intra-op threads, 0 = half the cores
 
 
 class AnalysisConfig(_Section):
@@ -88,6 +88,8 @@ class AnalysisConfig(_Section):
     min_face_px: int = Field(16, ge=8, le=512)
     max_side: int = Field(1920, ge=320, le=7680)  # frames wider/taller are scaled down first
     workers: int = Field(1, ge=1, le=64)
+    recheck_s: float = Field(10.0, ge=0.0, le=600.0)  # unchanged tiles skip detection; 0 = off
+    embed_max_age_s: float = Field(30.0, ge=0.0, le=3600.0)  # unchanged faces keep embeddings
 
 
 class RecognitionConfig(_Section):

@@ -19,10 +19,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import av.error
@@ -221,6 +225,64 @@ def sample_frames(
                 f"truncated: decoded {st.last_time_s:.1f} s of {duration:.1f} s "
                 "(the video data stops early; the file is incomplete or damaged)",
             )
+
+
+T = TypeVar("T")
+_END = object()
+
+
+@contextmanager
+def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[Iterator[T]]:
+    """Run the iterator ``items`` (e.g. :func:`sample_frames`) in a thread, ``depth`` ahead.
+
+    Decoding then overlaps with whatever the consumer does with each item (FFmpeg
+    and onnxruntime release the GIL). An exception raised by ``items`` is raised
+    by the consumer's iteration, in order. Leaving the ``with`` block early stops
+    the thread and closes ``items`` (in the thread that ran it); memory stays at
+    ``depth`` items.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # handed to the consumer
+            put((_END, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="rollcall-decode", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[T]:
+        while True:
+            item, exc = buffer.get()
+            if item is _END:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
 
 
 # --------------------------------------------------------------------------- internals

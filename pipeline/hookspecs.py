@@ -60,7 +60,12 @@ def rollcall_sampling_interval(config: Config, info: RecordingInfo) -> float | N
 
 @hookspec(firstresult=True)
 def rollcall_detect_faces(frame: SampledFrame) -> list[Face] | None:
-    """Detect faces in ``frame.image``; boxes and keypoints in that image's pixels."""
+    """Detect faces in ``frame.image``; boxes and keypoints in that image's pixels.
+
+    ``frame.image`` may be one gallery tile of the sampled frame rather than the
+    whole frame (the fast path, ``pipeline.gallery``); the orchestrator moves the
+    boxes back into frame coordinates.
+    """
 
 
 @hookspec(firstresult=True)

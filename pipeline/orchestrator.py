@@ -2,6 +2,10 @@
 
 Follow a recording here: probe -> roster -> sample frames -> detect -> embed ->
 match -> track -> analyse -> identify tracks -> finalise -> store -> report.
+Frames are decoded in a thread of their own, ahead of the analysis
+(``decode.prefetched``); detection and embedding go through the fast path of
+``pipeline.gallery`` (per gallery tile, only where the picture changed or a
+face is not settled, ``[analysis] recheck_s`` / ``embed_max_age_s``).
 A recording that cannot be decoded fails with a ``RecordingError``; the
 meeting is marked failed and every previously stored result stays intact
 (results are replaced in one transaction only after a complete run).
@@ -18,19 +22,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pluggy
 import sqlite_utils
 
 from pipeline import storage
 from pipeline.config import Config
-from pipeline.decode import RecordingError, probe, sample_frames
+from pipeline.decode import RecordingError, prefetched, probe, sample_frames
 from pipeline.enrollment import load_roster
 from pipeline.evidence import EvidenceKeeper
+from pipeline.gallery import TileGate
 from pipeline.plugin_admin import save_plugin_failures
 from pipeline.plugin_manager import FaceModels, plugin_failures
 from pipeline.results import meeting_report
 from pipeline.tracking import FaceTracker
-from pipeline.types import AttendanceReport, MeetingContext
+from pipeline.types import AttendanceReport, MeetingContext, SampledFrame
 from pipeline.unknowns import cluster_rows, cluster_unknown_tracks
 
 log = logging.getLogger(__name__)
@@ -138,21 +144,32 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
         frames=config.privacy.store_frames,
         face_crops=config.privacy.store_face_crops,
     )
+    a = config.analysis
+    gate = TileGate(recheck_s=a.recheck_s, embed_max_age_s=a.embed_max_age_s)
     samples = faces_seen = 0
-    for frame in sample_frames(path, interval):
-        samples += 1
-        faces = pm.hook.rollcall_detect_faces(frame=frame) or []
-        if faces:
-            embeddings = pm.hook.rollcall_embed_faces(frame=frame, faces=faces)
-            matches = pm.hook.rollcall_match_faces(embeddings=embeddings, roster=roster)
-            tracked = tracker.update(frame.t, faces, embeddings, matches)
-            faces_seen += len(faces)
-        else:
-            tracked = tracker.update(frame.t, [], None, [])
-        pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
-        keeper.see(frame, tracked)
-        if progress:
-            progress(min(frame.t + interval, info.duration_s), info.duration_s)
+    with prefetched(sample_frames(path, interval)) as frames:
+        for frame in frames:
+            samples += 1
+            faces = gate.faces(
+                frame.t,
+                frame.image,
+                detect=lambda image, f=frame: _detect(pm, f, image),
+                embed=lambda found, f=frame: _embed(pm, f, found),
+            )
+            if faces:
+                embeddings = np.stack([face.embedding for face in faces])
+                matches = pm.hook.rollcall_match_faces(embeddings=embeddings, roster=roster)
+                tracked = tracker.update(
+                    frame.t, faces, embeddings, matches, gate.measured, gate.keys
+                )
+                gate.settle([tracker.settled(tf.track_id) for tf in tracked])
+                faces_seen += len(faces)
+            else:
+                tracked = tracker.update(frame.t, [], None, [])
+            pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
+            keeper.see(frame, tracked)
+            if progress:
+                progress(min(frame.t + interval, info.duration_s), info.duration_s)
     tracks = tracker.finish()
     identities = pm.hook.rollcall_identify_tracks(tracks=tracks, roster=roster) or {}
     results: dict[str, Any] = {}
@@ -238,6 +255,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             "faces": faces_seen,
             "tracks": len(tracks),
             "unknown_clusters": len(clusters),
+            **gate.stats.as_dict(),
         },
     )
     return MeetingOutcome(
@@ -249,6 +267,18 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
         faces=faces_seen,
         tracks=len(tracks),
     )
+
+
+def _detect(pm: pluggy.PluginManager, frame: SampledFrame, image: np.ndarray) -> list:
+    """Faces in ``image`` (the frame or one of its tiles), through the detector hook."""
+    if image is not frame.image:
+        frame = SampledFrame(index=frame.index, t=frame.t, image=np.ascontiguousarray(image))
+    return pm.hook.rollcall_detect_faces(frame=frame) or []
+
+
+def _embed(pm: pluggy.PluginManager, frame: SampledFrame, faces: list) -> np.ndarray:
+    """Embeddings of some faces of ``frame``, in one recognizer call."""
+    return np.asarray(pm.hook.rollcall_embed_faces(frame=frame, faces=faces), np.float32)
 
 
 def write_meeting_reports(

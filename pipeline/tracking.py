@@ -18,6 +18,12 @@ from scipy.optimize import linear_sum_assignment
 
 from pipeline.types import Face
 
+#: A track is settled (see ``TrackSummary.settled``) after this many measured samples of
+#: which this share matched the same student.
+SETTLE_SAMPLES = 5
+SETTLE_SHARE = 0.8
+SETTLE_CAP = 12
+
 
 @dataclass(frozen=True, slots=True)
 class FaceMatch:
@@ -46,10 +52,32 @@ class TrackSummary:
     embedding_sum: np.ndarray | None = None
     last_bbox: np.ndarray | None = None
     last_embedding: np.ndarray | None = None
+    #: Samples whose embedding was computed from that sample's pixels. Only they vote
+    #: and make the centroid; samples that reused an earlier embedding (the fast path,
+    #: ``pipeline.gallery``) only say when the face was there. None = all of them.
+    measured: int | None = None
+    last_key: int | None = None  # the caller's key of the last face (see FaceTracker.update)
 
     @property
     def n(self) -> int:
         return len(self.times)
+
+    @property
+    def n_measured(self) -> int:
+        return self.n if self.measured is None else self.measured
+
+    def settled(self, min_samples: int = SETTLE_SAMPLES) -> bool:
+        """True once more measurements would not change who this track is likely to be:
+        at least ``min_samples`` measured samples that (almost) all matched one student,
+        twice as many of which none matched anyone, or, whatever they say,
+        ``SETTLE_CAP`` times as many (a hard-to-recognise face's identity comes
+        from the mean of many samples; beyond that more change little)."""
+        m = self.n_measured
+        if m < min_samples:
+            return False
+        if not self.votes or m >= SETTLE_CAP * min_samples:
+            return m >= 2 * min_samples
+        return self.votes.most_common(1)[0][1] >= SETTLE_SHARE * m
 
     @property
     def first_t(self) -> float:
@@ -91,9 +119,24 @@ class FaceTracker:
         self._next_id = 0
 
     def update(
-        self, t: float, faces: list[Face], embeddings: np.ndarray, matches: list[FaceMatch]
+        self,
+        t: float,
+        faces: list[Face],
+        embeddings: np.ndarray,
+        matches: list[FaceMatch],
+        measured: list[bool] | None = None,
+        keys: list[int | None] | None = None,
     ) -> list[TrackedFace]:
-        """Attach each face of the sample at time ``t`` to a track (new or existing)."""
+        """Attach each face of the sample at time ``t`` to a track (new or existing).
+
+        ``measured[j]`` False says that face j's embedding was reused from an
+        earlier sample: the face counts as seen at ``t`` but neither votes nor
+        moves the track's centroid (a repeated measurement is no new evidence).
+        ``keys[j]``, when not None, says that face j is the face the caller gave
+        that key before (the fast path follows a tile that moved when the gallery
+        re-arranged): it continues that face's track wherever it is now, provided
+        it still looks like it.
+        """
         self._close_stale(t)
         ids = list(self._active)
         assigned: dict[int, int] = {}
@@ -107,12 +150,18 @@ class FaceTracker:
             # The face must resemble the track's last sample *and* its mean so far:
             # a different person taking over the tile drifts away from the mean.
             centroid_sim = centroids @ embeddings.T
+            same = np.zeros_like(iou, dtype=bool)
+            if keys is not None:
+                last_keys = [self._active[i].last_key for i in ids]
+                same = np.array(
+                    [[k is not None and k == lk for k in keys] for lk in last_keys], dtype=bool
+                ).reshape(iou.shape)
             ok = (
-                (iou >= self.iou_threshold)
+                ((iou >= self.iou_threshold) | same)
                 & (sim >= self.link_similarity)
                 & (centroid_sim >= self.link_similarity)
             )
-            score = np.where(ok, iou + sim, -1e6)
+            score = np.where(ok, iou + sim + 2.0 * same, -1e6)
             rows, cols = linear_sum_assignment(-score)
             for r, c in zip(rows, cols, strict=True):
                 if ok[r, c]:
@@ -127,16 +176,26 @@ class FaceTracker:
             track = self._active[track_id]
             emb = embeddings[j]
             track.times.append(t)
-            if match.student_index >= 0:
-                track.votes[match.student_index] += 1
-                track.similarity_sum[match.student_index] += match.similarity
-            track.embedding_sum = (
-                emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
-            )
+            fresh = measured is None or measured[j] or track.embedding_sum is None
+            if measured is not None:
+                track.measured = (track.measured or 0) + int(fresh)
+            if fresh:
+                if match.student_index >= 0:
+                    track.votes[match.student_index] += 1
+                    track.similarity_sum[match.student_index] += match.similarity
+                track.embedding_sum = (
+                    emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
+                )
             track.last_bbox = face.bbox
             track.last_embedding = emb
+            track.last_key = keys[j] if keys is not None else None
             out.append(TrackedFace(track_id=track_id, face=face, match=match))
         return out
+
+    def settled(self, track_id: int) -> bool:
+        """Whether the active track ``track_id`` is settled (``TrackSummary.settled``)."""
+        track = self._active.get(track_id)
+        return track is not None and track.settled()
 
     def _close_stale(self, t: float) -> None:
         for track_id in [
@@ -193,11 +252,13 @@ def vote_identities(
         sims = templates @ tr.centroid
         if tr.votes:
             student, count = tr.votes.most_common(1)[0]
-            if count >= vote_share * tr.n and float(sims[student]) >= threshold:
+            if count >= vote_share * tr.n_measured and float(sims[student]) >= threshold:
                 mean_sim = tr.similarity_sum[student] / count
-                candidates.append((count, mean_sim, tr, student))
+                # Supporting samples, extrapolated to the samples that were not measured.
+                support = count * tr.n / max(tr.n_measured, 1)
+                candidates.append((support, mean_sim, tr, student))
                 continue
-        if centroid_threshold is None or tr.n < centroid_min_samples or len(sims) == 0:
+        if centroid_threshold is None or tr.n_measured < centroid_min_samples or len(sims) == 0:
             continue
         order = np.argsort(-sims)
         best = float(sims[order[0]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +14,24 @@ import onnxruntime as ort
 log = logging.getLogger(__name__)
 
 
+def auto_threads() -> int:
+    """Intra-op threads when ``[models] threads`` is 0: half the cores, at least one.
+
+    The analysis decodes the recording in a thread of its own while the models
+    run, and the models see small inputs (gallery tiles, 112x112 crops) on which
+    more threads mostly spin: on 2 cores one thread per session analysed a
+    25-tile recording about 20 % faster than onnxruntime's default (all cores).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def session_options(threads: int) -> ort.SessionOptions:
-    """CPU session options: full graph optimisation, ``threads`` intra-op threads (0 = auto)."""
+    """CPU session options: full graph optimisation, ``threads`` intra-op threads
+    (0 = :func:`auto_threads`), one inter-op thread."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads or auto_threads()
+    options.inter_op_num_threads = 1
     return options
 
 

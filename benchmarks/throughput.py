@@ -1,0 +1,358 @@
+"""Throughput: rollcall against decoding alone and against a naive pipeline.
+
+    python benchmarks/throughput.py [--tiles 25 9 4] [--minutes 10 60] [--json out.json]
+    python benchmarks/throughput.py --generate-only --tiles 25 --minutes 60   # render the cache
+
+Run by hand, not in CI. Gallery-view recordings (720p, 25 fps, GOP 250, with
+joins, leaves and camera-off stretches) are rendered once with the project's
+meeting generator from labelled photos (``ROLLCALL_FACES_DIR``; the six faces
+of insightface's group photo are added as strangers when 24 people are not
+enough) and cached under ``benchmarks/cache/`` (git-ignored).
+
+For each recording three modes run on the same file, each in its own child
+process (so that peak RSS and CPU time belong to that mode alone):
+
+1. ``decode``: decoding the frames the pipeline needs and converting the
+   sampled ones exactly as ``rollcall analyze`` does, nothing else;
+2. ``naive``: insightface ``FaceAnalysis.get`` on every full sampled frame (1 s),
+   recognition of every face, open-set matching, per-minute matrix;
+3. ``rollcall``: ``rollcall analyze`` with the default settings (enrollment is
+   done before the clock starts).
+
+It prints wall time, CPU time, peak RSS, per-minute F1 against the ground truth
+and the ratios rollcall/decode and naive/rollcall as a table, and writes the
+same as JSON (default ``benchmarks/cache/throughput.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.synthetic import (  # noqa: E402
+    GroundTruth,
+    MeetingScript,
+    Participant,
+    load_faces_dir,
+    participants_from_faces,
+    random_script,
+    render_meeting,
+    truth_path_for,
+)
+
+CACHE = ROOT / "benchmarks" / "cache"
+FPS = 25.0
+GOP = 250
+CRF = 28
+SEED = 2026
+COURSE = "BENCH"
+MODES = ("decode", "naive", "rollcall")
+ENROLL_PHOTOS = 3
+
+
+# ------------------------------------------------------------------ recordings
+
+
+def _group_photo_strangers(n: int) -> dict[str, list[np.ndarray]]:
+    """Up to six extra people (never enrolled) from insightface's bundled group photo."""
+    if n <= 0:
+        return {}
+    from pipeline.config import load_config
+    from pipeline.demo import bundled_group_photo
+    from pipeline.plugin_manager import resolve_face_models
+    from pipeline.synthetic import augment_photo, faces_from_group_photo
+    from plugins.detector import DetectorPlugin
+
+    models = resolve_face_models(load_config(None), progress=False)
+    detector = DetectorPlugin(
+        models.detector_path, threshold=0.5, min_face_px=16, max_side=1920, threads=0
+    )
+    image = cv2.imread(str(bundled_group_photo()))
+    faces = sorted(detector.detect(image), key=lambda f: float(f.bbox[0]))[:n]
+    crops = faces_from_group_photo(image, [f.bbox for f in faces])
+    rng = np.random.default_rng(SEED)
+    return {
+        f"Guest_{i + 1}": [augment_photo(c, rng, strength=0.8) for _ in range(3)]
+        for i, c in enumerate(crops)
+    }
+
+
+def build_meeting(faces_dir: Path, tiles: int, minutes: int) -> tuple[MeetingScript, dict]:
+    """A ``tiles``-participant meeting and the enrollment photos of its students.
+
+    Two enrolled students (one for small meetings) never join; about one
+    participant in six is a stranger.
+    """
+    faces = load_faces_dir(faces_dir)
+    rng = np.random.default_rng([SEED, tiles])
+    people = [p for p in rng.permutation(sorted(faces)) if len(faces[p]) > ENROLL_PHOTOS]
+    n_absent = 2 if tiles >= 9 else 1
+    n_strangers = max(1, tiles // 6)
+    n_students = tiles - n_strangers + n_absent
+    extra = max(0, n_students + n_strangers - len(people))
+    n_strangers_here = n_strangers - extra
+    students = people[:n_students]
+    strangers = people[n_students : n_students + n_strangers_here]
+    enroll, shown = {}, {}
+    for person in students:
+        order = rng.permutation(len(faces[person]))
+        enroll[person] = [faces[person][i] for i in order[:ENROLL_PHOTOS]]
+        shown[person] = [faces[person][i] for i in order[ENROLL_PHOTOS:]]
+    for person in strangers:
+        shown[person] = list(faces[person])
+    shown.update(_group_photo_strangers(extra))
+    absent = set(students[:n_absent])
+    in_video = {p: imgs for p, imgs in shown.items() if p not in absent}
+    participants: list[Participant] = participants_from_faces(in_video, seed=SEED + tiles)
+    script = random_script(
+        participants,
+        duration_s=60.0 * minutes,
+        seed=SEED + tiles,
+        fps=FPS,
+        gop=GOP,
+        crf=CRF,
+        title=f"Throughput {tiles} tiles {minutes} min",
+    )
+    return script, enroll
+
+
+def recording(faces_dir: Path, tiles: int, minutes: int) -> tuple[Path, GroundTruth, dict]:
+    """The cached recording (rendered on first use), its truth and enrollment photos."""
+    script, enroll = build_meeting(faces_dir, tiles, minutes)
+    video = CACHE / f"gallery-{tiles}t-{minutes}m.mp4"
+    if video.exists() and truth_path_for(video).exists():
+        truth = GroundTruth.load(truth_path_for(video))
+    else:
+        started = time.monotonic()
+        print(f"rendering {video.name} ...", flush=True)
+        truth = render_meeting(script, video)
+        print(f"rendered {video.name} in {time.monotonic() - started:.0f} s", flush=True)
+    return video, truth, enroll
+
+
+# ------------------------------------------------------------------ modes (child processes)
+
+
+def _usage() -> tuple[float, float]:
+    """(CPU seconds used so far by this process, peak RSS in MB)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
+
+
+def _enroll(home: Path, enroll: dict) -> None:
+    from pipeline.cli import main as cli
+
+    assert cli(["course", "add", COURSE, "--title", "throughput"]) == 0
+    for student_id, images in enroll.items():
+        paths = []
+        for i, image in enumerate(images):
+            path = home / "photos" / student_id / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), image)
+            paths.append(str(path))
+        assert cli(["student", "add", COURSE, student_id, *paths]) == 0
+
+
+def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
+    from pipeline.config import load_config
+    from pipeline.decode import sample_frames
+
+    interval = load_config(None).analysis.interval_s
+    n = 0
+    for _frame in sample_frames(video, interval):
+        n += 1
+    return {"samples": n}
+
+
+def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
+    """``rollcall analyze`` (the CLI, default settings); only the analysis is timed."""
+    from pipeline import storage
+    from pipeline.cli import main as cli
+    from pipeline.config import load_config
+    from pipeline.evaluation import score_report
+    from pipeline.results import meeting_report
+
+    _enroll(home, enroll)
+    started, cpu0 = time.monotonic(), _usage()[0]
+    assert cli(["analyze", str(video), "--course", COURSE, "--out", str(home / "report")]) == 0
+    wall, cpu = time.monotonic() - started, _usage()[0] - cpu0
+    db = storage.open_db(home)
+    meeting_id = storage.list_meetings(db, COURSE)[0]["id"]
+    config = load_config(None)
+    score = score_report(
+        meeting_report(db, meeting_id), truth, config.attendance.min_seconds_per_minute
+    )
+    return {"wall_s": wall, "cpu_s": cpu, "f1": score.f1, "score": score.__dict__}
+
+
+def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
+    """insightface FaceAnalysis.get on every sampled frame, every face recognised."""
+    from insightface.app import FaceAnalysis
+
+    from pipeline.config import load_config
+    from pipeline.decode import sample_frames
+    from pipeline.evaluation import score_report
+    from pipeline.plugin_manager import resolve_face_models
+    from pipeline.types import AttendanceReport, StudentAttendance
+    from plugins.recognizer import match_open_set, normalise
+
+    config = load_config(None)
+    models = resolve_face_models(config, progress=False)
+    started, cpu0 = time.monotonic(), _usage()[0]
+    app = FaceAnalysis(
+        name=str(models.detector_path.parent),
+        providers=["CPUExecutionProvider"],
+        allowed_modules=["detection", "recognition"],
+    )
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    ids = sorted(enroll)
+    templates = []
+    for student_id in ids:
+        embs = []
+        for image in enroll[student_id]:
+            faces = app.get(image)
+            if faces:
+                embs.append(max(faces, key=lambda f: f.det_score).normed_embedding)
+        templates.append(normalise(np.mean(embs, axis=0)) if embs else np.zeros(128))
+    templates = np.stack(templates).astype(np.float32)
+    interval = config.analysis.interval_s
+    n_min = max(1, int(np.ceil(truth.duration_s / 60 - 1e-9)))
+    seen = np.zeros((len(ids), n_min))
+    for frame in sample_frames(video, interval):
+        faces = app.get(frame.image)
+        if not faces:
+            continue
+        embeddings = np.stack([f.normed_embedding for f in faces]).astype(np.float32)
+        for m in match_open_set(embeddings, templates, models.match_threshold):
+            if m.student_index >= 0:
+                seen[m.student_index, min(int(frame.t // 60), n_min - 1)] += interval
+    wall, cpu = time.monotonic() - started, _usage()[0] - cpu0
+    need = config.attendance.min_seconds_per_minute
+    lengths = [min(60.0, truth.duration_s - 60 * m) for m in range(n_min)]
+    students = tuple(
+        StudentAttendance(
+            student_id=sid,
+            name=sid,
+            minutes=tuple(int(seen[i, m] >= need * lengths[m] / 60.0 - 1e-6) for m in range(n_min)),
+            present_minutes=0,
+            attendance_pct=0.0,
+            status="present",
+        )
+        for i, sid in enumerate(ids)
+    )
+    report = AttendanceReport(COURSE, "naive", None, truth.duration_s, students)
+    score = score_report(report, truth, need)
+    return {"wall_s": wall, "cpu_s": cpu, "f1": score.f1, "score": score.__dict__}
+
+
+RUNNERS = {"decode": run_decode, "naive": run_naive, "rollcall": run_rollcall}
+
+
+def child(mode: str, faces: Path, tiles: int, minutes: int) -> None:
+    """One measurement in this (fresh) process; prints one JSON line."""
+    video, truth, enroll = recording(faces, tiles, minutes)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        os.environ["ROLLCALL_HOME"] = str(home)
+        started, cpu0 = time.monotonic(), _usage()[0]
+        result = RUNNERS[mode](video, truth, enroll, home)
+        result.setdefault("wall_s", time.monotonic() - started)
+        result.setdefault("cpu_s", _usage()[0] - cpu0)
+    result["peak_rss_mb"] = _usage()[1]
+    result.update(mode=mode, tiles=tiles, minutes=minutes, duration_s=truth.duration_s)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def measure(mode: str, faces: Path, tiles: int, minutes: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--faces", str(faces)]
+    cmd += ["--tiles", str(tiles), "--minutes", str(minutes)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{mode} {tiles}t {minutes}m failed:\n{proc.stderr[-3000:]}")
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        f"{'recording':<12} {'mode':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
+        f"{'x realtime':>10} {'F1':>6} {'vs decode':>9} {'naive/rc':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        f1 = f"{r['f1']:.3f}" if r.get("f1") is not None else "-"
+        ratio = f"{r['vs_decode']:.2f}" if r.get("vs_decode") else "-"
+        speed = f"{r['naive_over_rollcall']:.1f}" if r.get("naive_over_rollcall") else "-"
+        lines.append(
+            f"{r['tiles']:>3}t {r['minutes']:>3} min  {r['mode']:<9} {r['wall_s']:>8.1f} "
+            f"{r['cpu_s']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['duration_s'] / r['wall_s']:>10.1f} "
+            f"{f1:>6} {ratio:>9} {speed:>8}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--faces", default=os.environ.get("ROLLCALL_FACES_DIR", ROOT.parent / "shared" / "faces")
+    )
+    ap.add_argument("--tiles", type=int, nargs="+", default=[25, 9, 4])
+    ap.add_argument("--minutes", type=int, nargs="+", default=[10, 60])
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--json", type=Path, default=CACHE / "throughput.json")
+    ap.add_argument(
+        "--naive-max-minutes",
+        type=int,
+        default=10,
+        help="run the (slow) naive mode only on recordings up to this long",
+    )
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    faces = Path(args.faces)
+    if args.child:
+        child(args.child, faces, args.tiles[0], args.minutes[0])
+        return
+    for minutes in args.minutes:
+        for tiles in args.tiles:
+            recording(faces, tiles, minutes)
+    if args.generate_only:
+        return
+    rows = []
+    for minutes in args.minutes:
+        for tiles in args.tiles:
+            got = {}
+            for mode in args.modes:
+                if mode == "naive" and minutes > args.naive_max_minutes:
+                    continue
+                got[mode] = measure(mode, faces, tiles, minutes)
+                print(json.dumps(got[mode]), flush=True)
+            if "decode" in got and "rollcall" in got:
+                got["rollcall"]["vs_decode"] = got["rollcall"]["wall_s"] / got["decode"]["wall_s"]
+            if "naive" in got and "rollcall" in got:
+                got["rollcall"]["naive_over_rollcall"] = (
+                    got["naive"]["wall_s"] / got["rollcall"]["wall_s"]
+                )
+            rows.extend(got[m] for m in args.modes if m in got)
+    print()
+    print(table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=1))
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The fast path on hand-made galleries (no models): grid detection, tile skipping,
+re-verification, tracks across re-arranged galleries, decode prefetching."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline.decode import prefetched
+from pipeline.gallery import TileGate, find_tiles
+from pipeline.synthetic import BACKGROUND_BGR, CAMERA_OFF_BGR, gallery_layout
+from pipeline.tracking import FaceMatch, FaceTracker
+from pipeline.types import Face
+
+W, H = 1280, 720
+
+
+def person(pid: int, w: int, h: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A tile showing person ``pid``: a textured picture of their own (what matters is that
+    two people differ and one person stays alike), plus webcam-like noise."""
+    base = np.random.default_rng(pid)
+    coarse = base.integers(40, 230, (6, 10, 3)).astype(np.float32)
+    tile = np.kron(coarse, np.ones((h // 6 + 1, w // 10 + 1, 1), np.float32))[:h, :w]
+    if rng is not None:
+        tile = tile + rng.normal(0, 4, tile.shape)
+    return np.clip(tile, 0, 255).astype(np.uint8)
+
+
+def gallery(people: list[int | None], rng: np.random.Generator | None = None) -> np.ndarray:
+    """A frame with one tile per entry (None = camera off), in order."""
+    frame = np.empty((H, W, 3), np.uint8)
+    frame[...] = BACKGROUND_BGR
+    for pid, r in zip(people, gallery_layout(len(people), W, H), strict=True):
+        if pid is None:
+            frame[r.y : r.y + r.h, r.x : r.x + r.w] = CAMERA_OFF_BGR
+        else:
+            frame[r.y : r.y + r.h, r.x : r.x + r.w] = person(pid, r.w, r.h, rng)
+    return frame
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 7, 9, 16, 24, 25])
+def test_grid_is_found_for_every_gallery_size(n):
+    tiles = find_tiles(gallery(list(range(n)), np.random.default_rng(n))[..., 1])
+    truth = gallery_layout(n, W, H)
+    assert len(tiles) == n
+    for t, r in zip(tiles, truth, strict=True):
+        assert abs(t.x - r.x) <= 3 and abs(t.y - r.y) <= 3
+        assert abs(t.w - r.w) <= 3 and abs(t.h - r.h) <= 3
+
+
+def test_camera_off_tiles_are_tiles_and_no_gallery_is_one_tile():
+    assert len(find_tiles(gallery([1, None, 3, None])[..., 0])) == 4
+    photo = np.random.default_rng(0).integers(0, 255, (H, W), dtype=np.uint8)
+    assert [(t.x, t.y, t.w, t.h) for t in find_tiles(photo)] == [(0, 0, W, H)]
+
+
+class FakeModels:
+    """A detector that finds one face in the middle of a tile that is not flat, and a
+    recognizer whose embedding is the face's mean colour (same person, same vector)."""
+
+    def __init__(self):
+        self.detected = 0  # tiles passed to the detector
+        self.embedded = 0  # faces embedded
+        self.frame: np.ndarray | None = None
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        self.detected += 1
+        h, w = image.shape[:2]
+        if image.std() < 3:
+            return []
+        box = np.array([w * 0.35, h * 0.2, w * 0.65, h * 0.8], np.float32)
+        kps = np.array([[w * (0.42 + 0.08 * i), h * 0.5] for i in range(5)], np.float32)
+        return [Face(bbox=box, score=0.9, kps=kps)]
+
+    def embed(self, faces: list[Face]) -> np.ndarray:
+        self.embedded += len(faces)
+        out = []
+        for f in faces:
+            x1, y1, x2, y2 = (int(v) for v in f.bbox)
+            v = self.frame[y1:y2, x1:x2].reshape(-1, 3).mean(axis=0) - 128.0
+            out.append(np.append(v, 1.0) / np.linalg.norm(np.append(v, 1.0)))
+        return np.stack(out).astype(np.float32)
+
+
+def step(gate: TileGate, models: FakeModels, t: float, frame: np.ndarray, settled: bool = True):
+    models.frame = frame
+    faces = gate.faces(t, frame, models.detect, models.embed)
+    gate.settle([settled] * len(faces))
+    return faces
+
+
+def test_unchanged_tiles_are_skipped_and_keep_their_faces():
+    rng = np.random.default_rng(1)
+    gate, models = TileGate(recheck_s=10, embed_max_age_s=30), FakeModels()
+    first = step(gate, models, 0.0, gallery([1, 2, 3, 4], rng))
+    assert len(first) == 4 and models.detected == 4 and models.embedded == 4
+    assert all(gate.measured)
+    again = step(gate, models, 1.0, gallery([1, 2, 3, 4], rng))  # new webcam noise only
+    assert models.detected == 4 and models.embedded == 4  # nothing ran
+    assert not any(gate.measured)
+    for a, b in zip(first, again, strict=True):  # same faces, still where they are
+        assert np.array_equal(a.bbox, b.bbox) and np.array_equal(a.kps, b.kps)
+        assert b.embedding is not None and np.array_equal(a.embedding, b.embedding)
+
+
+def test_replaced_face_is_detected_and_embedded_again():
+    rng = np.random.default_rng(2)
+    gate, models = TileGate(recheck_s=10, embed_max_age_s=30), FakeModels()
+    step(gate, models, 0.0, gallery([1, 2, 3, 4], rng))
+    faces = step(gate, models, 1.0, gallery([1, 2, 9, 4], rng))  # someone else in tile 3
+    assert models.detected == 5 and models.embedded == 5
+    assert gate.measured == [False, False, True, False]
+    expected = models.embed([faces[2]])[0]
+    assert np.allclose(faces[2].embedding, expected)
+
+
+def test_every_tile_is_verified_again_after_recheck_s():
+    rng = np.random.default_rng(3)
+    gate, models = TileGate(recheck_s=5, embed_max_age_s=30), FakeModels()
+    for t in range(6):
+        step(gate, models, float(t), gallery([1, 2], rng))
+    assert models.detected == 2 + 2  # at t=0 and again at t=5
+    assert models.embedded == 2  # the faces looked the same: embeddings kept
+    for t in range(6, 40):
+        step(gate, models, float(t), gallery([1, 2], rng))
+    assert models.embedded == 2 + 2  # ... but not for longer than embed_max_age_s
+
+
+def test_unsettled_faces_are_measured_every_unsettled_every_s():
+    rng = np.random.default_rng(4)
+    gate = TileGate(recheck_s=10, embed_max_age_s=30, unsettled_every_s=2.0)
+    models = FakeModels()
+    for t in range(5):
+        step(gate, models, float(t), gallery([1, 2], rng), settled=False)
+    assert models.detected == 6 and models.embedded == 6  # at t = 0, 2 and 4
+    assert gate.measured == [True, True]
+
+
+def test_camera_off_tile_costs_nothing_until_the_camera_comes_back():
+    rng = np.random.default_rng(5)
+    gate, models = TileGate(recheck_s=10, embed_max_age_s=30), FakeModels()
+    assert len(step(gate, models, 0.0, gallery([1, None], rng))) == 1
+    step(gate, models, 1.0, gallery([1, None], rng))
+    assert models.detected == 2
+    faces = step(gate, models, 2.0, gallery([1, 7], rng))
+    assert len(faces) == 2 and models.detected == 3 and models.embedded == 2
+
+
+def test_off_switch_detects_every_frame_whole():
+    rng = np.random.default_rng(6)
+    gate, models = TileGate(recheck_s=0, embed_max_age_s=0), FakeModels()
+    for t in range(3):
+        step(gate, models, float(t), gallery([1, 2], rng))
+    assert models.detected == 3  # one whole-frame call per sample
+
+
+def test_tiles_that_move_when_someone_leaves_keep_their_tracks():
+    rng = np.random.default_rng(7)
+    gate, models = TileGate(recheck_s=10, embed_max_age_s=30), FakeModels()
+    tracker = FaceTracker(iou_threshold=0.3, link_similarity=0.3, max_gap_s=3.0)
+
+    def sample(t, people):
+        faces = step(gate, models, t, gallery(people, rng))
+        embs = np.stack([f.embedding for f in faces])
+        matches = [FaceMatch(-1, 0.0) for _ in faces]
+        tracked = tracker.update(t, faces, embs, matches, gate.measured, gate.keys)
+        return {tf.track_id for tf in tracked}
+
+    before = sample(0.0, [1, 2, 3, 4, 5])
+    detected = models.detected
+    after = sample(1.0, [1, 3, 4, 5])  # person 2 left: 3, 4, 5 move up
+    assert after < before and len(after) == 4  # same tracks, no new one
+    assert models.detected == detected  # moved tiles were recognised, not re-detected
+
+
+def test_reused_samples_count_as_seen_but_do_not_vote():
+    tracker = FaceTracker(iou_threshold=0.3, link_similarity=0.3, max_gap_s=3.0)
+    face = Face(np.array([0, 0, 50, 60], np.float32), 0.9, np.zeros((5, 2), np.float32))
+    emb = np.array([[1.0, 0, 0]], np.float32)
+    for t in range(10):
+        tracker.update(float(t), [face], emb, [FaceMatch(0, 0.8)], [t % 5 == 0], [1])
+    (track,) = tracker.finish()
+    assert track.n == 10 and track.n_measured == 2 and track.votes[0] == 2
+
+
+def test_prefetched_keeps_order_raises_in_order_and_stops_early():
+    with prefetched(iter(range(100)), depth=3) as items:
+        assert list(items) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    got = []
+    with pytest.raises(ValueError, match="boom"), prefetched(failing()) as items:
+        got.extend(items)
+    assert got == [1]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    with prefetched(endless(), depth=2) as items:
+        assert next(iter(items)) == 0
+    assert closed.is_set()
