@@ -19,7 +19,8 @@ process (so that peak RSS and CPU time belong to that mode alone):
 3. ``rollcall``: ``rollcall analyze`` with the default settings (enrollment is
    done before the clock starts).
 
-It prints wall time, CPU time, peak RSS, per-minute F1 against the ground truth
+It prints wall time, CPU time, peak RSS, the growth of RSS within the run
+(last sixth against the second sixth), per-minute F1 against the ground truth
 and the ratios rollcall/decode and naive/rollcall as a table, and writes the
 same as JSON (default ``benchmarks/cache/throughput.json``).
 """
@@ -33,6 +34,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -258,13 +260,49 @@ def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict
     return {"wall_s": wall, "cpu_s": cpu, "f1": score.f1, "score": score.__dict__}
 
 
+class RssWatch:
+    """Samples this process's current RSS every second while the measurement runs.
+
+    ``growth_pct`` compares the largest RSS of the last sixth of the run with the
+    largest of its second sixth (after models and buffers are warm): memory that
+    grows with the recording's length shows here within one run, whatever the
+    content of two different recordings does to their peaks.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.wait(1.0):
+            with open("/proc/self/statm") as fh:
+                self.samples.append(int(fh.read().split()[1]) * page / 2**20)
+
+    def __enter__(self) -> RssWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth_pct(self) -> float | None:
+        n = len(self.samples)
+        if n < 12:
+            return None
+        warm = max(self.samples[n // 6 : 2 * n // 6])
+        return round(100.0 * (max(self.samples[5 * n // 6 :]) - warm) / warm, 1)
+
+
 RUNNERS = {"decode": run_decode, "naive": run_naive, "rollcall": run_rollcall}
 
 
 def child(mode: str, faces: Path, tiles: int, minutes: int) -> None:
     """One measurement in this (fresh) process; prints one JSON line."""
     video, truth, enroll = recording(faces, tiles, minutes)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, RssWatch() as rss:
         home = Path(tmp)
         os.environ["ROLLCALL_HOME"] = str(home)
         started, cpu0 = time.monotonic(), _usage()[0]
@@ -272,6 +310,7 @@ def child(mode: str, faces: Path, tiles: int, minutes: int) -> None:
         result.setdefault("wall_s", time.monotonic() - started)
         result.setdefault("cpu_s", _usage()[0] - cpu0)
     result["peak_rss_mb"] = _usage()[1]
+    result["rss_growth_pct"] = rss.growth_pct()
     result.update(mode=mode, tiles=tiles, minutes=minutes, duration_s=truth.duration_s)
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -289,17 +328,18 @@ def measure(mode: str, faces: Path, tiles: int, minutes: int) -> dict:
 def table(rows: list[dict]) -> str:
     head = (
         f"{'recording':<12} {'mode':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
-        f"{'x realtime':>10} {'F1':>6} {'vs decode':>9} {'naive/rc':>8}"
+        f"{'x realtime':>10} {'F1':>6} {'vs decode':>9} {'naive/rc':>8} {'RSS grow':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         f1 = f"{r['f1']:.3f}" if r.get("f1") is not None else "-"
         ratio = f"{r['vs_decode']:.2f}" if r.get("vs_decode") else "-"
         speed = f"{r['naive_over_rollcall']:.1f}" if r.get("naive_over_rollcall") else "-"
+        grow = f"{r['rss_growth_pct']:+.1f}%" if r.get("rss_growth_pct") is not None else "-"
         lines.append(
             f"{r['tiles']:>3}t {r['minutes']:>3} min  {r['mode']:<9} {r['wall_s']:>8.1f} "
             f"{r['cpu_s']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['duration_s'] / r['wall_s']:>10.1f} "
-            f"{f1:>6} {ratio:>9} {speed:>8}"
+            f"{f1:>6} {ratio:>9} {speed:>8} {grow:>8}"
         )
     return "\n".join(lines)
 
