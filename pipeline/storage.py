@@ -336,18 +336,20 @@ def list_students(db: sqlite_utils.Database, course_id: str) -> list[dict[str, A
     )
 
 
+def tables_with_column(db: sqlite_utils.Database, column: str) -> list[str]:
+    """Every table holding ``column`` (``student_pk``, ``meeting_id``): what must go when a
+    student or a meeting is deleted, plugin tables included (emotion, engagement,
+    outbox...), so a new table cannot be forgotten. Embeddings come before the photos
+    they reference."""
+    names = [t for t in db.table_names() if column in {c.name for c in db[t].columns}]
+    return sorted(names, key=lambda t: t != "embeddings")
+
+
 def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -> None:
     """Delete a student with every photo, embedding and result that belongs to them."""
     pk = get_student(db, course_id, student_id)["id"]
     with db.conn:
-        for table in (
-            "embeddings",
-            "photos",
-            "presence",
-            "attendance",
-            "reconciliation",
-            "corrections",
-        ):
+        for table in tables_with_column(db, "student_pk"):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
             "update unknown_clusters set label_student_pk = null where label_student_pk = ?", [pk]
@@ -544,15 +546,7 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
     ]
     with db.conn:
         for meeting_id in ids:
-            for table in (
-                "presence",
-                "attendance",
-                "unknown_clusters",
-                "recordings",
-                "participants",
-                "reconciliation",
-                "corrections",
-            ):
+            for table in tables_with_column(db, "meeting_id"):
                 db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
             db.execute("delete from meetings where id = ?", [meeting_id])
     if home is not None:

@@ -83,3 +83,46 @@ def test_retention_deletes_old_meetings_only(home, monkeypatch, capsys):
     monkeypatch.setenv("ROLLCALL_PRIVACY_RETENTION_DAYS", "0")
     assert main(["retention", "run"]) == 0
     assert "kept forever" in capsys.readouterr().out
+
+
+def test_every_table_forgets_a_removed_student_and_a_purged_meeting(tmp_path):
+    """Privacy: removing a student or purging a meeting reaches every table that holds
+    them, the optional analyzers' and the notification outbox included."""
+    db = storage.open_db(tmp_path)
+    storage.add_course(db, "C", "c")
+    gone = storage.upsert_student(db, "C", "S1")
+    kept = storage.upsert_student(db, "C", "S2")
+    old = storage.upsert_meeting(
+        db, {"course_id": "C", "source_key": "old", "analyzed_at": "2020-01-01T00:00:00+00:00"}
+    )
+    new = storage.upsert_meeting(
+        db, {"course_id": "C", "source_key": "new", "analyzed_at": storage.now_iso()}
+    )
+    by_student = storage.tables_with_column(db, "student_pk")
+    by_meeting = storage.tables_with_column(db, "meeting_id")
+    assert {"emotion_minutes", "engagement_summary", "corrections", "participants"} <= set(
+        by_student
+    )
+    assert {"emotion_minutes", "engagement_minutes", "outbox", "plugin_errors"} <= set(by_meeting)
+    photo = storage.add_photo(db, gone, {"filename": "a.jpg", "sha256": "x", "image": b""})
+    storage.save_embedding(db, photo, gone, "m", storage.blob_to_vector(b"\0" * 16))
+
+    def fill(table: str) -> None:
+        columns = {c.name for c in db[table].columns}
+        for pk in (gone, kept):
+            for meeting_id in (old, new):
+                row = {"student_pk": pk, "meeting_id": meeting_id}
+                db[table].insert({k: v for k, v in row.items() if k in columns}, alter=False)
+
+    with db.conn:
+        for table in sorted(set(by_student + by_meeting) - {"embeddings", "photos"}):
+            db.execute(f"delete from {table}")  # start from nothing but the rows below
+            fill(table)
+    storage.remove_student(db, "C", "S1")
+    for table in by_student:
+        assert db[table].count_where("student_pk = ?", [gone]) == 0, table
+    assert storage.purge_older_than(db, 30) == 1
+    for table in by_meeting:
+        assert db[table].count_where("meeting_id = ?", [old]) == 0, table
+        if table not in ("embeddings", "photos"):
+            assert db[table].count_where("meeting_id = ?", [new]) > 0, table
