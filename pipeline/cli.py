@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import storage
+from pipeline.cli_args import command, command_group
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.logs import setup_logging
 
@@ -451,13 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def group(name: str, help_text: str):
-        p = sub.add_parser(name, help=help_text)
-        return p.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def command(parent, name: str, func: Callable, help_text: str):
-        p = parent.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
+        return command_group(sub, name, help_text)
 
     courses = group("course", "manage courses")
     p = command(courses, "add", cmd_course_add, "create a course (or rename it)")

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import outbox, storage
+from pipeline.cli_args import command, command_group
 from pipeline.config import Config
 
 EXIT_FAILURE = 1
@@ -107,18 +108,12 @@ def notify_now(config: Config, console: Console, meeting_id: int) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``notify`` command group to the CLI's subparsers."""
-    group = sub.add_parser("notify", help="instructor notifications (the outbox)")
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = command_group(sub, "notify", "instructor notifications (the outbox)")
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
-
-    p = command("list", cmd_notify_list, "list queued, sent and failed notifications")
+    p = command(actions, "list", cmd_notify_list, "list queued, sent and failed notifications")
     p.add_argument("--meeting", type=int)
     p.add_argument("--state", choices=outbox.STATES)
-    p = command("resend", cmd_notify_resend, "queue a meeting's summary again")
+    p = command(actions, "resend", cmd_notify_resend, "queue a meeting's summary again")
     p.add_argument("meeting", type=int)
     p.add_argument("--channel", choices=outbox.CHANNELS, help="default: every configured channel")
-    command("send", cmd_notify_send, "deliver the notifications that are due now")
+    command(actions, "send", cmd_notify_send, "deliver the notifications that are due now")

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import storage
+from pipeline.cli_args import command, command_group
 from pipeline.config import Config
 
 EXIT_FAILURE = 1
@@ -123,21 +124,15 @@ def cmd_plugins_audit(args: argparse.Namespace, config: Config, console: Console
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``plugins`` command group to the CLI's subparsers."""
-    group = sub.add_parser("plugins", help="list, enable and disable plugins")
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = command_group(sub, "plugins", "list, enable and disable plugins")
 
-    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
-
-    p = command("list", cmd_plugins_list, "every plugin: version, source, settings, hooks")
+    p = command(actions, "list", cmd_plugins_list, "every plugin: version, source, settings, hooks")
     p.add_argument("--course", help="also show whether each plugin runs for this course")
     for name, func, text in (
         ("enable", cmd_plugins_enable, "enable a plugin globally or for one course"),
         ("disable", cmd_plugins_disable, "disable a plugin globally or for one course"),
     ):
-        p = command(name, func, text + " (effective from the next job; audited)")
+        p = command(actions, name, func, text + " (effective from the next job; audited)")
         p.add_argument("name")
         p.add_argument("--course", help="only for this course (default: globally)")
         if name == "enable":
@@ -146,5 +141,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="confirm enabling a sensitive analyzer (emotion, engagement)",
             )
-    p = command("audit", cmd_plugins_audit, "the plugin audit log, newest first")
+    p = command(actions, "audit", cmd_plugins_audit, "the plugin audit log, newest first")
     p.add_argument("--limit", type=int, default=50)

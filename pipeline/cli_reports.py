@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pipeline import storage
+from pipeline.cli_args import command, command_group
 from pipeline.config import Config
 
 FORMATS_HELP = "comma-separated formats to write with --out: csv,xlsx,png,html (default: all four)"
@@ -154,12 +155,10 @@ def cmd_attendance_remove(args: argparse.Namespace, config: Config, console: Con
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``attendance`` command groups to the CLI's subparsers."""
-    group = sub.add_parser("report", help="reports of stored results")
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = command_group(sub, "report", "reports of stored results")
 
     text = "show a meeting's report (corrections applied) and write it with --out"
-    p = actions.add_parser("meeting", help=text, description=text)
-    p.set_defaults(func=cmd_report_meeting)
+    p = command(actions, "meeting", cmd_report_meeting, text)
     p.add_argument("meeting", type=int)
     p.add_argument("--out", help="folder to write attendance.csv/.xlsx/.png/.html into")
     p.add_argument("--format", help=FORMATS_HELP)
@@ -168,8 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "term report of a course: every student x every analysed meeting (attendance %), "
         "students under the course's threshold highlighted"
     )
-    p = actions.add_parser("course", help=text, description=text)
-    p.set_defaults(func=cmd_report_course)
+    p = command(actions, "course", cmd_report_course, text)
     p.add_argument("course")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last day, YYYY-MM-DD")
@@ -178,14 +176,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", help=FORMATS_HELP)
 
-    group = sub.add_parser("attendance", help="manual attendance corrections")
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = command_group(sub, "attendance", "manual attendance corrections")
     text = (
         "correct a student's attendance in a meeting (stored beside the automatic result; "
         "re-analysis keeps it)"
     )
-    p = actions.add_parser("set", help=text, description=text)
-    p.set_defaults(func=cmd_attendance_set)
+    p = command(actions, "set", cmd_attendance_set, text)
     p.add_argument("meeting", type=int)
     p.add_argument("student", help="the student's id in the meeting's course")
     p.add_argument(
@@ -200,11 +196,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", help="who made the correction (default: the OS user)")
 
     text = "list a meeting's corrections (who, when, why, which minutes)"
-    p = actions.add_parser("list", help=text, description=text)
-    p.set_defaults(func=cmd_attendance_list)
+    p = command(actions, "list", cmd_attendance_list, text)
     p.add_argument("meeting", type=int)
 
     text = "remove a correction (the automatic result shows again)"
-    p = actions.add_parser("remove", help=text, description=text)
-    p.set_defaults(func=cmd_attendance_remove)
+    p = command(actions, "remove", cmd_attendance_remove, text)
     p.add_argument("correction", type=int, metavar="CORRECTION_ID")
