@@ -20,12 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-
 from pipeline import storage
 from pipeline.config import load_config
 from pipeline.enrollment import enroll_photos
-from pipeline.evaluation import build_test_meeting, score_report
+from pipeline.evaluation import build_test_meeting, save_photos, score_report
 from pipeline.orchestrator import analyze_recording
 from pipeline.plugin_manager import make_plugin_manager, resolve_face_models
 from pipeline.synthetic import GroundTruth, render_meeting, truth_path_for
@@ -74,12 +72,7 @@ def main() -> None:
             db = storage.open_db(Path(tmp))
             storage.add_course(db, "BENCH", "benchmark")
             for student_id, images in meeting.enroll.items():
-                paths = []
-                for i, image in enumerate(images):
-                    path = Path(tmp) / student_id / f"{i}.jpg"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(path), image)
-                    paths.append(path)
+                paths = save_photos(images, Path(tmp) / student_id)
                 enroll_photos(
                     db, pm, models.model_key, "BENCH", student_id, paths, config.enrollment
                 )

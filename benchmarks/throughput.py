@@ -156,16 +156,12 @@ def _usage() -> tuple[float, float]:
 
 def _enroll(home: Path, enroll: dict) -> None:
     from pipeline.cli import main as cli
+    from pipeline.evaluation import save_photos
 
     assert cli(["course", "add", COURSE, "--title", "throughput"]) == 0
     for student_id, images in enroll.items():
-        paths = []
-        for i, image in enumerate(images):
-            path = home / "photos" / student_id / f"{i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), image)
-            paths.append(str(path))
-        assert cli(["student", "add", COURSE, student_id, *paths]) == 0
+        paths = save_photos(images, home / "photos" / student_id)
+        assert cli(["student", "add", COURSE, student_id, *map(str, paths)]) == 0
 
 
 def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:

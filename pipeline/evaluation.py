@@ -106,3 +106,17 @@ def score_report(
         if not any(want) and any(row.minutes):
             absent_marked += 1
     return Score(tp, fp, fn, tn, 0, absent_marked)
+
+
+def save_photos(images: list[np.ndarray], folder: Path) -> list[Path]:
+    """Write generated enrollment photos as ``folder/0.jpg, 1.jpg...`` for the enrollment
+    commands, which take files; returns their paths."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{i}.jpg"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths

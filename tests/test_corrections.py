@@ -12,6 +12,7 @@ import pytest
 from pipeline import corrections, storage
 from pipeline.cli import main
 from pipeline.config import AttendanceConfig
+from pipeline.evaluation import save_photos
 from pipeline.results import meeting_report
 from tests.reportdata import add_course, add_meeting
 from tests.test_end_to_end import short_clip  # noqa: F401  (session fixture: a 30 s clip)
@@ -227,13 +228,8 @@ def test_reanalysis_never_overwrites_a_correction(home, faces_dir, short_clip, t
     faces = load_faces_dir(faces_dir)
     assert main(["course", "add", COURSE]) == 0
     for name in ("Hu_Jintao", "Yao_Ming"):
-        paths = []
-        for i, image in enumerate(faces[name][:3]):
-            path = tmp_path / "photos" / name / f"{i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), image)
-            paths.append(str(path))
-        assert main(["student", "add", COURSE, name, *paths]) == 0
+        paths = save_photos(faces[name][:3], tmp_path / "photos" / name)
+        assert main(["student", "add", COURSE, name, *map(str, paths)]) == 0
     analyze = ["analyze", str(short_clip), "--course", COURSE, "--out", str(tmp_path / "r")]
     assert main(analyze) == 0
     db = storage.open_db(home)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import os
 
-import cv2
 import pytest
 
 from pipeline import storage
 from pipeline.cli import main
-from pipeline.evaluation import build_test_meeting, score_report
+from pipeline.evaluation import build_test_meeting, save_photos, score_report
 from pipeline.results import meeting_report
 from pipeline.synthetic import render_meeting
 
@@ -39,13 +38,8 @@ def e2e(tmp_path_factory, faces_dir, base_env):
             mp.setenv(key, value)
         assert main(["course", "add", COURSE, "--title", "End to end"]) == 0
         for student_id, images in meeting.enroll.items():
-            paths = []
-            for i, image in enumerate(images):
-                path = work / "photos" / student_id / f"{i}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(path), image)
-                paths.append(str(path))
-            assert main(["student", "add", COURSE, student_id, *paths]) == 0
+            paths = save_photos(images, work / "photos" / student_id)
+            assert main(["student", "add", COURSE, student_id, *map(str, paths)]) == 0
         out = work / "report"
         assert (
             main(["analyze", str(video), "--course", COURSE, "--out", str(out), "--start", START])

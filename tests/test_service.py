@@ -20,13 +20,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import cv2
 import pytest
 import requests
 
 from pipeline import jobs, storage
 from pipeline.enrollment import enroll_photos
-from pipeline.evaluation import build_test_meeting, score_report
+from pipeline.evaluation import build_test_meeting, save_photos, score_report
 from pipeline.results import meeting_report
 from pipeline.synthetic import render_meeting
 from tests.fakezoom import (
@@ -66,12 +65,7 @@ def enroll(home: Path, meeting, config, face_models, plugin_manager) -> None:
     db = storage.open_db(home)
     storage.add_course(db, COURSE, "Biology")
     for student_id, images in meeting.enroll.items():
-        paths = []
-        for i, image in enumerate(images):
-            path = home / "photos-in" / student_id / f"{i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(path), image)
-            paths.append(path)
+        paths = save_photos(images, home / "photos-in" / student_id)
         enroll_photos(
             db, plugin_manager, face_models.model_key, COURSE, student_id, paths, config.enrollment
         )
