@@ -15,8 +15,12 @@ sample costs:
   is far above) keeps the faces found then: no detection, no embedding;
 - a tile showing a face whose track is not settled yet (``FaceTracker.settled``:
   too few measurements to know who it is) is analysed every
-  ``unsettled_every_s`` seconds (spaced samples are more independent evidence
-  than consecutive ones), the face is reused in between;
+  ``unsettled_every_s`` seconds for the track's first ``unsettled_ramp``
+  measurements (spaced samples are more independent evidence than consecutive
+  ones), then ever less often, the spacing growing with the number of
+  measurements up to ``recheck_s``: who a track is gets decided from the mean
+  of its measurements when the recording ends, and the n-th measurement moves
+  that mean by 1/n only. The face is reused in between;
 - every tile is analysed again at least every ``recheck_s`` seconds whatever
   the difference says, so a change the measure missed is noticed;
 - an analysed tile runs the detector on the tile alone; a face found where a
@@ -84,12 +88,12 @@ def find_tiles(grey: np.ndarray) -> list[Tile]:
         return whole  # no flat background around the picture: not a gallery
     far = (cv2.absdiff(grey, np.full_like(grey, int(round(bg)))) > _GAP_TOLERANCE).view(np.uint8)
     min_px = max(2, int(_MIN_TILE_FRACTION * min(h, w)))
-    rows = _runs(far.mean(axis=1) > _GAP_SHARE, min_px)
+    rows = _runs(_share(far, axis=1) > _GAP_SHARE, min_px)
     if not rows:
         return whole
     tile_h = _typical([y1 - y0 for y0, y1 in rows])
     bands = [
-        (y0, y1, _runs(far[y0:y1].mean(axis=0) > _GAP_SHARE, min_px))
+        (y0, y1, _runs(_share(far[y0:y1], axis=0) > _GAP_SHARE, min_px))
         for y0, y1 in _merge_runs(rows, tile_h)
     ]
     bands = [(y0, y1, runs) for y0, y1, runs in bands if runs]
@@ -114,6 +118,11 @@ def find_tiles(grey: np.ndarray) -> list[Tile]:
                 return whole
             tiles.append(Tile(x, y, tile_w, tile_h))
     return tiles or whole
+
+
+def _share(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Share of set pixels of a 0/1 uint8 mask along ``axis`` (``mask.mean(axis)``, 20x faster)."""
+    return cv2.reduce(mask, axis, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(-1)
 
 
 def _typical(sizes: list[int]) -> int:
@@ -201,6 +210,7 @@ class _Known:
     embedded_t: float
     key: int  # follows the face while the gate keeps it (see FaceTracker.update's keys)
     settled: bool = False  # its track is settled: its embedding may be reused
+    measurements: int = 0  # measured samples of its track so far
 
 
 @dataclass(slots=True)
@@ -247,12 +257,14 @@ class TileGate:
         change_threshold: float = 15.0,
         face_change_threshold: float = 12.0,
         unsettled_every_s: float = 2.0,
+        unsettled_ramp: int = 5,
     ) -> None:
         self.recheck_s = recheck_s
         self.embed_max_age_s = embed_max_age_s
         self.change_threshold = change_threshold
         self.face_change_threshold = face_change_threshold
         self.unsettled_every_s = unsettled_every_s
+        self.unsettled_ramp = unsettled_ramp
         self.stats = GateStats()
         self._grid: list[Tile] = []
         self._thumbs: dict[Tile, np.ndarray] = {}
@@ -330,21 +342,39 @@ class TileGate:
             return "new_tiles"
         if t - state.analysed_t >= self.recheck_s:
             return "rechecks"
-        if t - state.analysed_t >= self.unsettled_every_s and not all(
-            k.settled for k in state.faces
-        ):
+        unsettled = [k.measurements for k in state.faces if not k.settled]
+        if unsettled and t - state.analysed_t >= self.unsettled_spacing(min(unsettled)):
             return "unsettled"
         if difference(thumb, state.thumb) > self.change_threshold:
             return "changed"
         return None
 
-    def settle(self, settled: list[bool]) -> None:
+    def unsettled_spacing(self, measurements: int) -> float:
+        """Seconds until a face whose track is not settled and has ``measurements``
+        measured samples is measured again.
+
+        ``unsettled_every_s`` up to ``unsettled_ramp`` measurements, then in
+        proportion to their number (a track measured m times gains about
+        sqrt(m) more per minute), at most ``recheck_s``. Measured on the 25-tile
+        throughput recording (10 min): hard-to-recognise faces, whose tracks
+        rarely settle, made 58 % of all tile analyses when measured every 2 s;
+        this spacing took those analyses from 1,965 to 1,150 and embeddings
+        from 2,493 to 1,868, per-minute F1 0.981 -> 0.984.
+        """
+        ramp = max(1.0, measurements / max(self.unsettled_ramp, 1))
+        return min(self.recheck_s, self.unsettled_every_s * ramp)
+
+    def settle(self, settled: list[bool], measurements: list[int] | None = None) -> None:
         """The tracker's verdict on the faces :meth:`faces` returned last, in that order:
-        only faces of settled tracks may skip detection and embedding later."""
+        only faces of settled tracks may skip detection and embedding later;
+        ``measurements`` (the measured samples of each face's track) spaces the
+        measurements of the others (:meth:`unsettled_spacing`)."""
         if not self.enabled:
             return
-        for known, flag in zip(self._current, settled, strict=True):
+        counts = measurements if measurements is not None else [0] * len(settled)
+        for known, flag, count in zip(self._current, settled, counts, strict=True):
             known.settled = flag
+            known.measurements = count
 
     def _new_key(self) -> int:
         self._next_key += 1

@@ -162,7 +162,10 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
                 tracked = tracker.update(
                     frame.t, faces, embeddings, matches, gate.measured, gate.keys
                 )
-                gate.settle([tracker.settled(tf.track_id) for tf in tracked])
+                gate.settle(
+                    [tracker.settled(tf.track_id) for tf in tracked],
+                    [tracker.measurements(tf.track_id) for tf in tracked],
+                )
                 faces_seen += len(faces)
             else:
                 tracked = tracker.update(frame.t, [], None, [])

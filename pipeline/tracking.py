@@ -197,6 +197,11 @@ class FaceTracker:
         track = self._active.get(track_id)
         return track is not None and track.settled()
 
+    def measurements(self, track_id: int) -> int:
+        """Measured samples of the active track ``track_id`` so far (0 if unknown)."""
+        track = self._active.get(track_id)
+        return track.n_measured if track is not None else 0
+
     def _close_stale(self, t: float) -> None:
         for track_id in [
             i for i, tr in self._active.items() if t - tr.last_t > self.max_gap_s + 1e-6

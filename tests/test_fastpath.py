@@ -138,6 +138,25 @@ def test_unsettled_faces_are_measured_every_unsettled_every_s():
     assert gate.measured == [True, True]
 
 
+def test_unsettled_faces_are_measured_less_often_as_measurements_add_up():
+    rng = np.random.default_rng(4)
+    gate = TileGate(recheck_s=10, embed_max_age_s=30, unsettled_every_s=2.0, unsettled_ramp=5)
+    models = FakeModels()
+    measured_at, count = [], 0
+    for t in range(200):
+        models.frame = gallery([1], rng)
+        gate.faces(float(t), models.frame, models.detect, models.embed)
+        if gate.measured[0]:
+            measured_at.append(t)
+            count += 1
+        gate.settle([False], [count])  # a face the tracker never settles
+    gaps = np.diff(measured_at)
+    assert list(gaps[:5]) == [2, 2, 2, 2, 2]  # unsettled_every_s for the first measurements
+    assert list(gaps) == sorted(gaps)  # then ever wider apart ...
+    assert gaps.max() == 10  # ... up to recheck_s
+    assert len(measured_at) < 200 / 2 / 2  # less than half of the measurements every 2 s makes
+
+
 def test_camera_off_tile_costs_nothing_until_the_camera_comes_back():
     rng = np.random.default_rng(5)
     gate, models = TileGate(recheck_s=10, embed_max_age_s=30), FakeModels()
