@@ -109,6 +109,15 @@ def find_tiles(grey: np.ndarray) -> list[Tile]:
     merged = [(y0, y1, _merge_runs(runs, tile_w)) for y0, y1, runs in bands]
     ys = _on_lattice([(y0, y1) for y0, y1, _ in merged], tile_h, gap)
     xs_per_band = [_on_lattice(runs, tile_w, gap) for _, _, runs in merged]
+    if any(xs is None for xs in xs_per_band):
+        # A band without one complete tile (a short last row whose people wear
+        # dark clothes on a dark wall): Zoom centres a row, so its tiles sit
+        # where a centred row of that many tiles at the other bands' pitch does.
+        pitch = _pitch([xs for xs in xs_per_band if xs is not None], tile_w + gap)
+        xs_per_band = [
+            xs if xs is not None else _centred(runs, tile_w, pitch, w)
+            for xs, (_, _, runs) in zip(xs_per_band, merged, strict=True)
+        ]
     if ys is None or len(set(ys)) != len(ys) or any(xs is None for xs in xs_per_band):
         return whole
     tiles: list[Tile] = []
@@ -147,6 +156,21 @@ def _on_lattice(runs: list[tuple[int, int]], size: int, gap: int) -> list[int] |
     pitch = float(np.median(steps)) if steps else nominal
     origin = full[0]
     return [origin + round(round(((a + b - size) / 2 - origin) / pitch) * pitch) for a, b in runs]
+
+
+def _pitch(lattices: list[list[int]], nominal: int) -> float:
+    """Distance between neighbouring tiles of the bands placed so far (else ``nominal``)."""
+    starts = [sorted(set(xs)) for xs in lattices]
+    steps = [b - a for xs in starts for a, b in zip(xs, xs[1:], strict=False)]
+    return float(np.median(steps)) if steps else float(nominal)
+
+
+def _centred(runs: list[tuple[int, int]], size: int, pitch: float, width: int) -> list[int] | None:
+    """Starts of a centred row of ``len(runs)`` tiles, when each run lies in its tile."""
+    start = (width - (len(runs) - 1) * pitch - size) / 2
+    xs = [round(start + i * pitch) for i in range(len(runs))]
+    fits = all(x - 3 <= a and b <= x + size + 3 for x, (a, b) in zip(xs, runs, strict=True))
+    return xs if fits else None
 
 
 def _merge_runs(runs: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:

@@ -50,6 +50,24 @@ def test_grid_is_found_for_every_gallery_size(n):
         assert abs(t.w - r.w) <= 3 and abs(t.h - r.h) <= 3
 
 
+@pytest.mark.parametrize("n", [7, 21, 23])
+def test_short_last_row_without_one_complete_tile_is_found(n):
+    """People in dark clothes before a dark wall: in the centred last row every tile's
+    sides and bottom blend into the background, so none of them shows its full size."""
+    frame = gallery(list(range(n)), np.random.default_rng(n))
+    truth = gallery_layout(n, W, H)
+    for r in truth:
+        if r.y == truth[-1].y:
+            frame[r.y + r.h * 3 // 4 : r.y + r.h, r.x : r.x + r.w] = BACKGROUND_BGR
+            frame[r.y : r.y + r.h, r.x : r.x + r.w // 5] = BACKGROUND_BGR
+            frame[r.y : r.y + r.h, r.x + r.w * 4 // 5 : r.x + r.w] = BACKGROUND_BGR
+    tiles = find_tiles(frame[..., 1])
+    assert len(tiles) == n
+    for t, r in zip(tiles, truth, strict=True):
+        assert abs(t.x - r.x) <= 3 and abs(t.y - r.y) <= 3
+        assert abs(t.w - r.w) <= 3 and abs(t.h - r.h) <= 3
+
+
 def test_camera_off_tiles_are_tiles_and_no_gallery_is_one_tile():
     assert len(find_tiles(gallery([1, None, 3, None])[..., 0])) == 4
     photo = np.random.default_rng(0).integers(0, 255, (H, W), dtype=np.uint8)
