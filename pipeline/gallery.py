@@ -53,6 +53,8 @@ _GAP_TOLERANCE = 12
 _MIN_TILE_FRACTION = 0.06
 #: Tile aspect ratios (w / h) accepted as gallery tiles.
 _ASPECT = (1.2, 2.4)
+#: A run of pixels is a whole tile (or lies inside one) within this many pixels.
+_SIZE_SLACK_PX = 3
 #: Two grids are the same when every corner moved by at most this many pixels.
 _GRID_SLACK_PX = 4
 #: Size of the grey thumbnail a tile is compared by (w, h), and of a face patch.
@@ -148,7 +150,7 @@ def _on_lattice(runs: list[tuple[int, int]], size: int, gap: int) -> list[int] |
     edge, a tile fattened by compression) go to the nearest lattice position.
     None when no run is complete.
     """
-    full = [a for a, b in runs if abs(b - a - size) <= 3]
+    full = [a for a, b in runs if abs(b - a - size) <= _SIZE_SLACK_PX]
     if not full:
         return None
     nominal = size + gap
@@ -169,7 +171,10 @@ def _centred(runs: list[tuple[int, int]], size: int, pitch: float, width: int) -
     """Starts of a centred row of ``len(runs)`` tiles, when each run lies in its tile."""
     start = (width - (len(runs) - 1) * pitch - size) / 2
     xs = [round(start + i * pitch) for i in range(len(runs))]
-    fits = all(x - 3 <= a and b <= x + size + 3 for x, (a, b) in zip(xs, runs, strict=True))
+    fits = all(
+        x - _SIZE_SLACK_PX <= a and b <= x + size + _SIZE_SLACK_PX
+        for x, (a, b) in zip(xs, runs, strict=True)
+    )
     return xs if fits else None
 
 

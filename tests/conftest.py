@@ -76,3 +76,13 @@ def plugin_manager(config, face_models):
     from pipeline.plugin_manager import make_plugin_manager
 
     return make_plugin_manager(config, face_models)
+
+
+@pytest.fixture(scope="session")
+def detector(face_models):
+    """The SCRFD detector plugin as ``rollcall analyze`` configures it (no size cap)."""
+    from plugins.detector import DetectorPlugin
+
+    return DetectorPlugin(
+        face_models.detector_path, threshold=0.5, min_face_px=16, max_side=1920, threads=0
+    )

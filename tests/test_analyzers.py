@@ -8,7 +8,6 @@ import pytest
 
 from pipeline.tracking import FaceMatch, TrackedFace
 from pipeline.types import MeetingContext, Roster, SampledFrame
-from plugins.detector import DetectorPlugin
 from plugins.emotion import EmotionModel, EmotionPlugin, save_emotion
 from plugins.engagement import (
     EngagementPlugin,
@@ -26,13 +25,6 @@ TURNED_AWAY = (
     "Donald_Rumsfeld/5.jpg",
 )  # yaw -36, -38, 39
 SETTINGS = EngagementSettings(0.4, 0.4, 0.2, 30.0, 25.0, 0.25, 60.0, 30.0)
-
-
-@pytest.fixture(scope="module")
-def detector(face_models):
-    return DetectorPlugin(
-        face_models.detector_path, threshold=0.5, min_face_px=16, max_side=1920, threads=0
-    )
 
 
 def roster(n: int = 1) -> Roster:

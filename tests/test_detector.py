@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from pipeline.demo import bundled_group_photo
 from pipeline.synthetic import gallery_layout
-from plugins.detector import DetectorPlugin
 
 
 def _webcam_tile(person: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -20,13 +18,6 @@ def _webcam_tile(person: np.ndarray, w: int, h: int) -> np.ndarray:
     y, x = (h - ph) // 2, (w - pw) // 2
     tile[y : y + ph, x : x + pw] = scaled
     return tile
-
-
-@pytest.fixture(scope="module")
-def detector(face_models) -> DetectorPlugin:
-    return DetectorPlugin(
-        face_models.detector_path, threshold=0.5, min_face_px=16, max_side=1920, threads=0
-    )
 
 
 def test_tiles_of_every_gallery_size_share_one_session(detector):
