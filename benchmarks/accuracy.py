@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import storage
-from pipeline.config import load_config
-from pipeline.enrollment import enroll_photos
-from pipeline.evaluation import build_test_meeting, save_photos, score_report
-from pipeline.orchestrator import analyze_recording
-from pipeline.plugin_manager import make_plugin_manager, resolve_face_models
-from pipeline.synthetic import GroundTruth, render_meeting, truth_path_for
+from rollcall.config import load_config
+from rollcall.enrollment.enroll import enroll_photos
+from rollcall.pipeline.orchestrator import analyze_recording
+from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
+from rollcall.store import storage
+from rollcall.synthetic.evaluation import build_test_meeting, save_photos, score_report
+from rollcall.synthetic.meeting import GroundTruth, render_meeting, truth_path_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "cache"

@@ -17,13 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import load_config
-from pipeline.plugin_manager import resolve_face_models
-from pipeline.tracking import FaceMatch, TrackedFace
-from pipeline.types import MeetingContext, SampledFrame
-from plugins.detector import DetectorPlugin
-from plugins.emotion import EmotionModel, EmotionPlugin
-from plugins.engagement import EngagementPlugin, EngagementSettings, HeadPoseModel
+from rollcall.config import load_config
+from rollcall.pipeline.plugin_manager import resolve_face_models
+from rollcall.pipeline.tracking import FaceMatch, TrackedFace
+from rollcall.plugins.detector import DetectorPlugin
+from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
+from rollcall.plugins.engagement import EngagementPlugin, EngagementSettings, HeadPoseModel
+from rollcall.types import MeetingContext, SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 10

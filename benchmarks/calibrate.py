@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import load_config
-from pipeline.enrollment import enrollment_embedding
-from pipeline.plugin_manager import make_plugin_manager, resolve_face_models
-from pipeline.synthetic import (
+from rollcall.config import load_config
+from rollcall.enrollment.enroll import enrollment_embedding
+from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
+from rollcall.synthetic.meeting import (
     MeetingRenderer,
     MeetingScript,
     load_faces_dir,
     participants_from_faces,
 )
-from pipeline.types import SampledFrame
+from rollcall.types import SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.synthetic import (  # noqa: E402
+from rollcall.synthetic.meeting import (  # noqa: E402
     GroundTruth,
     MeetingScript,
     Participant,
@@ -72,11 +72,11 @@ def _group_photo_strangers(n: int) -> dict[str, list[np.ndarray]]:
     """Up to six extra people (never enrolled) from insightface's bundled group photo."""
     if n <= 0:
         return {}
-    from pipeline.config import load_config
-    from pipeline.demo import bundled_group_photo
-    from pipeline.plugin_manager import resolve_face_models
-    from pipeline.synthetic import augment_photo, faces_from_group_photo
-    from plugins.detector import DetectorPlugin
+    from rollcall.config import load_config
+    from rollcall.pipeline.plugin_manager import resolve_face_models
+    from rollcall.plugins.detector import DetectorPlugin
+    from rollcall.synthetic.demo import bundled_group_photo
+    from rollcall.synthetic.meeting import augment_photo, faces_from_group_photo
 
     models = resolve_face_models(load_config(None), progress=False)
     detector = DetectorPlugin(
@@ -155,8 +155,8 @@ def _usage() -> tuple[float, float]:
 
 
 def _enroll(home: Path, enroll: dict) -> None:
-    from pipeline.cli import main as cli
-    from pipeline.evaluation import save_photos
+    from rollcall.cli.main import main as cli
+    from rollcall.synthetic.evaluation import save_photos
 
     assert cli(["course", "add", COURSE, "--title", "throughput"]) == 0
     for student_id, images in enroll.items():
@@ -165,8 +165,8 @@ def _enroll(home: Path, enroll: dict) -> None:
 
 
 def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
-    from pipeline.config import load_config
-    from pipeline.decode import sample_frames
+    from rollcall.config import load_config
+    from rollcall.pipeline.decode import sample_frames
 
     interval = load_config(None).analysis.interval_s
     n = 0
@@ -177,11 +177,11 @@ def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dic
 
 def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
     """``rollcall analyze`` (the CLI, default settings); only the analysis is timed."""
-    from pipeline import storage
-    from pipeline.cli import main as cli
-    from pipeline.config import load_config
-    from pipeline.evaluation import score_report
-    from pipeline.results import meeting_report
+    from rollcall.cli.main import main as cli
+    from rollcall.config import load_config
+    from rollcall.reports.results import meeting_report
+    from rollcall.store import storage
+    from rollcall.synthetic.evaluation import score_report
 
     _enroll(home, enroll)
     started, cpu0 = time.monotonic(), _usage()[0]
@@ -200,12 +200,12 @@ def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict
     """insightface FaceAnalysis.get on every sampled frame, every face recognised."""
     from insightface.app import FaceAnalysis
 
-    from pipeline.config import load_config
-    from pipeline.decode import sample_frames
-    from pipeline.evaluation import score_report
-    from pipeline.plugin_manager import resolve_face_models
-    from pipeline.types import AttendanceReport, StudentAttendance
-    from plugins.recognizer import match_open_set, normalise
+    from rollcall.config import load_config
+    from rollcall.pipeline.decode import sample_frames
+    from rollcall.pipeline.plugin_manager import resolve_face_models
+    from rollcall.plugins.recognizer import match_open_set, normalise
+    from rollcall.synthetic.evaluation import score_report
+    from rollcall.types import AttendanceReport, StudentAttendance
 
     config = load_config(None)
     models = resolve_face_models(config, progress=False)

@@ -59,21 +59,21 @@ def home(tmp_path, monkeypatch, base_env) -> Path:
 
 @pytest.fixture(scope="session")
 def config(base_env):
-    from pipeline.config import load_config
+    from rollcall.config import load_config
 
     return load_config(None, base_env)
 
 
 @pytest.fixture(scope="session")
 def face_models(config):
-    from pipeline.plugin_manager import resolve_face_models
+    from rollcall.pipeline.plugin_manager import resolve_face_models
 
     return resolve_face_models(config, progress=False)
 
 
 @pytest.fixture(scope="session")
 def plugin_manager(config, face_models):
-    from pipeline.plugin_manager import make_plugin_manager
+    from rollcall.pipeline.plugin_manager import make_plugin_manager
 
     return make_plugin_manager(config, face_models)
 
@@ -81,7 +81,7 @@ def plugin_manager(config, face_models):
 @pytest.fixture(scope="session")
 def detector(face_models):
     """The SCRFD detector plugin as ``rollcall analyze`` configures it (no size cap)."""
-    from plugins.detector import DetectorPlugin
+    from rollcall.plugins.detector import DetectorPlugin
 
     return DetectorPlugin(
         face_models.detector_path, threshold=0.5, min_face_px=16, max_side=1920, threads=0

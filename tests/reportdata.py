@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import sqlite_utils
 
-from pipeline import storage
-from pipeline.config import Config
-from pipeline.presence import attendance_status
+from rollcall.config import Config
+from rollcall.pipeline.presence import attendance_status
+from rollcall.store import storage
 
 
 def add_course(db: sqlite_utils.Database, course: str, students: Sequence[str]) -> None:

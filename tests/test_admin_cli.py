@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline import jobs, storage
-from pipeline.cli import main
+from rollcall.cli.main import main
+from rollcall.store import jobs, storage
 from tests.fakezoom import FakeAccount, FakeZoomServer, FakeZoomState
 
 

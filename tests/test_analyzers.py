@@ -6,16 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.tracking import FaceMatch, TrackedFace
-from pipeline.types import MeetingContext, Roster, SampledFrame
-from plugins.emotion import EmotionModel, EmotionPlugin, save_emotion
-from plugins.engagement import (
+from rollcall.pipeline.tracking import FaceMatch, TrackedFace
+from rollcall.plugins.emotion import EmotionModel, EmotionPlugin, save_emotion
+from rollcall.plugins.engagement import (
     EngagementPlugin,
     EngagementSettings,
     HeadPoseModel,
     keypoint_pose,
     save_engagement,
 )
+from rollcall.types import MeetingContext, Roster, SampledFrame
 
 SMILING = "Colin_Powell/4.jpg"  # checked with the model: happy 0.999, yaw 4 degrees
 FRONTAL = "Colin_Powell/4.jpg"
@@ -81,7 +81,7 @@ def test_small_and_unsure_faces_are_skipped_not_guessed(faces_dir, detector, mod
 
 
 def test_missing_emotion_model_is_a_clear_error(tmp_path, faces_dir, detector):
-    from models import ModelError
+    from rollcall.models import ModelError
 
     image = cv2.imread(str(faces_dir / SMILING))
     with pytest.raises(ModelError, match="fer2013_mini_xception.onnx not found at"):
@@ -135,7 +135,7 @@ def test_engagement_components_visibility_and_motion():
         faces = []
         if i < 60 or i % 2 == 0:  # minute 1: seen in half the samples, jumping around
             dx = 0 if i < 60 else (i % 4) * 50
-            face = __import__("pipeline.types", fromlist=["Face"]).Face(
+            face = __import__("rollcall.types", fromlist=["Face"]).Face(
                 np.array([10 + dx, 10, 90 + dx, 100], np.float32), 0.9, kps + [dx, 0]
             )
             faces = [TrackedFace(0, face, FaceMatch(0, 0.9))]
@@ -151,8 +151,8 @@ def test_engagement_components_visibility_and_motion():
 
 
 def test_results_are_stored_per_minute_and_summary(tmp_path, faces_dir, detector, models_dir):
-    from pipeline import storage
-    from pipeline.plugin_admin import migrate_plugin_admin
+    from rollcall.store import storage
+    from rollcall.store.plugin_admin import migrate_plugin_admin
 
     db = storage.open_db(tmp_path)
     migrate_plugin_admin(db)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.config import Config, ConfigError, config_toml_keys, load_config
+from rollcall.cli.main import main
+from rollcall.config import Config, ConfigError, config_toml_keys, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

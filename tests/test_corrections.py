@@ -9,11 +9,11 @@ import cv2
 import openpyxl
 import pytest
 
-from pipeline import corrections, storage
-from pipeline.cli import main
-from pipeline.config import AttendanceConfig
-from pipeline.evaluation import save_photos
-from pipeline.results import meeting_report
+from rollcall.cli.main import main
+from rollcall.config import AttendanceConfig
+from rollcall.reports.results import meeting_report
+from rollcall.store import corrections, storage
+from rollcall.synthetic.evaluation import save_photos
 from tests.reportdata import add_course, add_meeting
 from tests.test_end_to_end import short_clip  # noqa: F401  (session fixture: a 30 s clip)
 
@@ -223,7 +223,7 @@ def test_student_removal_and_retention_delete_corrections(meeting):
 
 
 def test_reanalysis_never_overwrites_a_correction(home, faces_dir, short_clip, tmp_path, capsys):  # noqa: F811
-    from pipeline.synthetic import load_faces_dir
+    from rollcall.synthetic.meeting import load_faces_dir
 
     faces = load_faces_dir(faces_dir)
     assert main(["course", "add", COURSE]) == 0

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from bot.course_mapping import course_for
-from pipeline.config import load_config
+from rollcall.bot.course_mapping import course_for
+from rollcall.config import load_config
 
 
 def test_rules_from_config_file_and_environment(tmp_path):

@@ -9,9 +9,9 @@ import cv2
 import openpyxl
 import pytest
 
-from pipeline import corrections, storage
-from pipeline.cli import main
-from pipeline.course_report import course_report
+from rollcall.cli.main import main
+from rollcall.reports.course import course_report
+from rollcall.store import corrections, storage
 from tests.browser import dump_dom, screenshot
 from tests.reportdata import add_course, add_meeting
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.decode: sampling by presentation time, rotation, scaling and bad files.
+"""Tests for rollcall.pipeline.decode: sampling by presentation time, rotation, scaling and bad files.
 
 Every fixture is written with PyAV into tmp_path; no external binaries are needed
 (one cross-check against the ffmpeg command line runs only when ffmpeg is installed).
@@ -20,8 +20,8 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import decode
-from pipeline.decode import DecodeStats, RecordingError, probe, sample_frames
+from rollcall.pipeline import decode
+from rollcall.pipeline.decode import DecodeStats, RecordingError, probe, sample_frames
 
 W, H = 320, 240
 
@@ -416,7 +416,7 @@ def test_unreadable_packet_is_skipped_with_a_warning(
     data[entry.pos : entry.pos + 8] = b"\xff" * 8  # an impossible NAL unit length
     path = tmp_path / "glitch.mp4"
     path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="rollcall.pipeline.decode"):
         samples, stats = collect(path)
     assert stats.corrupt_packets == 1
     assert stats.frames_decoded == 249
@@ -435,7 +435,7 @@ def test_random_glitch_decodes_with_a_warning(
     )
     path = tmp_path / "glitch.mp4"
     path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="rollcall.pipeline.decode"):
         samples, stats = collect(path)
     assert len(samples) == 10
     assert stats.corrupt_packets + stats.corrupt_frames >= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from pipeline.cli import main
+from rollcall.cli.main import main
 
 
 def test_demo_runs_and_matches_its_ground_truth(tmp_path, home, capsys):

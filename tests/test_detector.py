@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.demo import bundled_group_photo
-from pipeline.synthetic import gallery_layout
+from rollcall.synthetic.demo import bundled_group_photo
+from rollcall.synthetic.meeting import gallery_layout
 
 
 def _webcam_tile(person: np.ndarray, w: int, h: int) -> np.ndarray:

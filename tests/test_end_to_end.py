@@ -13,11 +13,11 @@ import os
 
 import pytest
 
-from pipeline import storage
-from pipeline.cli import main
-from pipeline.evaluation import build_test_meeting, save_photos, score_report
-from pipeline.results import meeting_report
-from pipeline.synthetic import render_meeting
+from rollcall.cli.main import main
+from rollcall.reports.results import meeting_report
+from rollcall.store import storage
+from rollcall.synthetic.evaluation import build_test_meeting, save_photos, score_report
+from rollcall.synthetic.meeting import render_meeting
 
 COURSE = "E2E"
 SEED = 11
@@ -96,7 +96,7 @@ def test_csv_and_xlsx_reports(e2e):
 @pytest.fixture(scope="session")
 def short_clip(tmp_path_factory, faces_dir):
     """A 30-second, four-person meeting: cheap to analyse twice."""
-    from pipeline.synthetic import MeetingScript, load_faces_dir, participants_from_faces
+    from rollcall.synthetic.meeting import MeetingScript, load_faces_dir, participants_from_faces
 
     faces = load_faces_dir(faces_dir)
     people = {n: faces[n][3:] for n in ("Hu_Jintao", "Yao_Ming", "Norah_Jones", "Tony_Blair")}
@@ -221,9 +221,9 @@ def test_worker_processes_analyse_recordings_in_parallel(e2e_env, short_clip):
     """[analysis] workers = 2: two recordings go to two processes, each with its own models."""
     import asyncio
 
-    from bot.analysis_pool import AnalysisPool, config_for_workers
-    from pipeline import jobs
-    from pipeline.config import load_config
+    from rollcall.analysis.pool import AnalysisPool, config_for_workers
+    from rollcall.config import load_config
+    from rollcall.store import jobs
 
     config = load_config()
     assert config_for_workers(config, 2, cpus=8).models.threads == 4

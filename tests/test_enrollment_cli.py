@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import storage
-from pipeline.cli import main
-from pipeline.demo import bundled_group_photo
+from rollcall.cli.main import main
+from rollcall.store import storage
+from rollcall.synthetic.demo import bundled_group_photo
 
 
 def out_of(capsys) -> str:
@@ -160,7 +160,7 @@ def test_unknown_course_and_missing_files_fail_clearly(tmp_path, home, capsys):
 def test_model_pack_change_re_embeds_from_stored_photos(
     faces_dir, course, home, config, plugin_manager
 ):
-    from pipeline.enrollment import load_roster
+    from rollcall.enrollment.enroll import load_roster
 
     assert main(["student", "add", course, "S1", *photos(faces_dir, "Tony_Blair", (1, 2))]) == 0
     db = storage.open_db(home)

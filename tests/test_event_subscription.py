@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from bot.event_subscription import (
+from rollcall.bot.event_subscription import (
     backoff_delay,
     run_event_subscription,
     safe_url,
     subscription_url,
 )
-from bot.events import ZoomEvent, event_keys
+from rollcall.bot.events import ZoomEvent, event_keys
 from tests.fakezoom.events import FakeEventServer, recording_completed, ws_message
 
 SUB = "sub-abc123"

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from pipeline.decode import prefetched
-from pipeline.gallery import TileGate, find_tiles
-from pipeline.synthetic import BACKGROUND_BGR, CAMERA_OFF_BGR, gallery_layout
-from pipeline.tracking import FaceMatch, FaceTracker
-from pipeline.types import Face
+from rollcall.pipeline.decode import prefetched
+from rollcall.pipeline.gallery import TileGate, find_tiles
+from rollcall.pipeline.tracking import FaceMatch, FaceTracker
+from rollcall.synthetic.meeting import BACKGROUND_BGR, CAMERA_OFF_BGR, gallery_layout
+from rollcall.types import Face
 
 W, H = 1280, 720
 

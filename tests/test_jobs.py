@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import jobs, storage
+from rollcall.store import jobs, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -323,7 +323,7 @@ def test_nested_in_callers_transaction_uses_a_savepoint(db):
 WORKER = """
 import json, sys, time
 from pathlib import Path
-from pipeline import jobs, storage
+from rollcall.store import jobs, storage
 
 home, worker, go, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 db = storage.open_db(home)
@@ -379,7 +379,7 @@ def test_two_processes_never_claim_the_same_job(tmp_path):
 DYING_WORKER = """
 import sys, time
 from pathlib import Path
-from pipeline import jobs, storage
+from rollcall.store import jobs, storage
 
 home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 db = storage.open_db(home)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-import models.resolve
-from models import (
+import rollcall.models.resolve
+from rollcall.models import (
     ENV_MODELS_DIR,
     ModelError,
     ModelFile,
@@ -34,7 +34,7 @@ from models import (
     models_dir_from_env,
     resolve_pack,
 )
-from models.resolve import RECORD_NAME
+from rollcall.models.resolve import RECORD_NAME
 
 
 def _shared_models_dir() -> Path:
@@ -277,8 +277,10 @@ def test_resolve_from_cache_records_verification(
     cache = tmp_path / "cache"
     _copy_lite(cache / "lite")
     calls: list[Path] = []
-    real = models.resolve.sha256_file
-    monkeypatch.setattr(models.resolve, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = rollcall.models.resolve.sha256_file
+    monkeypatch.setattr(
+        rollcall.models.resolve, "sha256_file", lambda p: calls.append(p) or real(p)
+    )
 
     r = resolve_pack("lite", models_dir=tmp_path / "empty", cache_dir=cache)
     assert r.source == "cache" and r.root == cache / "lite"

@@ -27,11 +27,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from pipeline import outbox, storage
-from pipeline.config import Config, ConfigError, load_config
-from pipeline.plugin_manager import notifier_manager
-from plugins.notifiers.chat import ChatNotifier
-from plugins.notifiers.email import CHART_CID, EmailNotifier, build_email
+from rollcall.config import Config, ConfigError, load_config
+from rollcall.pipeline.plugin_manager import notifier_manager
+from rollcall.plugins.notifiers.chat import ChatNotifier
+from rollcall.plugins.notifiers.email import CHART_CID, EmailNotifier, build_email
+from rollcall.store import outbox, storage
 from tests.http_receiver import Receiver, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,7 +388,7 @@ def test_webhooks_500_then_200_deliver_once(db, home, caplog):
 
 
 def test_email_html_renders_in_chromium(db, home, request, tmp_path):
-    from pipeline.summary import build_summary
+    from rollcall.notify.summary import build_summary
     from tests.browser import dump_dom, screenshot
 
     meeting_id = seed_meeting(db)
@@ -452,7 +452,7 @@ def test_config_validates_addresses_and_hides_webhook_urls(tmp_path):
 
 
 def test_notify_cli_list_resend_send(db, home, tmp_path, monkeypatch, capsys):
-    from pipeline.cli import main
+    from rollcall.cli.main import main
 
     meeting_id = seed_meeting(db)
     port = free_port()
@@ -486,7 +486,7 @@ def test_notify_cli_list_resend_send(db, home, tmp_path, monkeypatch, capsys):
 
 
 def test_plugins_list_shows_the_notifiers(config):
-    from pipeline.plugin_manager import describe_plugins
+    from rollcall.pipeline.plugin_manager import describe_plugins
 
     infos = {i.name: i for i in describe_plugins(config, entry_points=False)}
     for name in ("notify_email", "notify_chat"):
@@ -494,7 +494,7 @@ def test_plugins_list_shows_the_notifiers(config):
 
 
 def test_worker_queues_once_and_a_broken_config_does_not_raise_into_the_job(db, home):
-    from bot.worker import enqueue_notifications
+    from rollcall.service.worker import enqueue_notifications
 
     meeting_id = seed_meeting(db)
     config = make_config(home, slack="https://hooks.example/x")
@@ -515,7 +515,7 @@ def test_worker_queues_once_and_a_broken_config_does_not_raise_into_the_job(db, 
 def test_serve_scheduler_delivers_in_the_background(db, home):
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from bot.service import _schedule_notifications
+    from rollcall.service.serve import _schedule_notifications
 
     meeting_id = seed_meeting(db)
     port = free_port()
@@ -550,9 +550,9 @@ def test_spanish_notifications_are_a_folder_and_missing_files_fall_back_to_engli
 ):
     import shutil
 
-    import plugins.notifiers as notifiers
-    from pipeline.summary import build_summary
-    from plugins.notifiers import render, summary_variables
+    import rollcall.plugins.notifiers as notifiers
+    from rollcall.notify.summary import build_summary
+    from rollcall.plugins.notifiers import render, summary_variables
 
     meeting_id = seed_meeting(db)
     port = free_port()

@@ -18,9 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli, storage
-from pipeline.hookspecs import hookimpl
-from pipeline.plugin_admin import (
+from rollcall.cli import main as cli
+from rollcall.hookspecs import hookimpl
+from rollcall.pipeline.plugin_manager import (
+    ENTRY_POINT_GROUP,
+    RollcallPluginManager,
+    describe_plugins,
+    discover_entry_points,
+    plugin_failures,
+    register_isolated,
+)
+from rollcall.store import storage
+from rollcall.store.plugin_admin import (
     ConfirmationRequired,
     PluginAdminError,
     enabled_plugins,
@@ -29,15 +38,7 @@ from pipeline.plugin_admin import (
     set_plugin_enabled,
     stored_plugin_failures,
 )
-from pipeline.plugin_manager import (
-    ENTRY_POINT_GROUP,
-    RollcallPluginManager,
-    describe_plugins,
-    discover_entry_points,
-    plugin_failures,
-    register_isolated,
-)
-from pipeline.types import MeetingContext, Roster, SampledFrame
+from rollcall.types import MeetingContext, Roster, SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "example_plugin"
@@ -48,7 +49,7 @@ def run_cli(argv: list[str]) -> int:
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     if "plugins" not in sub.choices:
-        from pipeline.cli_plugins import register
+        from rollcall.cli.plugins import register
 
         register(sub)
     original = cli.build_parser
@@ -113,7 +114,7 @@ def test_course_setting_overrides_global(tmp_path, config):
 
 
 def test_manager_per_job_follows_settings(tmp_path, config, face_models):
-    from pipeline.plugin_manager import build_catalog
+    from rollcall.pipeline.plugin_manager import build_catalog
 
     db = storage.open_db(tmp_path)
     storage.add_course(db, "A", "A")
@@ -266,8 +267,8 @@ def example_plugin(tmp_path):
 def test_example_plugin_installed_listed_enabled_and_run(
     example_plugin, home, capsys, face_models, monkeypatch
 ):
-    from pipeline.config import load_config
-    from pipeline.plugin_manager import build_catalog
+    from rollcall.config import load_config
+    from rollcall.pipeline.plugin_manager import build_catalog
 
     monkeypatch.setenv("COLUMNS", "200")  # a table row per plugin
 
@@ -347,8 +348,8 @@ def test_admin_api(tmp_path, base_env, caplog):
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.admin_api import admin_routes
-    from pipeline.config import load_config
+    from rollcall.config import load_config
+    from rollcall.web.admin_api import admin_routes
 
     token = "s3cret-admin-token"
     config = load_config(
@@ -412,8 +413,8 @@ def test_admin_api_off_without_token(tmp_path, base_env):
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.admin_api import admin_routes
-    from pipeline.config import load_config
+    from rollcall.config import load_config
+    from rollcall.web.admin_api import admin_routes
 
     config = load_config(None, {**base_env, "ROLLCALL_HOME": str(tmp_path)})
     db = storage.open_db(tmp_path)
@@ -435,8 +436,8 @@ def test_meeting_page_linked_from_chat_needs_the_token(tmp_path, base_env, caplo
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.admin_api import admin_routes
-    from pipeline.config import load_config
+    from rollcall.config import load_config
+    from rollcall.web.admin_api import admin_routes
     from tests.reportdata import add_course, add_meeting
 
     token = "page-token-123"

@@ -1,4 +1,4 @@
-"""Tests for pipeline.report: CSV, XLSX, PNG writers and the terminal summary."""
+"""Tests for rollcall.reports.report: CSV, XLSX, PNG writers and the terminal summary."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import openpyxl
 import pytest
 from rich.console import Console
 
-from pipeline import report as rp
-from pipeline.report import (
+from rollcall.reports import report as rp
+from rollcall.reports.report import (
     minute_labels,
     summary_table,
     write_csv,
@@ -20,7 +20,7 @@ from pipeline.report import (
     write_reports,
     write_xlsx,
 )
-from pipeline.types import AttendanceReport, StudentAttendance
+from rollcall.types import AttendanceReport, StudentAttendance
 
 HOSTILE = '=HYPERLINK("http://x","y")'
 NAMES = [HOSTILE, "+1", "-2+3", "@SUM(A1)", "Zoë Ñúñez", "Plain Name", "#N/A", "\tTabbed"]

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipeline import jobs, storage
-from pipeline.enrollment import enroll_photos
-from pipeline.evaluation import build_test_meeting, save_photos, score_report
-from pipeline.results import meeting_report
-from pipeline.synthetic import render_meeting
+from rollcall.enrollment.enroll import enroll_photos
+from rollcall.reports.results import meeting_report
+from rollcall.store import jobs, storage
+from rollcall.synthetic.evaluation import build_test_meeting, save_photos, score_report
+from rollcall.synthetic.meeting import render_meeting
 from tests.fakezoom import (
     FakeAccount,
     FakeFile,
@@ -82,7 +82,7 @@ class Service:
     def start(self) -> Service:
         self._out = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "rollcall", "serve", "--port", str(self.port)],
             env=self.env,
             stdout=self._out,
             stderr=subprocess.STDOUT,

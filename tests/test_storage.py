@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from pipeline import storage
-from pipeline.cli import main
+from rollcall.cli.main import main
+from rollcall.store import storage
 
 
 def test_schema_is_versioned_and_in_wal_mode(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of the synthetic Zoom meeting generator (pipeline/synthetic.py)."""
+"""Tests of the synthetic Zoom meeting generator (rollcall/synthetic/meeting.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.presence import present_minutes
-from pipeline.synthetic import (
+from rollcall.pipeline.presence import present_minutes
+from rollcall.synthetic.meeting import (
     CAMERA_OFF_BGR,
     MAX_TILES,
     GroundTruth,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.presence import attendance_status, present_minutes
-from pipeline.tracking import FaceMatch, FaceTracker, seconds_per_minute, vote_identities
-from pipeline.types import Face
-from plugins.recognizer import match_open_set
+from rollcall.pipeline.presence import attendance_status, present_minutes
+from rollcall.pipeline.tracking import FaceMatch, FaceTracker, seconds_per_minute, vote_identities
+from rollcall.plugins.recognizer import match_open_set
+from rollcall.types import Face
 
 
 def unit(v):

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.events import (
+from rollcall.bot.events import (
     EventError,
     ZoomEvent,
     event_key,
@@ -22,7 +22,7 @@ from bot.events import (
     parse_event,
     recording_files,
 )
-from bot.webhook import DISABLED_MESSAGE, webhook_routes
+from rollcall.bot.webhook import DISABLED_MESSAGE, webhook_routes
 from tests.fakezoom.events import (
     WebhookSender,
     encode_body,

@@ -1,4 +1,4 @@
-"""bot.oauth, bot.zoom_client (real zoomus) and bot.download (real aiohttp) against the fake Zoom."""
+"""rollcall.bot.oauth, rollcall.bot.zoom_client (real zoomus) and rollcall.bot.download (real aiohttp) against the fake Zoom."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.download import DownloadError, download_recording, host_allowed
-from bot.oauth import OAuthError, TokenProvider
-from bot.zoom_client import (
+from rollcall.bot.download import DownloadError, download_recording, host_allowed
+from rollcall.bot.oauth import OAuthError, TokenProvider
+from rollcall.bot.zoom_client import (
     SPEAKER_WARNING,
     RecordingFile,
     ZoomApiError,

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import storage  # noqa: E402
-from pipeline.cli import main  # noqa: E402
+from rollcall.cli.main import main  # noqa: E402
+from rollcall.store import storage  # noqa: E402
 from tests.browser import screenshot  # noqa: E402
 from tests.reportdata import add_meeting  # noqa: E402
 

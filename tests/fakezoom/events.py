@@ -1,6 +1,6 @@
 """Zoom's side of event delivery, for tests: signed webhooks and a WebSocket event server.
 
-Written from Zoom's published behaviour, independently of ``bot.webhook``:
+Written from Zoom's published behaviour, independently of ``rollcall.bot.webhook``:
 
 * :func:`sign` — the ``x-zm-request-timestamp`` / ``x-zm-signature`` headers
   (``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{raw body}``);

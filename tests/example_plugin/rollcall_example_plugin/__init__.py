@@ -13,7 +13,7 @@ import threading
 
 import pluggy
 
-hookimpl = pluggy.HookimplMarker("rollcall")  # the same marker as pipeline.hookspecs.hookimpl
+hookimpl = pluggy.HookimplMarker("rollcall")  # the same marker as rollcall.hookspecs.hookimpl
 
 
 class FaceCounter:

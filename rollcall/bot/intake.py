@@ -1,0 +1,139 @@
+"""Turning Zoom events (webhook, WebSocket, polling) into jobs. One path for all three.
+
+A ``recording.completed`` event (or a recording found by polling) becomes one
+job for its best video file (gallery view first), keyed by meeting UUID and
+file id, so the same recording delivered three times is one job. A recording
+that maps to no course is stored as a skipped job with a log line.
+``recording.trashed``/``recording.deleted`` cancel the meeting's jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from rollcall.bot.course_mapping import course_for
+from rollcall.bot.events import (
+    MEETING_ENDED,
+    RECORDING_COMPLETED,
+    RECORDING_DELETED,
+    RECORDING_TRASHED,
+    ZoomEvent,
+    event_object,
+    meeting_uuid,
+)
+from rollcall.bot.zoom_client import ZoomRecording, parse_recording, pick_video_file
+from rollcall.config import Config
+from rollcall.store import jobs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    job_id: int | None
+    created: bool
+    state: str
+
+
+def enqueue_recording(
+    db: sqlite_utils.Database,
+    config: Config,
+    recording: ZoomRecording,
+    *,
+    download_token: str | None,
+    source: str,
+) -> IntakeResult:
+    """Create (or find) the job for this recording's best video file."""
+    file, warning = pick_video_file(recording)
+    context = {
+        "meeting_uuid": recording.uuid,
+        "zoom_meeting_id": recording.meeting_id,
+        "source": source,
+    }
+    if file is None:
+        log.warning(
+            "recording has no usable video file; ignored", extra=dict(context, reason=warning)
+        )
+        return IntakeResult(None, False, "ignored")
+    course = course_for(
+        config.zoom.course_map,
+        meeting_id=recording.meeting_id,
+        topic=recording.topic,
+        host_email=recording.host_email,
+    )
+    payload = {
+        "download_url": file.download_url,
+        "download_token": download_token,
+        "file_size": file.file_size,
+        "recording_type": file.recording_type,
+        "start_time": recording.start_time.isoformat() if recording.start_time else None,
+        "warning": warning,
+        "source": source,
+    }
+    state = jobs.QUEUED if course else jobs.SKIPPED
+    job, created = jobs.enqueue(
+        db,
+        course_id=course,
+        meeting_uuid=recording.uuid,
+        file_id=file.id,
+        payload=payload,
+        state=state,
+        zoom_meeting_id=recording.meeting_id,
+        topic=recording.topic,
+        host_email=recording.host_email,
+        reason="" if course else "no [[zoom.course_map]] rule matches this meeting",
+    )
+    if created and not course:
+        log.info(
+            "recording maps to no course; stored as skipped",
+            extra=dict(context, job_id=job.id, topic=recording.topic),
+        )
+    elif created:
+        log.info("recording queued", extra=dict(context, job_id=job.id, course_id=course))
+    else:
+        log.debug("recording already known", extra=dict(context, job_id=job.id))
+    return IntakeResult(job.id, created, job.state)
+
+
+class Intake:
+    """The ``EventSink`` of the service: records events as jobs, nothing slower."""
+
+    def __init__(self, db: sqlite_utils.Database, config: Config):
+        self.db = db
+        self.config = config
+
+    async def __call__(self, event: ZoomEvent) -> None:
+        self.handle(event)
+
+    def handle(self, event: ZoomEvent) -> list[IntakeResult]:
+        uuid = meeting_uuid(event)
+        log.info(
+            "zoom event", extra={"event": event.event, "source": event.source, "meeting_uuid": uuid}
+        )
+        if event.event == RECORDING_COMPLETED:
+            recording = parse_recording(event_object(event))
+            return [
+                enqueue_recording(
+                    self.db,
+                    self.config,
+                    recording,
+                    download_token=event.download_token,
+                    source=event.source,
+                )
+            ]
+        if event.event in (RECORDING_TRASHED, RECORDING_DELETED) and uuid:
+            cancelled = jobs.cancel_meeting(self.db, uuid, f"Zoom event {event.event}")
+            log.info(
+                "recording removed in Zoom; jobs cancelled",
+                extra={"meeting_uuid": uuid, "cancelled": len(cancelled)},
+            )
+            return [IntakeResult(j.id, False, j.state) for j in cancelled]
+        if event.event == MEETING_ENDED:
+            # The participants report is fetched by the worker once the recording is analysed.
+            log.info("meeting ended", extra={"meeting_uuid": uuid})
+            return []
+        log.debug("event ignored", extra={"event": event.event})
+        return []

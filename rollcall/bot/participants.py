@@ -1,0 +1,124 @@
+"""Zoom's participants report, reconciled with what the camera saw.
+
+Per enrolled student: minutes Zoom says they were connected but no face of
+theirs was recognised (camera off, or not recognised), and students whose
+face was recognised although no participant of that name joined (someone
+else's account, a shared device, or a recognition error worth checking).
+Participants are matched to students by email, else by name (case and
+accents ignored).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+
+import sqlite_utils
+
+from rollcall.bot.zoom_client import Participant
+from rollcall.pipeline.presence import minute_lengths
+from rollcall.store import storage
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text or "")
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).casefold().split())
+
+
+def connected_minutes(
+    intervals: list[tuple[datetime, datetime]], start: datetime, duration_s: float
+) -> list[int]:
+    """1 for each minute of the recording overlapped by a connection interval."""
+    out = []
+    for i, length in enumerate(minute_lengths(duration_s)):
+        a, b = 60.0 * i, 60.0 * i + length
+        hit = any(
+            (j - start).total_seconds() < b and (leave - start).total_seconds() > a
+            for j, leave in intervals
+        )
+        out.append(int(hit))
+    return out
+
+
+def store_participants(
+    db: sqlite_utils.Database,
+    meeting_id: int,
+    participants: list[Participant],
+    start: datetime | None,
+) -> list[str]:
+    """Store the join/leave intervals and the reconciliation; return report lines."""
+    meeting = storage.get_meeting(db, meeting_id)
+    students = list(db["students"].rows_where("course_id = ?", [meeting["course_id"]]))
+    by_email = {_norm(s["email"]): s for s in students if s["email"]}
+    by_name = {_norm(s["name"]): s for s in students}
+    presence = {pk: mins for pk, mins in _presence(db, meeting_id).items()}
+    intervals: dict[int, list[tuple[datetime, datetime]]] = {}
+    rows = []
+    unmatched_names = set()
+    for p in participants:
+        student = by_email.get(_norm(p.email)) or by_name.get(_norm(p.name))
+        rows.append(
+            {
+                "meeting_id": meeting_id,
+                "name": p.name,
+                "email": p.email,
+                "join_time": p.join_time.isoformat() if p.join_time else None,
+                "leave_time": p.leave_time.isoformat() if p.leave_time else None,
+                "student_pk": student["id"] if student else None,
+            }
+        )
+        if student is None:
+            unmatched_names.add(p.name)
+        elif p.join_time and p.leave_time:
+            intervals.setdefault(student["id"], []).append((p.join_time, p.leave_time))
+    lines, recon = [], []
+    for s in students:
+        seen = presence.get(s["id"], [])
+        connected = (
+            connected_minutes(intervals.get(s["id"], []), start, meeting["duration_s"] or 0)
+            if start
+            else []
+        )
+        unrecognised = sum(1 for c, p in zip(connected, seen, strict=False) if c and not p)
+        in_report = s["id"] in intervals
+        recon.append(
+            {
+                "meeting_id": meeting_id,
+                "student_pk": s["id"],
+                "connected_minutes": sum(connected),
+                "unrecognized_minutes": unrecognised,
+                "in_participants": int(in_report),
+            }
+        )
+        if unrecognised:
+            lines.append(
+                f"{s['student_id']} {s['name']}: connected {unrecognised} minute(s) "
+                "without being recognised (camera off or not recognised)"
+            )
+        if any(seen) and not in_report:
+            lines.append(
+                f"{s['student_id']} {s['name']}: recognised on camera but not in Zoom's "
+                "participants list under this name or email"
+            )
+    with db.conn:
+        db.execute("delete from participants where meeting_id = ?", [meeting_id])
+        db.execute("delete from reconciliation where meeting_id = ?", [meeting_id])
+        db["participants"].insert_all(rows)
+        db["reconciliation"].insert_all(recon)
+        old = [
+            w
+            for w in (meeting["warnings"] or "").split("\n")
+            if w and "participants" not in w and "recognised" not in w
+        ]
+        db["meetings"].update(meeting_id, {"warnings": "\n".join(old + lines)})
+    return lines
+
+
+def _presence(db: sqlite_utils.Database, meeting_id: int) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in db.query(
+        "select student_pk, present from presence where meeting_id = ? order by minute",
+        [meeting_id],
+    ):
+        out.setdefault(r["student_pk"], []).append(r["present"])
+    return out

@@ -1,0 +1,1 @@
+"""The ``rollcall`` command line: one module per command group."""

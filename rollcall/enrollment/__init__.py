@@ -1,0 +1,2 @@
+"""Enrollment: checking and embedding students' photos, and loading a course's roster
+(templates) for recognition."""

@@ -1,0 +1,125 @@
+"""The hook specifications of rollcall's pipeline: the whole plugin contract.
+
+A recording goes through the hooks in this order (the orchestrator in
+``rollcall/pipeline/orchestrator.py`` calls them):
+
+1. ``rollcall_sampling_interval`` - frame sampling: each plugin may ask for a
+   sampling interval; the smallest answer wins (default ``[analysis] interval_s``).
+2. ``rollcall_detect_faces`` - face detection on every sampled frame (first
+   non-None result wins: one detector).
+3. ``rollcall_embed_faces`` - face recognition, part 1: an L2-normalised
+   embedding for each detected face (first non-None result wins).
+4. ``rollcall_match_faces`` - face recognition, part 2: open-set matching of
+   one frame's faces against the course roster (first non-None result wins).
+   The orchestrator then tracks faces across samples.
+5. ``rollcall_analyze_frame`` - per-frame analysis: every analyzer sees the
+   frame and its tracked, matched faces. Return value ignored.
+6. ``rollcall_identify_tracks`` - face recognition, part 3: decide each
+   track's identity by voting over its observations (first result wins).
+7. ``rollcall_finalize_meeting`` - per-meeting finalisation: every analyzer
+   turns what it gathered into results and stores them. Returns a
+   ``dict`` of named results (merged into ``MeetingOutcome.results``).
+8. ``rollcall_report`` - reporting: write files for the analysed meeting into
+   ``out_dir`` and return their paths.
+
+Outside the analysis, once a meeting is analysed, its notifications go through
+the outbox (``rollcall/store/outbox.py``), which calls:
+
+9. ``rollcall_send_notification`` - deliver one instructor notification
+   (first result wins: the plugin that owns the message's channel sends it
+   and returns True; an exception means "try again later").
+
+Hook names must start with ``rollcall_``; pluggy rejects unknown hooks when a
+plugin is registered, and a plugin may implement any subset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pluggy
+
+if TYPE_CHECKING:
+    from rollcall.config import Config
+    from rollcall.pipeline.decode import RecordingInfo
+    from rollcall.pipeline.tracking import FaceMatch, TrackedFace, TrackSummary
+    from rollcall.store.outbox import OutgoingMessage
+    from rollcall.types import AttendanceReport, Face, MeetingContext, Roster, SampledFrame
+
+PROJECT = "rollcall"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def rollcall_sampling_interval(config: Config, info: RecordingInfo) -> float | None:
+    """Seconds between sampled frames this plugin needs, or None for no opinion."""
+
+
+@hookspec(firstresult=True)
+def rollcall_detect_faces(frame: SampledFrame) -> list[Face] | None:
+    """Detect faces in ``frame.image``; boxes and keypoints in that image's pixels.
+
+    ``frame.image`` may be one gallery tile of the sampled frame rather than the
+    whole frame (the fast path, ``rollcall.pipeline.gallery``); the orchestrator moves the
+    boxes back into frame coordinates.
+    """
+
+
+@hookspec(firstresult=True)
+def rollcall_embed_faces(frame: SampledFrame, faces: list[Face]) -> np.ndarray | None:
+    """Return an (n, d) float32 array of L2-normalised embeddings, one row per face."""
+
+
+@hookspec(firstresult=True)
+def rollcall_match_faces(embeddings: np.ndarray, roster: Roster) -> list[FaceMatch] | None:
+    """Open-set match of one frame's faces: one ``FaceMatch`` per face.
+
+    A face below the threshold is unknown (``student_index == -1``); one student
+    matches at most one face of the frame.
+    """
+
+
+@hookspec
+def rollcall_analyze_frame(
+    meeting: MeetingContext, frame: SampledFrame, faces: list[TrackedFace]
+) -> None:
+    """Look at one sampled frame and its tracked faces; keep what you need."""
+
+
+@hookspec(firstresult=True)
+def rollcall_identify_tracks(tracks: list[TrackSummary], roster: Roster) -> dict[int, int] | None:
+    """Map track id -> roster index for tracks attributed to a student (others are unknown)."""
+
+
+@hookspec
+def rollcall_finalize_meeting(
+    meeting: MeetingContext, tracks: list[TrackSummary], identities: dict[int, int], roster: Roster
+) -> dict[str, Any] | None:
+    """Turn what was gathered into results; return them by name.
+
+    ``tracks`` are all face tracks of the recording, ``identities`` maps the
+    attributed track ids to roster indexes. The orchestrator stores the
+    built-in results (attendance, unknown clusters) in one transaction; a
+    plugin with results of its own stores them here.
+    """
+
+
+@hookspec
+def rollcall_report(
+    meeting: MeetingContext, report: AttendanceReport, out_dir: Path
+) -> list[Path] | None:
+    """Write report files for one meeting into ``out_dir``; return the paths written."""
+
+
+@hookspec(firstresult=True)
+def rollcall_send_notification(message: OutgoingMessage) -> bool | None:
+    """Send ``message`` if this plugin owns ``message.channel``; return True when sent.
+
+    Return None for channels the plugin does not handle. Raise on a delivery
+    failure (server down, HTTP 5xx...): the outbox records the error and
+    retries with backoff. ``message.target`` (addresses or a webhook URL) and
+    the SMTP password are secrets for logging purposes: never log them.
+    """

@@ -1,0 +1,1 @@
+"""Instructor notifications: the meeting summary that the email and chat notifiers send."""

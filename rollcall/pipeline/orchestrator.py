@@ -1,0 +1,296 @@
+"""Running one recording through the enabled plugins, start to finish.
+
+Follow a recording here: probe -> roster -> sample frames -> detect -> embed ->
+match -> track -> analyse -> identify tracks -> finalise -> store -> report.
+Frames are decoded in a thread of their own, ahead of the analysis
+(``decode.prefetched``); detection and embedding go through the fast path of
+``rollcall.pipeline.gallery`` (per gallery tile, only where the picture changed or a
+face is not settled, ``[analysis] recheck_s`` / ``embed_max_age_s``).
+A recording that cannot be decoded fails with a ``RecordingError``; the
+meeting is marked failed and every previously stored result stays intact
+(results are replaced in one transaction only after a complete run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pluggy
+import sqlite_utils
+
+from rollcall.config import Config
+from rollcall.enrollment.enroll import load_roster
+from rollcall.pipeline.decode import RecordingError, prefetched, probe, sample_frames
+from rollcall.pipeline.evidence import EvidenceKeeper
+from rollcall.pipeline.gallery import TileGate
+from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
+from rollcall.pipeline.tracking import FaceTracker
+from rollcall.pipeline.unknowns import cluster_rows, cluster_unknown_tracks
+from rollcall.reports.results import meeting_report
+from rollcall.store import storage
+from rollcall.store.plugin_admin import save_plugin_failures
+from rollcall.types import AttendanceReport, MeetingContext, SampledFrame
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, float], None]  # (seconds done, seconds total)
+LINK_SIMILARITY = 0.3  # same face in consecutive samples is far above this for any ArcFace model
+
+
+@dataclass(slots=True)
+class MeetingOutcome:
+    meeting_id: int
+    context: MeetingContext
+    report: AttendanceReport
+    results: dict[str, Any] = field(default_factory=dict)
+    samples: int = 0
+    faces: int = 0
+    tracks: int = 0
+    seconds: float = 0.0  # wall time of the analysis
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def analyze_recording(
+    db: sqlite_utils.Database,
+    pm: pluggy.PluginManager,
+    models: FaceModels,
+    config: Config,
+    path: Path,
+    course_id: str,
+    *,
+    title: str = "",
+    start_time: datetime | None = None,
+    source: str = "file",
+    source_key: str | None = None,
+    progress: Progress | None = None,
+) -> MeetingOutcome:
+    """Analyse ``path`` for ``course_id``, store the results and return them."""
+    started = time.monotonic()
+    course = storage.get_course(db, course_id)
+    if source_key is None:
+        source_key = f"file:{course_id}:{file_sha256(path)}"
+    meeting_id = storage.upsert_meeting(
+        db,
+        {
+            "course_id": course_id,
+            "source_key": source_key,
+            "title": title or path.stem,
+            "source": source,
+            "start_time": start_time.isoformat() if start_time else None,
+            "status": "analyzing",
+            "error": "",
+        },
+    )
+    try:
+        info = probe(path)
+        start_time = start_time or info.start_time
+        outcome = _run(
+            db,
+            pm,
+            models,
+            config,
+            path,
+            course,
+            meeting_id,
+            info,
+            title or path.stem,
+            start_time,
+            progress,
+        )
+    except RecordingError as exc:
+        storage.set_meeting_status(db, meeting_id, "failed", str(exc))
+        storage.save_recording(
+            db, {"meeting_id": meeting_id, "path": str(path), "status": "failed", "error": str(exc)}
+        )
+        raise
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _run(db, pm, models, config, path, course, meeting_id, info, title, start_time, progress):
+    course_id = course["course_id"]
+    roster = load_roster(db, pm, course_id, models.model_key)
+    requested = [i for i in pm.hook.rollcall_sampling_interval(config=config, info=info) if i]
+    interval = min([config.analysis.interval_s, *requested])
+    context = MeetingContext(
+        meeting_id=meeting_id,
+        course_id=course_id,
+        title=title,
+        duration_s=info.duration_s,
+        interval_s=interval,
+        start_time=start_time,
+        settings=config.model_dump(mode="json"),
+    )
+    rec = config.recognition
+    tracker = FaceTracker(
+        iou_threshold=rec.track_iou, link_similarity=LINK_SIMILARITY, max_gap_s=rec.max_gap_s
+    )
+    keeper = EvidenceKeeper(
+        config.home / "evidence" / str(meeting_id),
+        frames=config.privacy.store_frames,
+        face_crops=config.privacy.store_face_crops,
+    )
+    a = config.analysis
+    gate = TileGate(recheck_s=a.recheck_s, embed_max_age_s=a.embed_max_age_s)
+    samples = faces_seen = 0
+    with prefetched(sample_frames(path, interval)) as frames:
+        for frame in frames:
+            samples += 1
+            faces = gate.faces(
+                frame.t,
+                frame.image,
+                detect=lambda image, f=frame: _detect(pm, f, image),
+                embed=lambda found, f=frame: _embed(pm, f, found),
+            )
+            if faces:
+                embeddings = np.stack([face.embedding for face in faces])
+                matches = pm.hook.rollcall_match_faces(embeddings=embeddings, roster=roster)
+                tracked = tracker.update(
+                    frame.t, faces, embeddings, matches, gate.measured, gate.keys
+                )
+                gate.settle(
+                    [tracker.settled(tf.track_id) for tf in tracked],
+                    [tracker.measurements(tf.track_id) for tf in tracked],
+                )
+                faces_seen += len(faces)
+            else:
+                tracked = tracker.update(frame.t, [], None, [])
+            pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
+            keeper.see(frame, tracked)
+            if progress:
+                progress(min(frame.t + interval, info.duration_s), info.duration_s)
+    tracks = tracker.finish()
+    identities = pm.hook.rollcall_identify_tracks(tracks=tracks, roster=roster) or {}
+    results: dict[str, Any] = {}
+    for result in pm.hook.rollcall_finalize_meeting(
+        meeting=context, tracks=tracks, identities=identities, roster=roster
+    ):
+        results.update(result or {})
+    clusters = cluster_unknown_tracks(
+        tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
+    )
+    keeper.save_cluster_crops(clusters)
+    attendance = results.get("attendance", [])
+    presence_rows, attendance_rows = [], []
+    for row in attendance:
+        pk = roster.student_keys[row.student_index]
+        for minute, (seen, present) in enumerate(zip(row.seconds_seen, row.minutes, strict=True)):
+            presence_rows.append(
+                {
+                    "meeting_id": meeting_id,
+                    "student_pk": pk,
+                    "minute": minute,
+                    "seconds_seen": seen,
+                    "present": present,
+                }
+            )
+        attendance_rows.append(
+            {
+                "meeting_id": meeting_id,
+                "student_pk": pk,
+                "present_minutes": row.present_minutes,
+                "attendance_pct": row.attendance_pct,
+                "status": row.status,
+            }
+        )
+    warnings = []
+    if not any(len(e) for e in roster.photo_embeddings):
+        warnings.append("no student of this course has an enrolled photo: everyone is absent")
+    storage.replace_results(
+        db,
+        meeting_id,
+        presence_rows,
+        attendance_rows,
+        cluster_rows(
+            clusters,
+            meeting_id=meeting_id,
+            model=models.model_key,
+            duration_s=info.duration_s,
+            interval_s=interval,
+            max_gap_s=rec.max_gap_s,
+        ),
+        {
+            "status": "done",
+            "error": "",
+            "duration_s": info.duration_s,
+            "model": models.model_key,
+            "start_time": start_time.isoformat() if start_time else None,
+            "warnings": "\n".join(warnings),
+            "analyzed_at": storage.now_iso(),
+        },
+    )
+    save_plugin_failures(db, meeting_id, plugin_failures(pm))
+    storage.save_recording(
+        db,
+        {
+            "meeting_id": meeting_id,
+            "path": str(path),
+            "size": path.stat().st_size,
+            "duration_s": info.duration_s,
+            "width": info.width,
+            "height": info.height,
+            "fps": info.fps,
+            "status": "done",
+            "error": "",
+        },
+    )
+    report = meeting_report(db, meeting_id, rules=config.attendance)
+    log.info(
+        "meeting analysed",
+        extra={
+            "meeting_id": meeting_id,
+            "course_id": course_id,
+            "samples": samples,
+            "faces": faces_seen,
+            "tracks": len(tracks),
+            "unknown_clusters": len(clusters),
+            **gate.stats.as_dict(),
+        },
+    )
+    return MeetingOutcome(
+        meeting_id=meeting_id,
+        context=context,
+        report=report,
+        results=results,
+        samples=samples,
+        faces=faces_seen,
+        tracks=len(tracks),
+    )
+
+
+def _detect(pm: pluggy.PluginManager, frame: SampledFrame, image: np.ndarray) -> list:
+    """Faces in ``image`` (the frame or one of its tiles), through the detector hook."""
+    if image is not frame.image:
+        frame = SampledFrame(index=frame.index, t=frame.t, image=np.ascontiguousarray(image))
+    return pm.hook.rollcall_detect_faces(frame=frame) or []
+
+
+def _embed(pm: pluggy.PluginManager, frame: SampledFrame, faces: list) -> np.ndarray:
+    """Embeddings of some faces of ``frame``, in one recognizer call."""
+    return np.asarray(pm.hook.rollcall_embed_faces(frame=frame, faces=faces), np.float32)
+
+
+def write_meeting_reports(
+    pm: pluggy.PluginManager, outcome: MeetingOutcome, out_dir: Path
+) -> list[Path]:
+    """Let every reporting plugin write its files for the meeting into ``out_dir``."""
+    paths: list[Path] = []
+    for written in pm.hook.rollcall_report(
+        meeting=outcome.context, report=outcome.report, out_dir=out_dir
+    ):
+        paths.extend(written or [])
+    return paths

@@ -1,0 +1,150 @@
+"""Face recognizer plugin: ArcFace-style embeddings, open-set matching, track voting.
+
+Embeddings come from the pack's recognizer (insightface ``ArcFaceONNX`` on
+crops aligned by the five keypoints, lighting standardised first, see
+``standardise_lighting``). Matching is open-set: a face whose best
+similarity is below the pack's calibrated threshold is unknown, never "the
+nearest student". Within a frame the assignment is one-to-one (Hungarian
+algorithm on the similarities). Who a *track* is gets decided by
+``rollcall.pipeline.tracking.vote_identities``: by per-frame votes, or for long tracks
+by the track's mean embedding with a margin over the second-best student.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from insightface.utils import face_align
+from scipy.optimize import linear_sum_assignment
+
+from rollcall.hookspecs import hookimpl
+from rollcall.pipeline.tracking import FaceMatch, TrackSummary, vote_identities
+from rollcall.plugins.onnx_session import LazyModel
+from rollcall.types import Face, Roster, SampledFrame
+
+# insightface's aligner calls a scikit-image API deprecated in 0.26; harmless, and noisy.
+warnings.filterwarnings("ignore", category=FutureWarning, module="insightface.utils.face_align")
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-9)
+
+
+#: Track-level acceptance by the mean embedding (see ``vote_identities``): a track of at
+#: least CENTROID_MIN_SAMPLES samples whose centroid is within CENTROID_SLACK below the
+#: match threshold and CENTROID_MARGIN above every other student counts even when too
+#: few of its single frames cleared the threshold (noisy, low-resolution webcams).
+#: Measured on 4 rendered meetings (lite pack): per-minute recall 0.79 -> 0.93, no false
+#: present minute; margins 0.05-0.08 and slack 0.05-0.07 gave the same result.
+CENTROID_SLACK = 0.05
+CENTROID_MARGIN = 0.08
+CENTROID_MIN_SAMPLES = 10
+
+#: Region of a 112x112 aligned crop that is face (eyes to chin), used for lighting statistics.
+_FACE_REGION = (slice(20, 100), slice(20, 92))
+#: Luminance spread every crop is brought to (grey levels, standard deviation).
+_TARGET_STD = 50.0
+
+
+def standardise_lighting(crop: np.ndarray) -> np.ndarray:
+    """``crop`` (aligned, uint8 BGR) with the face region at mid-grey mean and a fixed contrast.
+
+    Cheap webcams show faces washed out (low contrast, raised black level) or
+    dark; the recognizer was trained on well-exposed photos and loses identity
+    information on such input. One gain and offset for all three channels (so
+    colours keep their ratios) maps the face's mean luminance to 128 and its
+    standard deviation to ``_TARGET_STD``. Applied to enrollment photos and
+    video faces alike. Measured on rendered galleries (lite pack, 833 faces):
+    genuine faces above 0.35 went from 0.67 to 0.75 while impostors above 0.35
+    fell from 2.6 % to 1.6 %.
+    """
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[_FACE_REGION].astype(np.float32)
+    gain = _TARGET_STD / max(float(gray.std()), 1.0)
+    out = (crop.astype(np.float32) - float(gray.mean())) * gain + 128.0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def match_open_set(
+    embeddings: np.ndarray, templates: np.ndarray, threshold: float
+) -> list[FaceMatch]:
+    """One ``FaceMatch`` per embedding; each student matched by at most one face."""
+    n = len(embeddings)
+    if n == 0:
+        return []
+    if len(templates) == 0:
+        return [FaceMatch(-1, 0.0, -1) for _ in range(n)]
+    sims = embeddings @ templates.T
+    nearest = sims.argmax(axis=1)
+    allowed = sims >= threshold
+    result = {i: FaceMatch(-1, float(sims[i, nearest[i]]), int(nearest[i])) for i in range(n)}
+    if allowed.any():
+        rows, cols = linear_sum_assignment(-np.where(allowed, sims, -10.0))
+        for r, c in zip(rows, cols, strict=True):
+            if allowed[r, c]:
+                result[int(r)] = FaceMatch(int(c), float(sims[r, c]), int(nearest[r]))
+    return [result[i] for i in range(n)]
+
+
+class RecognizerPlugin:
+    """Embeds faces and decides who they are."""
+
+    name = "recognizer"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        threshold: float,
+        min_track_samples: int,
+        vote_share: float,
+        threads: int,
+    ):
+        self.model_path = model_path
+        self.threshold = threshold
+        self.min_track_samples = min_track_samples
+        self.vote_share = vote_share
+        self.threads = threads
+        self._model = LazyModel(model_path, threads, lambda m: m.prepare(-1))
+
+    def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """(n, d) L2-normalised embeddings of ``faces`` in ``image``, one batch call."""
+        if not faces:
+            return np.zeros((0, 0), np.float32)
+        size = self._model.get().input_size[0]
+        crops = [face_align.norm_crop(image, landmark=f.kps, image_size=size) for f in faces]
+        return self.embed_crops(crops)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(n, d) L2-normalised embeddings of aligned uint8 BGR crops, lighting standardised."""
+        model = self._model.get()
+        return normalise(model.get_feat([standardise_lighting(c) for c in crops]))
+
+    @hookimpl
+    def rollcall_embed_faces(self, frame: SampledFrame, faces: list[Face]) -> np.ndarray:
+        return self.embed(frame.image, faces)
+
+    @hookimpl
+    def rollcall_match_faces(self, embeddings: np.ndarray, roster: Roster) -> list[FaceMatch]:
+        return match_open_set(embeddings, roster.templates, self.threshold)
+
+    @hookimpl
+    def rollcall_identify_tracks(
+        self, tracks: list[TrackSummary], roster: Roster
+    ) -> dict[int, int]:
+        if len(roster) == 0:
+            return {}
+        return vote_identities(
+            tracks,
+            roster.templates,
+            threshold=self.threshold,
+            min_samples=self.min_track_samples,
+            vote_share=self.vote_share,
+            centroid_threshold=self.threshold - CENTROID_SLACK,
+            centroid_margin=CENTROID_MARGIN,
+            centroid_min_samples=CENTROID_MIN_SAMPLES,
+        )

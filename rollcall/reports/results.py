@@ -1,0 +1,108 @@
+"""Reading a meeting's stored results back as an ``AttendanceReport``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlite_utils
+
+from rollcall.config import AttendanceConfig, Config
+from rollcall.pipeline.presence import attendance_status, minute_lengths
+from rollcall.store import storage
+from rollcall.store.corrections import apply_corrections, corrections_by_student
+from rollcall.types import AttendanceReport, StudentAttendance
+
+
+def meeting_report(
+    db: sqlite_utils.Database, meeting_id: int, rules: AttendanceConfig | None = None
+) -> AttendanceReport:
+    """The attendance report of an analysed meeting, from the database alone.
+
+    Every student enrolled in the course gets a row; a student enrolled after
+    the analysis shows as absent with zero minutes. Instructors' corrections
+    are applied (later ones win) and a corrected student's totals and status
+    are recomputed with ``rules`` (the ``[attendance]`` thresholds; defaults
+    from ``Config()``), the same way the attendance plugin computed them.
+    """
+    meeting = storage.get_meeting(db, meeting_id)
+    students = meeting_students(db, meeting, rules)
+    clusters = db["unknown_clusters"].count_where(
+        "meeting_id = ? and label_student_pk is null", [meeting_id]
+    )
+    start = meeting["start_time"]
+    return AttendanceReport(
+        extra_sheets=analyzer_sheets(db, meeting_id),
+        course_id=meeting["course_id"],
+        meeting_title=meeting["title"] or f"meeting {meeting_id}",
+        start_time=datetime.fromisoformat(start) if start else None,
+        duration_s=meeting["duration_s"] or 0.0,
+        students=tuple(students),
+        unknown_clusters=clusters,
+        warnings=tuple(w for w in (meeting["warnings"] or "").split("\n") if w),
+    )
+
+
+def meeting_students(
+    db: sqlite_utils.Database, meeting: dict, rules: AttendanceConfig | None = None
+) -> list[StudentAttendance]:
+    """One corrected row per enrolled student of a meeting (a ``meetings`` table row)."""
+    rules = rules or Config().attendance
+    meeting_id = meeting["id"]
+    n = len(minute_lengths(meeting["duration_s"] or 0.0))
+    presence: dict[int, list[int]] = {}
+    for r in db.query(
+        "select student_pk, minute, present from presence where meeting_id = ? order by minute",
+        [meeting_id],
+    ):
+        presence.setdefault(r["student_pk"], [0] * n)[r["minute"]] = r["present"]
+    attendance = {
+        r["student_pk"]: r for r in db["attendance"].rows_where("meeting_id = ?", [meeting_id])
+    }
+    corrections = corrections_by_student(db, meeting_id)
+    students = []
+    for s in db["students"].rows_where(
+        "course_id = ?", [meeting["course_id"]], order_by="student_id"
+    ):
+        row = attendance.get(s["id"])
+        minutes = tuple(presence.get(s["id"], [0] * n))
+        present = row["present_minutes"] if row else 0
+        pct = row["attendance_pct"] if row else 0.0
+        status = row["status"] if row else "absent"
+        fixes = corrections.get(s["id"], [])
+        touched: tuple[int, ...] = ()
+        if fixes:
+            minutes, touched = apply_corrections(minutes, fixes)
+        if touched:
+            present = sum(minutes)
+            pct = round(100.0 * present / len(minutes), 1) if minutes else 0.0
+            status = attendance_status(
+                minutes,
+                absent_below_pct=rules.absent_below_pct,
+                late_after_pct=rules.late_after_pct,
+                left_early_pct=rules.left_early_pct,
+            )
+        students.append(
+            StudentAttendance(
+                student_id=s["student_id"],
+                name=s["name"],
+                email=s["email"] or "",
+                minutes=minutes,
+                present_minutes=present,
+                attendance_pct=pct,
+                status=status,
+                corrected_minutes=touched,
+                corrections=tuple(c.note() for c in fixes),
+            )
+        )
+    return students
+
+
+def analyzer_sheets(db: sqlite_utils.Database, meeting_id: int) -> tuple:
+    """The optional analyzers' report sheets; empty when none of them ran."""
+    from rollcall.plugins import emotion, engagement
+
+    sheets = {**emotion.report_sheets(db, meeting_id), **engagement.report_sheets(db, meeting_id)}
+    return tuple(
+        (title, tuple(header), tuple(tuple(r) for r in rows))
+        for title, (header, rows) in sheets.items()
+    )

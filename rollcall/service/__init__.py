@@ -1,0 +1,1 @@
+"""``rollcall serve``: the long-running service (HTTP server, scheduler, job workers)."""

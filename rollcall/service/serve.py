@@ -1,0 +1,261 @@
+"""``rollcall serve``: the long-running service, wired together.
+
+One asyncio process: the aiohttp server (``POST /zoom/webhook``,
+``GET /healthz``), the optional WebSocket event subscription, APScheduler
+(polling backstop, retention clean-up), and ``[analysis] workers`` job
+workers. Zoom parts whose credentials are missing are switched off with a
+clear log line; the local parts run regardless. SIGTERM stops claiming new
+jobs, gives running ones ``[server] shutdown_grace_s`` to finish, and puts
+the rest back in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from rollcall.analysis.pool import AnalysisPool
+from rollcall.bot.intake import Intake
+from rollcall.bot.webhook import webhook_routes
+from rollcall.config import Config
+from rollcall.service.worker import WorkerContext, analysis_for, in_thread, worker_loop
+from rollcall.store import jobs, storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    """What /healthz reports."""
+
+    started_at: float = field(default_factory=time.time)
+    last_poll_ok: float | None = None
+    last_poll_error: str = ""
+    disabled: dict[str, str] = field(default_factory=dict)
+
+
+def zoom_credentials_missing(config: Config) -> list[str]:
+    z = config.zoom
+    missing = [
+        name
+        for name, value in (("account_id", z.account_id), ("client_id", z.client_id))
+        if not value
+    ]
+    if not z.client_secret.get_secret_value():
+        missing.append("client_secret")
+    return missing
+
+
+def disabled_parts(config: Config) -> dict[str, str]:
+    """Which Zoom parts are off, and why (names the keys to set)."""
+    out = {}
+    missing = zoom_credentials_missing(config)
+    if missing:
+        keys = ", ".join(f"[zoom] {m} (ROLLCALL_ZOOM_{m.upper()})" for m in missing)
+        reason = f"Zoom credentials missing: {keys}"
+        out["polling"] = reason
+        out["websocket"] = reason
+        out["oauth downloads"] = reason
+    elif not config.zoom.poll_minutes:
+        out["polling"] = "[zoom] poll_minutes = 0"
+    if "websocket" not in out and not config.zoom.websocket_subscription_id:
+        out["websocket"] = "[zoom] websocket_subscription_id is not set"
+    if not config.zoom.webhook_secret_token.get_secret_value():
+        out["webhook"] = (
+            "[zoom] webhook_secret_token (ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN) is "
+            "not set; POST /zoom/webhook answers 503"
+        )
+    return out
+
+
+def build_app(
+    config: Config, db, intake: Intake, state: ServiceState, scheduler
+) -> web.Application:
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app.add_routes(
+        webhook_routes(
+            config.zoom.webhook_secret_token, intake, max_body_bytes=config.server.max_body_bytes
+        )
+    )
+
+    async def healthz(request: web.Request) -> web.Response:
+        body: dict[str, Any] = {"status": "ok"}
+        try:
+            body["queue"] = jobs.queue_depth(db)
+            body["database"] = "ok"
+        except Exception as exc:  # report, don't crash the health check
+            body["database"] = f"error: {exc}"
+            body["status"] = "degraded"
+        body["scheduler"] = "running" if scheduler.running else "stopped"
+        if not scheduler.running:
+            body["status"] = "degraded"
+        body["last_successful_poll"] = (
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_poll_ok))
+            if state.last_poll_ok
+            else None
+        )
+        body["last_poll_error"] = state.last_poll_error or None
+        body["disabled"] = state.disabled
+        return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+    app.router.add_get("/healthz", healthz)
+    from rollcall.web.admin_api import admin_routes
+
+    app.add_routes(admin_routes(config, lambda: db))
+    return app
+
+
+def _schedule_notifications(scheduler, config: Config) -> None:
+    """Deliver due outbox messages every ``[notify] send_interval_s`` (SMTP/HTTP in a thread)."""
+    from rollcall.pipeline.plugin_manager import notifier_manager
+    from rollcall.store.outbox import deliver_due
+
+    managers: list = []  # built on the first run (third-party notifiers: enabled at start)
+
+    def deliver() -> None:
+        notify_db = storage.open_db(config.home)
+        try:
+            if not managers:
+                managers.append(notifier_manager(db=notify_db))
+            deliver_due(notify_db, config, managers[0])
+        finally:
+            notify_db.conn.close()
+
+    async def deliver_notifications() -> None:
+        try:
+            await asyncio.to_thread(deliver)
+        except Exception as exc:  # never stops the service; the outbox keeps the messages
+            log.error("notification delivery failed", extra={"error": str(exc)})
+
+    scheduler.add_job(
+        deliver_notifications,
+        "interval",
+        seconds=config.notify.send_interval_s,
+        id="notify",
+        max_instances=1,
+        coalesce=True,
+    )
+
+
+async def serve(
+    config: Config, host: str, port: int, *, ready: asyncio.Event | None = None
+) -> None:
+    db = storage.open_db(config.home)
+    state = ServiceState(disabled=disabled_parts(config))
+    for part, reason in state.disabled.items():
+        log.warning("disabled: %s", part, extra={"part": part, "reason": reason})
+    intake = Intake(db, config)
+    client = tokens = None
+    if not zoom_credentials_missing(config):
+        from rollcall.bot.zoom_client import ZoomClient
+
+        client = ZoomClient.from_config(config.zoom)
+        tokens = client.tokens
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        storage.purge_older_than,
+        "interval",
+        hours=24,
+        id="retention",
+        args=[db, config.privacy.retention_days, config.home],
+        next_run_time=None,
+    )
+    if client is not None and config.zoom.poll_minutes:
+        from rollcall.bot.poller import poll_once
+
+        async def poll() -> None:
+            poll_db = storage.open_db(config.home)
+            try:
+                await asyncio.to_thread(poll_once, poll_db, config, client)
+                state.last_poll_ok, state.last_poll_error = time.time(), ""
+            except Exception as exc:
+                state.last_poll_error = str(exc)
+                log.error("poll failed", extra={"error": str(exc)})
+            finally:
+                poll_db.conn.close()
+
+        from datetime import UTC, datetime
+
+        scheduler.add_job(
+            poll,
+            "interval",
+            minutes=config.zoom.poll_minutes,
+            id="poll",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
+    _schedule_notifications(scheduler, config)
+    scheduler.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    tasks: list[asyncio.Task] = []
+    if client is not None and config.zoom.websocket_subscription_id:
+        from rollcall.bot.event_subscription import run_event_subscription
+
+        tasks.append(
+            asyncio.create_task(
+                run_event_subscription(
+                    config.zoom.websocket_url,
+                    config.zoom.websocket_subscription_id,
+                    tokens.token,
+                    intake,
+                    stop=stop,
+                    invalidate_token=tokens.invalidate,
+                )
+            )
+        )
+
+    # [analysis] workers > 1: each recording is analysed in one of that many processes
+    pool = AnalysisPool(config, config.analysis.workers) if config.analysis.workers > 1 else None
+    ctx = WorkerContext(
+        config=config,
+        analyze=pool.analyze if pool else in_thread(await asyncio.to_thread(analysis_for, config)),
+        get_token=tokens.token if tokens else None,
+        fetch_participants=client.participants_report if client else None,
+    )
+    worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
+    workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]
+
+    runner = web.AppRunner(build_app(config, db, intake, state, scheduler), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info(
+        "rollcall serve listening", extra={"host": host, "port": port, "workers": len(workers)}
+    )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+
+    log.info(
+        "shutting down: finishing running jobs", extra={"grace_s": config.server.shutdown_grace_s}
+    )
+    await runner.cleanup()
+    scheduler.shutdown(wait=False)
+    done, pending = await asyncio.wait(workers, timeout=config.server.shutdown_grace_s)
+    for task in [*pending, *tasks]:
+        task.cancel()
+    await asyncio.gather(*pending, *tasks, return_exceptions=True)
+    if pool is not None:
+        pool.shutdown()
+    for wid in worker_ids:
+        requeued = jobs.requeue_owned(db, wid)
+        if requeued:
+            log.info("jobs requeued for the next start", extra={"jobs": [j.id for j in requeued]})
+    db.conn.close()
+    log.info("stopped")

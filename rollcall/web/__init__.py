@@ -1,0 +1,1 @@
+"""What ``rollcall serve`` shows on the web: the admin API and the meeting pages."""

@@ -1,0 +1,184 @@
+"""The admin HTTP API of ``rollcall serve``: list, enable and disable plugins;
+the meeting pages that chat notifications link to.
+
+``GET /api/plugins[?course=C]`` and ``PUT /api/plugins/{name}`` with
+``{"enabled": bool, "course": str | null, "yes": bool}``, documented in
+``docs/openapi.yaml``. Every request needs ``Authorization: Bearer <token>``
+with ``[server] admin_token``: 401 without it or with a wrong one, 503 when no
+token is configured. The token is compared in constant time and never logged.
+Changes are audited with ``who = "api"``. ``GET /admin/meetings/{id}`` shows
+a meeting's attendance report as HTML; it also accepts HTTP Basic with the
+token as password, so a browser can open it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlite_utils
+from aiohttp import web
+
+from rollcall.config import Config
+from rollcall.store import storage
+
+log = logging.getLogger(__name__)
+API_WHO = "api"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def authorized(header: str, token: str) -> bool:
+    """Whether an Authorization header carries the admin token (constant-time compare):
+    ``Bearer <token>`` for programs, or HTTP Basic with the token as password, which
+    is what a browser sends after asking (the meeting pages linked from chat messages)."""
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            value = base64.b64decode(value, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    if not value:
+        return False
+    return hmac.compare_digest(value.encode(), token.encode())
+
+
+def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        token = config.server.admin_token.get_secret_value()
+        if not token:
+            return _error(503, "admin API disabled: set [server] admin_token")
+        if not authorized(request.headers.get("Authorization", ""), token):
+            log.warning(
+                "admin API: unauthorized request",
+                extra={"path": request.path, "remote": request.remote},
+            )
+            scheme = "Basic" if browser else "Bearer"  # Basic makes a browser ask
+            return web.json_response(
+                {"error": "unauthorized: send Authorization: Bearer <admin token>"},
+                status=401,
+                headers={"WWW-Authenticate": f'{scheme} realm="rollcall-admin"'},
+            )
+        return await handler(request)
+
+    return wrapped
+
+
+def admin_routes(
+    config: Config, db_factory: Callable[[], sqlite_utils.Database]
+) -> list[web.RouteDef]:
+    """The admin routes; ``db_factory`` returns the service's database connection."""
+    from rollcall.pipeline.plugin_manager import describe_plugins
+    from rollcall.store.plugin_admin import (
+        ConfirmationRequired,
+        PluginAdminError,
+        plugin_statuses,
+        set_plugin_enabled,
+    )
+
+    def status_body(db: sqlite_utils.Database, course: str | None, names: set[str] | None):
+        out = []
+        for status in plugin_statuses(db, describe_plugins(config)):
+            if names is not None and status.info.name not in names:
+                continue
+            item = status.as_dict()
+            if course:
+                item["enabled_for_course"] = status.enabled_for(course)
+            out.append(item)
+        return out
+
+    async def list_plugins(request: web.Request) -> web.Response:
+        db = db_factory()
+        course = request.query.get("course") or None
+        if course:
+            try:
+                storage.get_course(db, course)
+            except storage.NotFound as exc:
+                return _error(404, str(exc))
+        return web.json_response({"plugins": status_body(db, course, None)})
+
+    async def put_plugin(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+            return _error(400, 'body must be {"enabled": true|false, "course": ..., "yes": ...}')
+        course = body.get("course")
+        yes = body.get("yes", False)
+        if course is not None and not isinstance(course, str):
+            return _error(400, "course must be a string or null")
+        if not isinstance(yes, bool):
+            return _error(400, "yes must be a boolean")
+        db = db_factory()
+        infos = describe_plugins(config)
+        if name not in {i.name for i in infos}:
+            return _error(404, f"unknown plugin {name!r}")
+        try:
+            entry = set_plugin_enabled(
+                db,
+                infos,
+                name,
+                body["enabled"],
+                course_id=course or None,
+                who=API_WHO,
+                confirmed=yes,
+            )
+        except ConfirmationRequired as exc:
+            n = exc.notice
+            return _error(
+                409,
+                f'enabling {name} needs confirmation: resend with "yes": true',
+                notice={"plugin": n.plugin, "what": n.what, "laws": list(n.laws)},
+            )
+        except storage.NotFound as exc:
+            return _error(404, str(exc))
+        except PluginAdminError as exc:
+            return _error(409, str(exc))
+        return web.json_response(
+            {
+                "plugin": status_body(db, course, {name})[0],
+                "audit": {
+                    "id": entry.id,
+                    "at": entry.at,
+                    "who": entry.who,
+                    "action": entry.action,
+                    "plugin": entry.plugin,
+                    "course": entry.course_id or None,
+                    "detail": entry.detail,
+                },
+            }
+        )
+
+    async def meeting_page(request: web.Request) -> web.Response:
+        """The meeting's attendance report as a page (linked from the chat messages)."""
+        from rollcall.reports.html import render_meeting_html
+        from rollcall.reports.results import meeting_report
+
+        try:
+            meeting_id = int(request.match_info["meeting_id"])
+            report = meeting_report(db_factory(), meeting_id, rules=config.attendance)
+        except (ValueError, storage.NotFound):
+            return _error(404, f"no meeting {request.match_info['meeting_id']}")
+        return web.Response(text=render_meeting_html(report), content_type="text/html")
+
+    from rollcall.notify.summary import ADMIN_MEETING_PATH
+
+    return [
+        web.get(
+            ADMIN_MEETING_PATH,
+            _protected(config, meeting_page, browser=True),
+        ),
+        web.get("/api/plugins", _protected(config, list_plugins)),
+        web.put("/api/plugins/{name}", _protected(config, put_plugin)),
+    ]
