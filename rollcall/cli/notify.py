@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -85,13 +86,13 @@ def cmd_notify_send(args: argparse.Namespace, config: Config, console: Console) 
     return 0 if not (result.retried or result.failed) else EXIT_FAILURE
 
 
-def notify_now(config: Config, console: Console, meeting_id: int) -> int:
-    """Queue a just-analysed meeting's summary and deliver what is due (``analyze --notify``)."""
+def deliver_now(config: Config, console: Console, meeting_id: int, queued: Sequence[str]) -> int:
+    """Deliver what is due once a meeting's summary was queued (``queued``: the channels
+    queued just now), for ``analyze --notify``; 1 if the course has no channel at all."""
     from rollcall.pipeline.plugin_manager import notifier_manager
 
     db = storage.open_db(config.home)
-    channels = outbox.enqueue_meeting(db, config, meeting_id)
-    if not channels and not outbox.list_messages(db, meeting_id=meeting_id):
+    if not queued and not outbox.list_messages(db, meeting_id=meeting_id):
         console.print(
             "no notification channel is configured for this course ([[notify.courses]])",
             highlight=False,

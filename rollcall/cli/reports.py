@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from rollcall.cli.args import command, command_group
+from rollcall.cli.common import CliError
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -21,8 +22,6 @@ FORMATS_HELP = "comma-separated formats to write with --out: csv,xlsx,png,html (
 
 
 def _cli_error(message: str) -> Exception:
-    from rollcall.cli.main import CliError
-
     return CliError(message)
 
 

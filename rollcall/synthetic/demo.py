@@ -131,7 +131,7 @@ def run_demo(config: Config, console: Console, out: Path, run_analysis) -> int:
         )
     outcome = run_analysis(
         config, console, video, COURSE, out / "report", "Demo: Intro to CS, week 1"
-    )
+    ).meeting
     expected = truth.presence_matrix(config.attendance.min_seconds_per_minute)
     table = Table(
         "student", "detected per minute", "ground truth", title="detected vs. ground truth"

@@ -1,0 +1,131 @@
+"""One recording from file to stored results, report files, retention and queued
+notifications: :func:`process_recording`, called by ``rollcall analyze`` and by the
+service's workers (in a thread or in an analysis process), so both run the same steps.
+
+The caller loads the face models and the plugin manager (the service once per
+process, the CLI once per command), opens the connection (used only in the
+calling thread) and decides the things that differ between the two paths:
+where report files go (the CLI's ``--out``; the service writes none, see
+below), whether notifications are queued (the CLI only with ``--notify``, the
+service always), and the Zoom-specific ``source_key``, title and warning.
+
+The service passes no ``report_dir``: its reports are rendered from the database
+on demand (the admin meeting page, the notification attachments, ``rollcall
+report meeting``), and files written beside the database would outlive the
+retention purge, which deletes a meeting's rows and evidence but knows nothing
+of such folders.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+import sqlite_utils
+
+from rollcall.config import Config
+from rollcall.store import storage
+
+if TYPE_CHECKING:  # the orchestrator pulls in the frame pipeline: imported when used
+    from rollcall.pipeline.orchestrator import MeetingOutcome, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedRecording:
+    """What :func:`process_recording` did."""
+
+    meeting: MeetingOutcome  # the stored analysis (meeting id, report, counts, timing)
+    purged: int  # meetings deleted by the retention purge before the analysis
+    report_paths: tuple[Path, ...]  # files the ``rollcall_report`` plugins wrote
+    notifications: tuple[str, ...]  # channels queued now (empty when already queued)
+    notify_error: str = ""  # why notifications could not be queued ("" when they were)
+
+    @property
+    def meeting_id(self) -> int:
+        return self.meeting.meeting_id
+
+
+def process_recording(
+    db: sqlite_utils.Database,
+    pm: pluggy.PluginManager,
+    models,
+    config: Config,
+    video: Path,
+    course_id: str,
+    *,
+    title: str = "",
+    start_time: datetime | None = None,
+    source: str = "file",
+    source_key: str | None = None,
+    warning: str = "",
+    report_dir: Path | None = None,
+    notify: bool = True,
+    progress: Progress | None = None,
+) -> ProcessedRecording:
+    """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
+    store the results, let the reporting plugins write into ``report_dir`` (if given),
+    and queue the course's instructor notifications (if ``notify``).
+
+    ``warning`` is added to the meeting's stored warnings (e.g. Zoom had no gallery
+    view). A failure to queue notifications never fails the analysis: it is logged
+    and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
+    """
+    from rollcall.pipeline.orchestrator import analyze_recording, write_meeting_reports
+
+    purged = storage.purge_older_than(db, config.privacy.retention_days, config.home)
+    if purged:
+        log.info(
+            "retention: old meetings deleted",
+            extra={"meetings": purged, "retention_days": config.privacy.retention_days},
+        )
+    outcome = analyze_recording(
+        db,
+        pm,
+        models,
+        config,
+        video,
+        course_id,
+        title=title,
+        start_time=start_time,
+        source=source,
+        source_key=source_key,
+        progress=progress,
+    )
+    if warning:
+        _add_warning(db, outcome.meeting_id, warning)
+    paths = tuple(write_meeting_reports(pm, outcome, report_dir)) if report_dir else ()
+    channels: tuple[str, ...] = ()
+    notify_error = ""
+    if notify:
+        from rollcall.store.outbox import enqueue_meeting
+
+        try:
+            channels = tuple(enqueue_meeting(db, config, outcome.meeting_id))
+        except Exception as exc:  # the outbox can be filled again later; results stand
+            notify_error = str(exc) or type(exc).__name__
+            log.error(
+                "notifications not queued",
+                extra={"meeting_id": outcome.meeting_id, "error": notify_error},
+            )
+    log.info(
+        "recording processed",
+        extra={
+            "meeting_id": outcome.meeting_id,
+            "course_id": course_id,
+            "source": source,
+            "reports": len(paths),
+            "notifications": list(channels),
+        },
+    )
+    return ProcessedRecording(outcome, purged, paths, channels, notify_error)
+
+
+def _add_warning(db: sqlite_utils.Database, meeting_id: int, warning: str) -> None:
+    existing = db["meetings"].get(meeting_id)["warnings"]
+    db["meetings"].update(meeting_id, {"warnings": "\n".join(filter(None, [existing, warning]))})

@@ -1,0 +1,132 @@
+"""``rollcall serve``, ``rollcall jobs ...`` and ``rollcall zoom check``: the Zoom service,
+its recording jobs and its Zoom account.
+
+``register(sub)`` adds the commands to the CLI's argparse subparsers; each
+command has the CLI's ``(args, config, console) -> exit code`` signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+from rich.text import Text
+
+from rollcall.cli.args import command, command_group
+from rollcall.cli.common import open_db
+
+
+def cmd_serve(args, config, console) -> int:
+    import asyncio
+
+    from rollcall.service.serve import serve
+
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    asyncio.run(serve(config, host, port))
+    return 0
+
+
+def _job_table(rows) -> Table:
+    table = Table(
+        "id", "state", "course", "topic", "meeting uuid", "attempts", "next attempt", "error"
+    )
+    for j in rows:
+        table.add_row(
+            str(j.id),
+            j.state,
+            j.course_id or "",
+            j.topic or "",
+            j.meeting_uuid,
+            f"{j.attempts}/{j.max_attempts}",
+            j.next_attempt_at or "",
+            (j.error or "")[:80],
+        )
+    return table
+
+
+def cmd_jobs_list(args, config, console) -> int:
+    from rollcall.store import jobs
+
+    console.print(_job_table(jobs.list_jobs(open_db(config), args.state, args.limit)))
+    return 0
+
+
+def cmd_jobs_show(args, config, console) -> int:
+    from rollcall.store import jobs
+
+    db = open_db(config)
+    job = jobs.get(db, int(args.job) if args.job.isdigit() else args.job)
+    console.print(_job_table([job]))
+    if job.error:
+        console.print(Text(f"error: {job.error}"))
+    for event in jobs.events(db, job.id):
+        console.print(Text(f"{event.at}  {event.state:<12} {event.message or ''}"))
+    return 0
+
+
+def cmd_jobs_retry(args, config, console) -> int:
+    from rollcall.store import jobs
+
+    job = jobs.retry(open_db(config), args.job)
+    console.print(f"job {job.id} queued again")
+    return 0
+
+
+def cmd_jobs_cancel(args, config, console) -> int:
+    from rollcall.store import jobs
+
+    job = jobs.cancel(
+        open_db(config), int(args.job) if args.job.isdigit() else args.job, args.reason
+    )
+    console.print(f"job {job.id} cancelled")
+    return 0
+
+
+def cmd_zoom_check(args, config, console) -> int:
+    from rollcall.bot.zoom_client import ZoomClient
+    from rollcall.service.serve import disabled_parts, zoom_credentials_missing
+
+    for part, reason in disabled_parts(config).items():
+        console.print(Text(f"disabled: {part}: {reason}"))
+    if zoom_credentials_missing(config):
+        return 1
+    report = ZoomClient.from_config(config.zoom).check_scopes()
+    for check in report.checks:
+        mark = "ok" if check.ok else ("MISSING" if check.required else "optional")
+        console.print(
+            Text(f"{mark:<8} {check.capability}: needs one of {', '.join(check.accepted)}")
+        )
+    if not report.ok:
+        console.print(
+            Text(
+                "add the missing scopes to the Server-to-Server OAuth app in the Zoom "
+                "App Marketplace, then run this again"
+            )
+        )
+        return 1
+    console.print("Zoom credentials and scopes are fine")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``serve`` and the ``jobs`` and ``zoom`` command groups to the CLI's subparsers."""
+    p = sub.add_parser("serve", help="run the Zoom service (webhook, polling, workers)")
+    p.set_defaults(func=cmd_serve)
+    p.add_argument("--host", help="listen address (default: [server] host)")
+    p.add_argument("--port", type=int, help="listen port (default: [server] port)")
+
+    job_cmds = command_group(sub, "jobs", "the service's recording jobs")
+    p = command(job_cmds, "list", cmd_jobs_list, "list jobs, newest first")
+    p.add_argument("--state")
+    p.add_argument("--limit", type=int, default=50)
+    p = command(job_cmds, "show", cmd_jobs_show, "one job with its history and error")
+    p.add_argument("job")
+    p = command(job_cmds, "retry", cmd_jobs_retry, "queue a failed or cancelled job again")
+    p.add_argument("job", type=int)
+    p = command(job_cmds, "cancel", cmd_jobs_cancel, "cancel a job")
+    p.add_argument("job")
+    p.add_argument("--reason", default="cancelled by an admin")
+
+    zoom = command_group(sub, "zoom", "Zoom account")
+    command(zoom, "check", cmd_zoom_check, "verify Zoom credentials and scopes")
