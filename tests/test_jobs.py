@@ -437,3 +437,48 @@ def test_job_of_a_killed_worker_is_completed_by_another_exactly_once(tmp_path):
     assert [e.worker_id for e in trail][1:] == ["doomed"] * 2 + ["rescuer"] * 3
     assert sum(e.state == "done" for e in trail) == 1
     assert "lease of worker doomed expired" in trail[3].message
+
+
+def test_a_workers_calls_and_heartbeats_run_on_the_thread_that_owns_its_connection(
+    tmp_path, monkeypatch
+):
+    """The service's rule: a connection never crosses threads. A worker's claim, state
+    changes and heartbeats (which run while the analysis does) all go through its
+    database thread, on the one connection opened there."""
+    import asyncio
+    import threading
+
+    from rollcall.service.db_thread import DbThread
+    from rollcall.service.worker import _heartbeat
+
+    home = tmp_path / "home"
+    open_jobs_db(home).conn.close()
+    calls: list[tuple[str, int, int]] = []
+
+    def spy(name, original):
+        def call(db, *args, **kwargs):
+            calls.append((name, threading.get_ident(), id(db.conn)))
+            return original(db, *args, **kwargs)
+
+        return call
+
+    for name in ("claim", "heartbeat", "complete"):
+        monkeypatch.setattr(jobs, name, spy(name, getattr(jobs, name)))
+
+    async def scenario() -> DbThread:
+        db = DbThread(home)
+        job = await db.run(add)
+        assert (await db.run(jobs.claim, "w1", lease_s=0.3)).id == job.id
+        beat = asyncio.create_task(_heartbeat(db, job.id, "w1", 0.3))
+        await asyncio.sleep(0.5)  # the "analysis": the heartbeat renews the lease meanwhile
+        beat.cancel()
+        await db.run(jobs.complete, job.id, "w1", None)
+        assert (await db.run(jobs.get, job.id)).state == jobs.DONE
+        await db.close()
+        return db
+
+    db = asyncio.run(scenario())
+    assert [c[0] for c in calls].count("heartbeat") >= 2
+    assert {c[0] for c in calls} == {"claim", "heartbeat", "complete"}
+    assert {c[1] for c in calls} == {db.thread.ident} != {threading.get_ident()}
+    assert len({c[2] for c in calls}) == 1  # one connection, opened in that thread

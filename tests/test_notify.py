@@ -494,12 +494,12 @@ def test_plugins_list_shows_the_notifiers(config):
 
 
 def test_worker_queues_once_and_a_broken_config_does_not_raise_into_the_job(db, home):
-    from rollcall.service.worker import enqueue_notifications
+    from rollcall.analysis.process import queue_notifications
 
     meeting_id = seed_meeting(db)
     config = make_config(home, slack="https://hooks.example/x")
-    assert enqueue_notifications(config, meeting_id) == ["email", "slack"]
-    assert enqueue_notifications(config, meeting_id) == []  # job retried / service restarted
+    assert queue_notifications(db, config, meeting_id) == ["email", "slack"]
+    assert queue_notifications(db, config, meeting_id) == []  # job retried / service restarted
     no_smtp = config.model_copy(update={"smtp": config.smtp.model_copy(update={"host": ""})})
     assert outbox.channel_targets(no_smtp, COURSE) == {"slack": "CS101 slack webhook"}
     assert outbox.channel_targets(no_smtp, "OTHER") == {}

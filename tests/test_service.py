@@ -409,3 +409,61 @@ def test_missing_zoom_credentials_start_local_parts(tmp_path, base_env):
     finally:
         assert service.stop() == 0
     assert "disabled" in (tmp_path / "log").read_text()
+
+
+def test_event_loop_answers_while_another_process_holds_the_write_lock(tmp_path, base_env):
+    """A webhook whose intake waits for SQLite's write lock (held here by another
+    connection, as another process would) neither stalls /healthz nor misses Zoom's
+    3 s: the intake waits off the event loop, and its job is recorded once the lock
+    is free."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = tmp_path / "home"
+    env = dict(os.environ, **base_env, ROLLCALL_HOME=str(home))
+    for key in [k for k in env if k.startswith("ROLLCALL_ZOOM_")]:
+        del env[key]
+    env["ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN"] = SECRET
+    log = tmp_path / "log"
+    service = Service(env, free_port(), log).start()
+    hold_s = 6.0
+    locker = sqlite3.connect(home / storage.DB_NAME, isolation_level=None)
+    try:
+        locker.execute("begin immediate")  # SQLite's write lock, until the rollback below
+        locked_at = time.monotonic()
+
+        def send() -> tuple[list[int], float]:
+            started = time.monotonic()
+            body = recording_completed("lock-uuid==", 123456789, topic="Unmapped topic")
+            try:
+                statuses: list = asyncio.run(deliver(service.url("/zoom/webhook"), body, times=1))
+            except Exception as exc:  # no answer at all
+                statuses = [repr(exc)]
+            return statuses, time.monotonic() - started
+
+        with ThreadPoolExecutor(1) as pool:
+            webhook = pool.submit(send)
+            time.sleep(0.8)  # the delivery is in, its intake waits for the lock
+            assert not webhook.done()
+            started = time.monotonic()
+            try:
+                health = requests.get(service.url("/healthz"), timeout=3)
+            except requests.Timeout:  # the event loop waits for the lock
+                health = None
+            health_s = time.monotonic() - started
+            assert time.monotonic() - locked_at < hold_s  # still locked while it answered
+            statuses, webhook_s = webhook.result(timeout=hold_s * 3)
+            time.sleep(max(0.0, hold_s - (time.monotonic() - locked_at)))
+        locker.execute("rollback")
+    finally:
+        locker.close()
+    try:
+        assert health is not None, "/healthz did not answer while the database was locked"
+        assert health_s < 1.0, f"/healthz took {health_s:.1f} s while the database was locked"
+        assert health.status_code == 200 and health.json()["database"] == "ok"
+        # Zoom's 3 s: not recorded yet, so 500 and Zoom retries (the retry is a no-op)
+        assert webhook_s < 3.0, f"the webhook took {webhook_s:.1f} s"
+        assert statuses == [500]
+        wait_for(lambda: job_states(home) == ["skipped"], 30, "the job after the lock", log)
+    finally:
+        assert service.stop() == 0

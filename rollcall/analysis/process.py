@@ -103,10 +103,8 @@ def process_recording(
     channels: tuple[str, ...] = ()
     notify_error = ""
     if notify:
-        from rollcall.store.outbox import enqueue_meeting
-
         try:
-            channels = tuple(enqueue_meeting(db, config, outcome.meeting_id))
+            channels = tuple(queue_notifications(db, config, outcome.meeting_id))
         except Exception as exc:  # the outbox can be filled again later; results stand
             notify_error = str(exc) or type(exc).__name__
             log.error(
@@ -124,6 +122,14 @@ def process_recording(
         },
     )
     return ProcessedRecording(outcome, purged, paths, channels, notify_error)
+
+
+def queue_notifications(db: sqlite_utils.Database, config: Config, meeting_id: int) -> list[str]:
+    """Queue the meeting's instructor notifications: the channels queued now, ``[]``
+    when they already were (a retried job, a restarted service)."""
+    from rollcall.store.outbox import enqueue_meeting
+
+    return enqueue_meeting(db, config, meeting_id)
 
 
 def _add_warning(db: sqlite_utils.Database, meeting_id: int, warning: str) -> None:

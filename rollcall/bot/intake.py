@@ -5,10 +5,15 @@ job for its best video file (gallery view first), keyed by meeting UUID and
 file id, so the same recording delivered three times is one job. A recording
 that maps to no course is stored as a skipped job with a log line.
 ``recording.trashed``/``recording.deleted`` cancel the meeting's jobs.
+
+The event loop never touches SQLite here: :class:`Intake` records each event
+in a worker thread with a connection opened and closed in that thread, so a
+database locked by another process delays that one event, not the service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -26,7 +31,7 @@ from rollcall.bot.events import (
 )
 from rollcall.bot.zoom_client import ZoomRecording, parse_recording, pick_video_file
 from rollcall.config import Config
-from rollcall.store import jobs
+from rollcall.store import jobs, storage
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +104,28 @@ def enqueue_recording(
 
 
 class Intake:
-    """The ``EventSink`` of the service: records events as jobs, nothing slower."""
+    """The ``EventSink`` of the service: records events as jobs, nothing slower.
 
-    def __init__(self, db: sqlite_utils.Database, config: Config):
-        self.db = db
+    Each event is recorded off the event loop (``asyncio.to_thread``) with its own
+    connection; recording is idempotent, so an event whose sink timed out and that
+    Zoom delivers again becomes no second job.
+    """
+
+    def __init__(self, config: Config):
         self.config = config
 
     async def __call__(self, event: ZoomEvent) -> None:
-        self.handle(event)
+        await asyncio.to_thread(self.record, event)
 
-    def handle(self, event: ZoomEvent) -> list[IntakeResult]:
+    def record(self, event: ZoomEvent) -> list[IntakeResult]:
+        """Record one event with a connection of this thread's own (worker thread)."""
+        db = storage.open_db(self.config.home)
+        try:
+            return self.handle(db, event)
+        finally:
+            db.conn.close()
+
+    def handle(self, db: sqlite_utils.Database, event: ZoomEvent) -> list[IntakeResult]:
         uuid = meeting_uuid(event)
         log.info(
             "zoom event", extra={"event": event.event, "source": event.source, "meeting_uuid": uuid}
@@ -117,7 +134,7 @@ class Intake:
             recording = parse_recording(event_object(event))
             return [
                 enqueue_recording(
-                    self.db,
+                    db,
                     self.config,
                     recording,
                     download_token=event.download_token,
@@ -125,7 +142,7 @@ class Intake:
                 )
             ]
         if event.event in (RECORDING_TRASHED, RECORDING_DELETED) and uuid:
-            cancelled = jobs.cancel_meeting(self.db, uuid, f"Zoom event {event.event}")
+            cancelled = jobs.cancel_meeting(db, uuid, f"Zoom event {event.event}")
             log.info(
                 "recording removed in Zoom; jobs cancelled",
                 extra={"meeting_uuid": uuid, "cancelled": len(cancelled)},

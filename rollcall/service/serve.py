@@ -7,6 +7,11 @@ workers. Zoom parts whose credentials are missing are switched off with a
 clear log line; the local parts run regardless. SIGTERM stops claiming new
 jobs, gives running ones ``[server] shutdown_grace_s`` to finish, and puts
 the rest back in the queue.
+
+No SQLite connection crosses threads and the event loop does no blocking
+database work: the intake, /healthz, the admin API, polling, the scheduler's
+jobs and the shutdown requeue each open their connection in the worker thread
+that uses it; each job worker has its own database thread.
 """
 
 from __future__ import annotations
@@ -76,9 +81,37 @@ def disabled_parts(config: Config) -> dict[str, str]:
     return out
 
 
-def build_app(
-    config: Config, db, intake: Intake, state: ServiceState, scheduler
-) -> web.Application:
+def _queue_depth(config: Config) -> dict[str, int]:
+    """The job queue's depth by state, read with a connection of this thread's own."""
+    db = storage.open_db(config.home)
+    try:
+        return jobs.queue_depth(db)
+    finally:
+        db.conn.close()
+
+
+def purge_retention(config: Config) -> int:
+    """The scheduler's daily retention clean-up (a scheduler thread; own connection)."""
+    db = storage.open_db(config.home)
+    try:
+        deleted = storage.purge_older_than(db, config.privacy.retention_days, config.home)
+    finally:
+        db.conn.close()
+    if deleted:
+        log.info("retention: old meetings deleted", extra={"meetings": deleted})
+    return deleted
+
+
+def requeue_workers(config: Config, worker_ids: list[str]) -> list[int]:
+    """Put the jobs these workers still hold back in the queue (thread; own connection)."""
+    db = storage.open_db(config.home)
+    try:
+        return [job.id for wid in worker_ids for job in jobs.requeue_owned(db, wid)]
+    finally:
+        db.conn.close()
+
+
+def build_app(config: Config, intake: Intake, state: ServiceState, scheduler) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes)
     app.add_routes(
         webhook_routes(
@@ -89,7 +122,7 @@ def build_app(
     async def healthz(request: web.Request) -> web.Response:
         body: dict[str, Any] = {"status": "ok"}
         try:
-            body["queue"] = jobs.queue_depth(db)
+            body["queue"] = await asyncio.to_thread(_queue_depth, config)
             body["database"] = "ok"
         except Exception as exc:  # report, don't crash the health check
             body["database"] = f"error: {exc}"
@@ -109,7 +142,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     from rollcall.web.admin_api import admin_routes
 
-    app.add_routes(admin_routes(config, lambda: db))
+    app.add_routes(admin_routes(config))
     return app
 
 
@@ -148,11 +181,11 @@ def _schedule_notifications(scheduler, config: Config) -> None:
 async def serve(
     config: Config, host: str, port: int, *, ready: asyncio.Event | None = None
 ) -> None:
-    db = storage.open_db(config.home)
+    await asyncio.to_thread(_queue_depth, config)  # the schema is up to date before we listen
     state = ServiceState(disabled=disabled_parts(config))
     for part, reason in state.disabled.items():
         log.warning("disabled: %s", part, extra={"part": part, "reason": reason})
-    intake = Intake(db, config)
+    intake = Intake(config)
     client = tokens = None
     if not zoom_credentials_missing(config):
         from rollcall.bot.zoom_client import ZoomClient
@@ -161,27 +194,32 @@ async def serve(
         tokens = client.tokens
 
     scheduler = AsyncIOScheduler(timezone="UTC")
-    scheduler.add_job(
-        storage.purge_older_than,
+    scheduler.add_job(  # a plain function: APScheduler runs it in its thread pool
+        purge_retention,
         "interval",
         hours=24,
         id="retention",
-        args=[db, config.privacy.retention_days, config.home],
-        next_run_time=None,
+        args=[config],
+        max_instances=1,
+        coalesce=True,
     )
     if client is not None and config.zoom.poll_minutes:
         from rollcall.bot.poller import poll_once
 
-        async def poll() -> None:
+        def poll_with_own_connection() -> int:
             poll_db = storage.open_db(config.home)
             try:
-                await asyncio.to_thread(poll_once, poll_db, config, client)
+                return poll_once(poll_db, config, client)
+            finally:
+                poll_db.conn.close()
+
+        async def poll() -> None:
+            try:
+                await asyncio.to_thread(poll_with_own_connection)
                 state.last_poll_ok, state.last_poll_error = time.time(), ""
             except Exception as exc:
                 state.last_poll_error = str(exc)
                 log.error("poll failed", extra={"error": str(exc)})
-            finally:
-                poll_db.conn.close()
 
         from datetime import UTC, datetime
 
@@ -231,7 +269,7 @@ async def serve(
     worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
     workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]
 
-    runner = web.AppRunner(build_app(config, db, intake, state, scheduler), access_log=None)
+    runner = web.AppRunner(build_app(config, intake, state, scheduler), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -253,9 +291,7 @@ async def serve(
     await asyncio.gather(*pending, *tasks, return_exceptions=True)
     if pool is not None:
         pool.shutdown()
-    for wid in worker_ids:
-        requeued = jobs.requeue_owned(db, wid)
-        if requeued:
-            log.info("jobs requeued for the next start", extra={"jobs": [j.id for j in requeued]})
-    db.conn.close()
+    requeued = await asyncio.to_thread(requeue_workers, config, worker_ids)
+    if requeued:
+        log.info("jobs requeued for the next start", extra={"jobs": requeued})
     log.info("stopped")

@@ -1,11 +1,17 @@
 """Running queued jobs: download the recording, analyse it, store the result.
 
 Each worker is an asyncio task. Network I/O (the download) runs on the event
-loop; database calls and the analysis (CPU) run in worker threads, each
-worker with its own SQLite connection. A heartbeat keeps the job's lease
-while it runs; if the process dies, the lease expires and another worker
+loop; the worker's job-queue calls (claim, state changes, heartbeats) run on
+its own database thread (:class:`~rollcall.service.db_thread.DbThread`), which
+alone uses the worker's SQLite connection; the analysis (CPU) runs in another
+thread or process with a connection of its own. A heartbeat keeps the job's
+lease while it runs; if the process dies, the lease expires and another worker
 (or the restarted service) takes the job again, and because a meeting's
 results are replaced atomically by key, nothing is counted twice.
+
+The analysis step is :func:`rollcall.analysis.process.process_recording`, the
+same as ``rollcall analyze``'s: retention purge, analysis, stored results and
+the meeting's queued notifications.
 """
 
 from __future__ import annotations
@@ -18,10 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from rollcall.bot.download import download_recording
 from rollcall.config import Config
+from rollcall.service.db_thread import DbThread
 from rollcall.store import jobs, storage
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,7 @@ def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -
 
 def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
     """The analysis step: one model load per process, one SQLite connection per call."""
-    from rollcall.pipeline.orchestrator import analyze_recording
+    from rollcall.analysis.process import process_recording
     from rollcall.pipeline.plugin_manager import build_catalog, resolve_face_models
     from rollcall.store.plugin_admin import enabled_plugins
 
@@ -66,7 +71,7 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
             # plugin settings are read per job: enabling one needs no restart
             pm = catalog.manager_for(enabled_plugins(db, job.course_id))
             start = job.payload.get("start_time")
-            outcome = analyze_recording(
+            result = process_recording(
                 db,
                 pm,
                 models,
@@ -77,34 +82,15 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
                 start_time=datetime.fromisoformat(start) if start else None,
                 source="zoom",
                 source_key=f"zoom:{job.meeting_uuid}:{job.file_id}",
+                warning=job.payload.get("warning") or "",
+                report_dir=None,  # reports are rendered from the database (see process.py)
+                notify=True,
             )
-            if job.payload.get("warning"):
-                warnings = "\n".join(
-                    filter(
-                        None,
-                        [
-                            db["meetings"].get(outcome.meeting_id)["warnings"],
-                            job.payload["warning"],
-                        ],
-                    )
-                )
-                db["meetings"].update(outcome.meeting_id, {"warnings": warnings})
-            return outcome.meeting_id
+            return result.meeting_id
         finally:
             db.conn.close()
 
     return analyze
-
-
-def enqueue_notifications(config: Config, meeting_id: int) -> list[str]:
-    """Queue the meeting's instructor notifications (thread; own connection)."""
-    from rollcall.store.outbox import enqueue_meeting
-
-    db = storage.open_db(config.home)
-    try:
-        return enqueue_meeting(db, config, meeting_id)
-    finally:
-        db.conn.close()
 
 
 def in_thread(
@@ -118,15 +104,13 @@ def in_thread(
     return run
 
 
-async def _heartbeat(db, job_id: int, worker_id: str, lease_s: float) -> None:
+async def _heartbeat(db: DbThread, job_id: int, worker_id: str, lease_s: float) -> None:
     while True:
         await asyncio.sleep(lease_s / 3)
-        await asyncio.to_thread(jobs.heartbeat, db, job_id, worker_id, lease_s)
+        await db.run(jobs.heartbeat, job_id, worker_id, lease_s)
 
 
-async def run_job(
-    db: sqlite_utils.Database, ctx: WorkerContext, job: jobs.Job, worker_id: str
-) -> None:
+async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str) -> None:
     """Take one claimed job to done, back to the queue (retry) or failed."""
     config = ctx.config
     extra = {"job_id": job.id, "meeting_uuid": job.meeting_uuid, "course_id": job.course_id}
@@ -145,7 +129,7 @@ async def run_job(
             allowed_hosts=config.zoom.download_hosts,
             max_attempts=3,
         )
-        await asyncio.to_thread(jobs.set_state, db, job.id, jobs.ANALYZING, worker_id=worker_id)
+        await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
         log.info("analysing recording", extra=extra)
         meeting_id = await ctx.analyze(video, job)
         if ctx.fetch_participants is not None:
@@ -153,12 +137,8 @@ async def run_job(
                 await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
             except Exception as exc:  # the attendance result stands without it
                 log.warning("participants report unavailable", extra=dict(extra, error=str(exc)))
-        await asyncio.to_thread(jobs.complete, db, job.id, worker_id, meeting_id)
+        await db.run(jobs.complete, job.id, worker_id, meeting_id)
         log.info("job done", extra=dict(extra, meeting_id=meeting_id))
-        try:  # a notification problem never fails the job; the outbox delivers later
-            await asyncio.to_thread(enqueue_notifications, config, meeting_id)
-        except Exception as exc:
-            log.error("notifications not queued", extra=dict(extra, error=str(exc)))
         if not config.storage.keep_videos:
             video.unlink(missing_ok=True)
     except jobs.LeaseLost as exc:
@@ -172,9 +152,8 @@ async def run_job(
         message = str(exc) or type(exc).__name__
         log.error("job failed", extra=dict(extra, error=message))
         with contextlib.suppress(jobs.LeaseLost):
-            await asyncio.to_thread(
+            await db.run(
                 jobs.fail,
-                db,
                 job.id,
                 worker_id,
                 message,
@@ -189,16 +168,14 @@ async def run_job(
 
 async def worker_loop(ctx: WorkerContext, worker_id: str, stop: asyncio.Event) -> None:
     """Claim and run jobs until ``stop`` is set."""
-    db = storage.open_db(ctx.config.home)
+    db = DbThread(ctx.config.home, name=f"rollcall-worker-{worker_id}")
     try:
         while not stop.is_set():
-            job = await asyncio.to_thread(
-                jobs.claim, db, worker_id, lease_s=ctx.config.jobs.lease_s
-            )
+            job = await db.run(jobs.claim, worker_id, lease_s=ctx.config.jobs.lease_s)
             if job is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_POLL_S)
                 continue
             await run_job(db, ctx, job, worker_id)
     finally:
-        db.conn.close()
+        await db.close()

@@ -9,14 +9,19 @@ token is configured. The token is compared in constant time and never logged.
 Changes are audited with ``who = "api"``. ``GET /admin/meetings/{id}`` shows
 a meeting's attendance report as HTML; it also accepts HTTP Basic with the
 token as password, so a browser can open it.
+
+Handlers do their database work off the event loop (``asyncio.to_thread``),
+with a connection opened and closed in that thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlite_utils
@@ -74,9 +79,11 @@ def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Ha
 
 
 def admin_routes(
-    config: Config, db_factory: Callable[[], sqlite_utils.Database]
+    config: Config, db_factory: Callable[[], sqlite_utils.Database] | None = None
 ) -> list[web.RouteDef]:
-    """The admin routes; ``db_factory`` returns the service's database connection."""
+    """The admin routes. Each request's database work runs in a worker thread with a
+    connection of ``[storage] home`` opened and closed there; ``db_factory`` (tests)
+    supplies a connection instead, which the caller keeps and closes."""
     from rollcall.pipeline.plugin_manager import describe_plugins
     from rollcall.store.plugin_admin import (
         ConfirmationRequired,
@@ -84,6 +91,17 @@ def admin_routes(
         plugin_statuses,
         set_plugin_enabled,
     )
+
+    @contextmanager
+    def connection() -> Iterator[sqlite_utils.Database]:
+        if db_factory is not None:
+            yield db_factory()
+            return
+        db = storage.open_db(config.home)
+        try:
+            yield db
+        finally:
+            db.conn.close()
 
     def status_body(db: sqlite_utils.Database, course: str | None, names: set[str] | None):
         out = []
@@ -96,15 +114,17 @@ def admin_routes(
             out.append(item)
         return out
 
+    def read_plugins(course: str | None) -> web.Response:
+        with connection() as db:
+            if course:
+                try:
+                    storage.get_course(db, course)
+                except storage.NotFound as exc:
+                    return _error(404, str(exc))
+            return web.json_response({"plugins": status_body(db, course, None)})
+
     async def list_plugins(request: web.Request) -> web.Response:
-        db = db_factory()
-        course = request.query.get("course") or None
-        if course:
-            try:
-                storage.get_course(db, course)
-            except storage.NotFound as exc:
-                return _error(404, str(exc))
-        return web.json_response({"plugins": status_body(db, course, None)})
+        return await asyncio.to_thread(read_plugins, request.query.get("course") or None)
 
     async def put_plugin(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -120,7 +140,15 @@ def admin_routes(
             return _error(400, "course must be a string or null")
         if not isinstance(yes, bool):
             return _error(400, "yes must be a boolean")
-        db = db_factory()
+        return await asyncio.to_thread(change_plugin, name, body["enabled"], course, yes)
+
+    def change_plugin(name: str, enabled: bool, course: str | None, yes: bool) -> web.Response:
+        with connection() as db:
+            return change_plugin_in(db, name, enabled, course, yes)
+
+    def change_plugin_in(
+        db: sqlite_utils.Database, name: str, enabled: bool, course: str | None, yes: bool
+    ) -> web.Response:
         infos = describe_plugins(config)
         if name not in {i.name for i in infos}:
             return _error(404, f"unknown plugin {name!r}")
@@ -129,7 +157,7 @@ def admin_routes(
                 db,
                 infos,
                 name,
-                body["enabled"],
+                enabled,
                 course_id=course or None,
                 who=API_WHO,
                 confirmed=yes,
@@ -165,12 +193,15 @@ def admin_routes(
         from rollcall.reports.html import render_meeting_html
         from rollcall.reports.results import meeting_report
 
+        def render(meeting_id: int) -> str:
+            with connection() as db:
+                return render_meeting_html(meeting_report(db, meeting_id, rules=config.attendance))
+
         try:
-            meeting_id = int(request.match_info["meeting_id"])
-            report = meeting_report(db_factory(), meeting_id, rules=config.attendance)
+            page = await asyncio.to_thread(render, int(request.match_info["meeting_id"]))
         except (ValueError, storage.NotFound):
             return _error(404, f"no meeting {request.match_info['meeting_id']}")
-        return web.Response(text=render_meeting_html(report), content_type="text/html")
+        return web.Response(text=page, content_type="text/html")
 
     from rollcall.notify.summary import ADMIN_MEETING_PATH
 
