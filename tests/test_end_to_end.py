@@ -271,6 +271,9 @@ def test_analyze_with_notify_posts_the_summary(e2e_env, short_clip, tmp_path, mo
         monkeypatch.setenv("ROLLCALL_CONFIG", str(config_file))
         out = tmp_path / "report"
         args = ["analyze", str(short_clip), "--course", COURSE, "--out", str(out)]
+        assert main(args) == 0  # without --notify nothing is queued
+        assert main(["notify", "list"]) == 0
+        assert "no notifications" in out_of_text(capsys)
         assert main([*args, "--title", "notified", "--notify"]) == 0
         assert "notifications: 1 sent" in out_of_text(capsys)
         ((path, body),) = hook.requests
@@ -278,3 +281,66 @@ def test_analyze_with_notify_posts_the_summary(e2e_env, short_clip, tmp_path, mo
     assert f"Attendance {COURSE}: notified" in body["text"]
     assert main(["notify", "list"]) == 0
     assert "sent" in out_of_text(capsys)
+
+
+def test_process_recording_purges_warns_writes_and_queues(short_clip, tmp_path, base_env):
+    """The one path from a recording to results that both ``rollcall analyze`` and the
+    service's workers take: retention purge first, then the stored analysis with the
+    caller's warning, report files only where asked, notifications only when asked."""
+    import json
+
+    from rollcall.analysis.process import process_recording
+    from rollcall.config import load_config
+    from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
+    from rollcall.store import outbox
+
+    env = dict(
+        base_env,
+        ROLLCALL_HOME=str(tmp_path / "home"),
+        ROLLCALL_PRIVACY_RETENTION_DAYS="30",
+        ROLLCALL_NOTIFY_COURSES=json.dumps(
+            [{"course": COURSE, "slack_webhook": "https://hooks.example/x"}]
+        ),
+    )
+    config = load_config(None, env)
+    db = storage.open_db(config.home)
+    storage.add_course(db, COURSE, "Process")
+    old = storage.upsert_meeting(
+        db, {"course_id": COURSE, "source_key": "file:old", "title": "last term"}
+    )
+    db["meetings"].update(old, {"analyzed_at": "2020-01-01T00:00:00+00:00"})
+    models = resolve_face_models(config, progress=False)
+    pm = make_plugin_manager(config, models, db=db, course_id=COURSE)
+    seen: list[float] = []
+
+    result = process_recording(
+        db,
+        pm,
+        models,
+        config,
+        short_clip,
+        COURSE,
+        title="zoom class",
+        source="zoom",
+        source_key="zoom:uuid==:file-1",
+        warning="no gallery view; speaker view analysed",
+        notify=False,
+        progress=lambda done, total: seen.append(done),
+    )
+    assert result.purged == 1 and [m["id"] for m in storage.list_meetings(db)] == [
+        result.meeting_id
+    ]
+    meeting = storage.get_meeting(db, result.meeting_id)
+    assert meeting["title"] == "zoom class" and meeting["source_key"] == "zoom:uuid==:file-1"
+    assert "speaker view analysed" in meeting["warnings"]
+    assert result.report_paths == () and result.notifications == ()
+    assert outbox.list_messages(db, meeting_id=result.meeting_id) == []
+    assert seen and result.meeting.report.students is not None
+
+    out = tmp_path / "report"
+    again = process_recording(
+        db, pm, models, config, short_clip, COURSE, source_key="zoom:uuid==:file-1", report_dir=out
+    )
+    assert again.meeting_id == result.meeting_id and again.purged == 0
+    assert again.notifications == ("slack",) and not again.notify_error
+    assert again.report_paths and all(p.parent == out and p.exists() for p in again.report_paths)
