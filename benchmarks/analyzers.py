@@ -19,11 +19,10 @@ import numpy as np
 
 from rollcall.config import load_config
 from rollcall.pipeline.plugin_manager import resolve_face_models
-from rollcall.pipeline.tracking import FaceMatch, TrackedFace
 from rollcall.plugins.detector import DetectorPlugin
 from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
 from rollcall.plugins.engagement import EngagementPlugin, EngagementSettings, HeadPoseModel
-from rollcall.types import MeetingContext, SampledFrame
+from rollcall.types import FaceMatch, MeetingContext, SampledFrame, TrackedFace
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 10

@@ -12,27 +12,48 @@ expose theirs: a plugin needs nothing else from rollcall::
         def rollcall_detect_faces(self, frame: SampledFrame) -> list[Face] | None: ...
 
 The hooks themselves are specified in :mod:`rollcall.hookspecs`; the values they
-take and return are the dataclasses of :mod:`rollcall.types`, re-exported here.
+take and return are the dataclasses of :mod:`rollcall.types`, re-exported here,
+with the few presence helpers a plugin that decides attendance needs.
 """
 
 from rollcall.hookspecs import hookimpl
+from rollcall.pipeline.presence import (
+    attendance_status,
+    minute_lengths,
+    present_minutes,
+    seconds_per_minute,
+)
 from rollcall.types import (
+    STATUSES,
     AttendanceReport,
     CorrectionNote,
     Face,
+    FaceMatch,
     MeetingContext,
     Roster,
     SampledFrame,
     StudentAttendance,
+    TrackedFace,
+    TrackSummary,
+    minutes_in,
 )
 
 __all__ = [
+    "STATUSES",
     "AttendanceReport",
     "CorrectionNote",
     "Face",
+    "FaceMatch",
     "MeetingContext",
     "Roster",
     "SampledFrame",
     "StudentAttendance",
+    "TrackSummary",
+    "TrackedFace",
+    "attendance_status",
     "hookimpl",
+    "minute_lengths",
+    "minutes_in",
+    "present_minutes",
+    "seconds_per_minute",
 ]

@@ -44,9 +44,17 @@ import pluggy
 if TYPE_CHECKING:
     from rollcall.config import Config
     from rollcall.pipeline.decode import RecordingInfo
-    from rollcall.pipeline.tracking import FaceMatch, TrackedFace, TrackSummary
     from rollcall.store.outbox import OutgoingMessage
-    from rollcall.types import AttendanceReport, Face, MeetingContext, Roster, SampledFrame
+    from rollcall.types import (
+        AttendanceReport,
+        Face,
+        FaceMatch,
+        MeetingContext,
+        Roster,
+        SampledFrame,
+        TrackedFace,
+        TrackSummary,
+    )
 
 PROJECT = "rollcall"
 hookspec = pluggy.HookspecMarker(PROJECT)

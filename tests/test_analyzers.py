@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from rollcall.pipeline.tracking import FaceMatch, TrackedFace
 from rollcall.plugins.emotion import EmotionModel, EmotionPlugin, save_emotion
 from rollcall.plugins.engagement import (
     EngagementPlugin,
@@ -15,7 +14,7 @@ from rollcall.plugins.engagement import (
     keypoint_pose,
     save_engagement,
 )
-from rollcall.types import MeetingContext, Roster, SampledFrame
+from rollcall.types import FaceMatch, MeetingContext, Roster, SampledFrame, TrackedFace
 
 SMILING = "Colin_Powell/4.jpg"  # checked with the model: happy 0.999, yaw 4 degrees
 FRONTAL = "Colin_Powell/4.jpg"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rollcall.pipeline.tracking import TrackSummary, seconds_per_minute
+from rollcall.pipeline.presence import seconds_per_minute
+from rollcall.types import TrackSummary
 
 
 @dataclass(slots=True)

@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.presence import attendance_status, present_minutes
-from rollcall.pipeline.tracking import TrackSummary, seconds_per_minute
-from rollcall.types import AttendanceReport, MeetingContext, Roster
+from rollcall import (
+    AttendanceReport,
+    MeetingContext,
+    Roster,
+    TrackSummary,
+    attendance_status,
+    hookimpl,
+    present_minutes,
+    seconds_per_minute,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,7 @@ import cv2
 import numpy as np
 import sqlite_utils
 
-from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.tracking import TrackedFace, TrackSummary
+from rollcall import MeetingContext, Roster, SampledFrame, TrackedFace, TrackSummary, hookimpl
 from rollcall.plugins.face_crops import (
     PerMeeting,
     extra_model_path,
@@ -37,7 +36,6 @@ from rollcall.plugins.face_crops import (
     load_session,
     square_crop,
 )
-from rollcall.types import MeetingContext, Roster, SampledFrame
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "fer2013_mini_xception.onnx"

@@ -33,11 +33,17 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
-from rollcall.hookspecs import hookimpl
+from rollcall import (
+    MeetingContext,
+    Roster,
+    SampledFrame,
+    TrackedFace,
+    TrackSummary,
+    hookimpl,
+    minutes_in,
+)
 from rollcall.models import ModelError
-from rollcall.pipeline.tracking import TrackedFace, TrackSummary
 from rollcall.plugins.face_crops import PerMeeting, extra_model_path, load_session, square_crop
-from rollcall.types import MeetingContext, Roster, SampledFrame, minutes_in
 
 log = logging.getLogger(__name__)
 FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
+from rollcall import hookimpl
 from rollcall.config import Config
-from rollcall.hookspecs import hookimpl
 from rollcall.plugins.notifiers import render, summary_variables
 from rollcall.store.outbox import OutgoingMessage
 
