@@ -17,7 +17,7 @@ with the few presence helpers a plugin that decides attendance needs.
 """
 
 from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.presence import (
+from rollcall.presence import (
     attendance_status,
     minute_lengths,
     present_minutes,

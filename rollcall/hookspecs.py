@@ -43,13 +43,13 @@ import pluggy
 
 if TYPE_CHECKING:
     from rollcall.config import Config
-    from rollcall.pipeline.decode import RecordingInfo
     from rollcall.store.outbox import OutgoingMessage
     from rollcall.types import (
         AttendanceReport,
         Face,
         FaceMatch,
         MeetingContext,
+        RecordingInfo,
         Roster,
         SampledFrame,
         TrackedFace,

@@ -10,10 +10,33 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
 STATUSES = ("present", "late", "left_early", "absent")
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What :func:`probe` knows about a recording without decoding it all.
+
+    ``width`` and ``height`` are the size of the picture as a player shows it, i.e.
+    after ``rotation`` (the shape :func:`sample_frames` yields without ``max_width``).
+    ``rotation`` is the counter-clockwise turn in degrees (0, 90, 180 or 270) that the
+    container's display matrix applies to the stored picture (FFmpeg's convention,
+    ``ffprobe``'s ``rotation`` side data modulo 360).
+    """
+
+    path: Path
+    duration_s: float
+    width: int
+    height: int
+    rotation: int
+    fps: float | None  # average frame rate
+    codec: str
+    start_time: datetime | None  # container/stream ``creation_time`` (UTC), if present
+    n_frames: int | None  # frame count from the container, if it records one
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rollcall.pipeline.presence import attendance_status, present_minutes, seconds_per_minute
 from rollcall.pipeline.tracking import FaceTracker
 from rollcall.plugins.recognizer import match_open_set, vote_identities
+from rollcall.presence import attendance_status, present_minutes, seconds_per_minute
 from rollcall.types import Face, FaceMatch
 
 

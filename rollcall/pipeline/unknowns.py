@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rollcall.pipeline.presence import seconds_per_minute
+from rollcall.presence import seconds_per_minute
 from rollcall.types import TrackSummary
 
 
@@ -101,7 +101,7 @@ def label_cluster(
     ``enroll`` the cluster centroid becomes one more embedding of the student.
     Returns the student's new attendance row.
     """
-    from rollcall.pipeline.presence import attendance_status, minute_lengths, present_minutes
+    from rollcall.presence import attendance_status, minute_lengths, present_minutes
     from rollcall.store import storage
 
     meeting = storage.get_meeting(db, meeting_id)

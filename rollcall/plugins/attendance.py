@@ -2,7 +2,7 @@
 
 A student is present in a minute when the tracks attributed to them cover at
 least ``[attendance] min_seconds_per_minute`` seconds of it (see
-``rollcall.pipeline.presence``). Gaps of up to ``[recognition] max_gap_s`` inside a track
+``rollcall.presence``). Gaps of up to ``[recognition] max_gap_s`` inside a track
 are bridged: the face was on screen, the detector blinked.
 """
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlite_utils
 
 from rollcall.config import AttendanceConfig, Config
-from rollcall.pipeline.presence import attendance_status, minute_lengths
+from rollcall.presence import attendance_status, minute_lengths
 from rollcall.store import storage
 from rollcall.store.corrections import apply_corrections, corrections_by_student
 from rollcall.types import AttendanceReport, StudentAttendance

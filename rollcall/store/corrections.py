@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import sqlite_utils
 
-from rollcall.pipeline.presence import minute_lengths
+from rollcall.presence import minute_lengths
 from rollcall.store import storage
 from rollcall.types import CorrectionNote
 
