@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rollcall.config import Config
 
 STATUSES = ("present", "late", "left_early", "absent")
 
@@ -122,3 +127,27 @@ class MeetingContext:
     interval_s: float
     start_time: datetime | None = None
     settings: dict = field(default_factory=dict)  # the validated config, as plain dicts
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """What a notifier plugin receives in ``rollcall_send_notification``.
+
+    ``target`` is where to send: the comma-separated addresses for email, the
+    webhook URL for chat (a secret: never log it). ``attachments`` are report
+    files written for this attempt (deleted afterwards); ``chart`` is the PNG
+    to show inline, or None.
+    """
+
+    id: int
+    channel: str
+    recipient: str
+    target: str
+    summary: Any  # rollcall.notify.summary.MeetingSummary
+    config: Config
+    attachments: tuple[Path, ...] = ()
+    chart: Path | None = None
+
+    @property
+    def message_id_seed(self) -> str:
+        return f"rollcall-{self.id}-{self.summary.meeting_id}"
