@@ -22,8 +22,9 @@ A recording goes through the hooks in this order (the orchestrator in
 8. ``rollcall_report`` - reporting: write files for the analysed meeting into
    ``out_dir`` and return their paths.
 
-Outside the analysis, once a meeting is analysed, its notifications go through
-the outbox (``rollcall/store/outbox.py``), which calls:
+Outside the analysis, once a meeting is analysed, its notifications are queued
+in the outbox (``rollcall/store/outbox.py``) and delivered by
+``rollcall/notify/delivery.py``, which calls:
 
 9. ``rollcall_send_notification`` - deliver one instructor notification
    (first result wins: the plugin that owns the message's channel sends it
@@ -43,12 +44,12 @@ import pluggy
 
 if TYPE_CHECKING:
     from rollcall.config import Config
-    from rollcall.store.outbox import OutgoingMessage
     from rollcall.types import (
         AttendanceReport,
         Face,
         FaceMatch,
         MeetingContext,
+        OutgoingMessage,
         RecordingInfo,
         Roster,
         SampledFrame,

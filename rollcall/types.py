@@ -11,8 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rollcall.config import Config
 
 STATUSES = ("present", "late", "left_early", "absent")
 
@@ -223,3 +227,27 @@ class TrackSummary:
     def centroid(self) -> np.ndarray:
         c = self.embedding_sum
         return c / max(float(np.linalg.norm(c)), 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """What a notifier plugin receives in ``rollcall_send_notification``.
+
+    ``target`` is where to send: the comma-separated addresses for email, the
+    webhook URL for chat (a secret: never log it). ``attachments`` are report
+    files written for this attempt (deleted afterwards); ``chart`` is the PNG
+    to show inline, or None.
+    """
+
+    id: int
+    channel: str
+    recipient: str
+    target: str
+    summary: Any  # rollcall.notify.summary.MeetingSummary
+    config: Config
+    attachments: tuple[Path, ...] = ()
+    chart: Path | None = None
+
+    @property
+    def message_id_seed(self) -> str:
+        return f"rollcall-{self.id}-{self.summary.meeting_id}"

@@ -191,7 +191,7 @@ def run_analysis(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rollcall.pipeline.orchestrator import analyze_recording, write_meeting_reports
-    from rollcall.reports.report import summary_table
+    from rollcall.reports.terminal import summary_table
 
     if not video.is_file():
         raise CliError(f"{video} does not exist or is not a file")

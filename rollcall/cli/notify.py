@@ -19,6 +19,8 @@ from rich.text import Text
 
 from rollcall.cli.args import command, command_group
 from rollcall.config import Config
+from rollcall.notify.delivery import deliver_due
+from rollcall.notify.messages import enqueue_meeting
 from rollcall.store import outbox, storage
 
 EXIT_FAILURE = 1
@@ -77,7 +79,7 @@ def cmd_notify_send(args: argparse.Namespace, config: Config, console: Console) 
     from rollcall.pipeline.plugin_manager import notifier_manager
 
     db = storage.open_db(config.home)
-    result = outbox.deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db))
     console.print(
         f"{result.sent} sent, {result.retried} to retry later, {result.failed} failed",
         highlight=False,
@@ -90,14 +92,14 @@ def notify_now(config: Config, console: Console, meeting_id: int) -> int:
     from rollcall.pipeline.plugin_manager import notifier_manager
 
     db = storage.open_db(config.home)
-    channels = outbox.enqueue_meeting(db, config, meeting_id)
+    channels = enqueue_meeting(db, config, meeting_id)
     if not channels and not outbox.list_messages(db, meeting_id=meeting_id):
         console.print(
             "no notification channel is configured for this course ([[notify.courses]])",
             highlight=False,
         )
         return EXIT_FAILURE
-    result = outbox.deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db))
     console.print(
         f"notifications: {result.sent} sent, {result.retried} to retry later "
         f"(`rollcall notify send`), {result.failed} failed",

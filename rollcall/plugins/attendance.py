@@ -95,6 +95,6 @@ class AttendancePlugin:
     def rollcall_report(
         self, meeting: MeetingContext, report: AttendanceReport, out_dir: Path
     ) -> list[Path]:
-        from rollcall.reports.report import write_reports
+        from rollcall.reports.meeting import write_reports
 
         return list(write_reports(report, out_dir).values())

@@ -115,8 +115,8 @@ def build_app(
 
 def _schedule_notifications(scheduler, config: Config) -> None:
     """Deliver due outbox messages every ``[notify] send_interval_s`` (SMTP/HTTP in a thread)."""
+    from rollcall.notify.delivery import deliver_due
     from rollcall.pipeline.plugin_manager import notifier_manager
-    from rollcall.store.outbox import deliver_due
 
     managers: list = []  # built on the first run (third-party notifiers: enabled at start)
 

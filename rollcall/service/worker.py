@@ -98,7 +98,7 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
 
 def enqueue_notifications(config: Config, meeting_id: int) -> list[str]:
     """Queue the meeting's instructor notifications (thread; own connection)."""
-    from rollcall.store.outbox import enqueue_meeting
+    from rollcall.notify.messages import enqueue_meeting
 
     db = storage.open_db(config.home)
     try:

@@ -1,21 +1,27 @@
-"""The notification outbox: every message is stored, then delivered with retries.
+"""The notification outbox: the queue of instructor messages, one row of table ``outbox`` each.
 
-Life of a message (one row of table ``outbox``):
+This module is the queue only: the table, queueing rows once (:func:`enqueue`,
+:func:`resend`), claiming due rows, recording the outcome, listing them. What a
+message says and how it is delivered live in :mod:`rollcall.notify`
+(:mod:`~rollcall.notify.messages`, :mod:`~rollcall.notify.delivery`).
 
-- :func:`enqueue_meeting` queues one message per channel a course uses
-  (``email``, ``slack``, ``teams``) when a meeting has been analysed. The row's
-  ``dedupe_key`` (``meeting:channel:generation``) is unique, so analysing the
-  same meeting again, a retried job or a restarted service never queue a
+Life of a message:
+
+- :func:`rollcall.notify.messages.enqueue_meeting` queues one row per channel a
+  course uses (``email``, ``slack``, ``teams``) when a meeting has been analysed.
+  The row's ``dedupe_key`` (``meeting:channel:generation``) is unique, so analysing
+  the same meeting again, a retried job or a restarted service never queue a
   second summary; :func:`resend` queues a new generation on purpose.
-- :func:`deliver_due` (``rollcall notify send`` and ``rollcall serve`` every
-  ``[notify] send_interval_s``) claims due rows (``pending`` -> ``sending``),
-  renders the message from the database *at send time* and hands it to the
-  ``rollcall_send_notification`` hook. Success -> ``sent``; an exception ->
-  back to ``pending`` with ``next_attempt_at`` doubled each time
-  (``retry_base_s`` .. ``retry_max_s``), ``failed`` after ``max_attempts``.
+- :func:`rollcall.notify.delivery.deliver_due` (``rollcall notify send`` and
+  ``rollcall serve`` every ``[notify] send_interval_s``) claims due rows
+  (:func:`claim_next`: ``pending`` -> ``sending``), renders each message and hands
+  it to the notifier plugins. Success -> ``sent`` (:func:`mark_sent`); an exception
+  -> back to ``pending`` with ``next_attempt_at`` doubled each time
+  (:func:`backoff_s`: ``retry_base_s`` .. ``retry_max_s``), ``failed`` after
+  ``max_attempts`` (:func:`mark_failed`).
 - A row left in ``sending`` by a process that died is taken again after
-  :data:`STALE_SENDING_S`. Emails carry a Message-ID derived from the row, so
-  in that rare case a mail client shows the message once.
+  :data:`STALE_SENDING_S` (:func:`requeue_stale`). Emails carry a Message-ID
+  derived from the row, so in that rare case a mail client shows the message once.
 
 Addresses are stored (they are shown by ``rollcall notify list``); webhook
 URLs are not: a chat row names the webhook (``slack``/``teams`` of the
@@ -26,11 +32,8 @@ stored with any secret (URL, password) removed.
 from __future__ import annotations
 
 import logging
-import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -75,37 +78,6 @@ def migrate_outbox(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["meeting_id"])
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """What a notifier plugin receives in ``rollcall_send_notification``.
-
-    ``target`` is where to send: the comma-separated addresses for email, the
-    webhook URL for chat (a secret: never log it). ``attachments`` are report
-    files written for this attempt (deleted afterwards); ``chart`` is the PNG
-    to show inline, or None.
-    """
-
-    id: int
-    channel: str
-    recipient: str
-    target: str
-    summary: Any  # rollcall.notify.summary.MeetingSummary
-    config: Config
-    attachments: tuple[Path, ...] = ()
-    chart: Path | None = None
-
-    @property
-    def message_id_seed(self) -> str:
-        return f"rollcall-{self.id}-{self.summary.meeting_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-
-
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="seconds")
 
@@ -135,22 +107,6 @@ def channel_targets(config: Config, course_id: str) -> dict[str, str]:
     return out
 
 
-def _secret_target(config: Config, course_id: str, channel: str) -> str:
-    entry = course_notify(config, course_id)
-    if entry is None:
-        raise OutboxError(f"course {course_id} has no [[notify.courses]] entry any more")
-    if channel == "email":
-        if not entry.emails:
-            raise OutboxError(f"course {course_id} has no instructor emails any more")
-        if not config.smtp.host:
-            raise OutboxError("[smtp] host is not set")
-        return ", ".join(entry.emails)
-    url = {"slack": entry.slack_webhook, "teams": entry.teams_webhook}[channel]
-    if not url.get_secret_value():
-        raise OutboxError(f"course {course_id} has no {channel}_webhook any more")
-    return url.get_secret_value()
-
-
 def _insert(
     db: sqlite_utils.Database,
     meeting_id: int,
@@ -178,22 +134,24 @@ def _insert(
     return cur.rowcount == 1
 
 
-def enqueue_meeting(
-    db: sqlite_utils.Database, config: Config, meeting_id: int, *, now: datetime | None = None
+def enqueue(
+    db: sqlite_utils.Database,
+    meeting_id: int,
+    course_id: str,
+    targets: Mapping[str, str],
+    *,
+    now: datetime | None = None,
 ) -> list[str]:
-    """Queue the summary of an analysed meeting on each channel of its course, once.
+    """Queue generation 0 of a meeting's message on each channel of ``targets``, once.
 
-    Returns the channels newly queued (empty when already queued or none configured).
+    ``targets`` maps channel -> recipient label (:func:`channel_targets`). Returns
+    the channels newly queued (empty when every one was already queued).
     """
-    meeting = storage.get_meeting(db, meeting_id)
-    targets = channel_targets(config, meeting["course_id"])
     queued = []
     with db.conn:
         for channel, recipient in targets.items():
-            if _insert(db, meeting_id, meeting["course_id"], channel, recipient, 0, _now(now)):
+            if _insert(db, meeting_id, course_id, channel, recipient, 0, _now(now)):
                 queued.append(channel)
-    if queued:
-        log.info("notifications queued", extra={"meeting_id": meeting_id, "channels": queued})
     return queued
 
 
@@ -316,107 +274,3 @@ def mark_failed(
             [state, error[:MAX_ERROR_CHARS], _iso(when), row["id"]],
         )
     return state
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _secrets(config: Config) -> list[str]:
-    out = [config.smtp.password.get_secret_value()]
-    for c in config.notify.courses:
-        out += [c.slack_webhook.get_secret_value(), c.teams_webhook.get_secret_value()]
-    return sorted((s for s in out if s), key=len, reverse=True)
-
-
-def _write_attachments(db: sqlite_utils.Database, config: Config, meeting_id: int, folder: Path):
-    from rollcall.notify.summary import report_for
-    from rollcall.reports.report import write_csv, write_png, write_xlsx
-
-    report = report_for(db, config, meeting_id)
-    files = (
-        write_xlsx(report, folder / "attendance.xlsx"),
-        write_csv(report, folder / "attendance.csv"),
-    )
-    chart = write_png(report, folder / "attendance.png")
-    return report, files, chart
-
-
-def build_message(
-    db: sqlite_utils.Database, config: Config, row: dict, folder: Path
-) -> OutgoingMessage:
-    """Render what ``row`` says to send, from the database as it is now."""
-    from rollcall.notify.summary import build_summary
-
-    target = _secret_target(config, row["course_id"], row["channel"])
-    attachments: tuple[Path, ...] = ()
-    chart = None
-    report = None
-    if row["channel"] == "email":
-        report, attachments, chart = _write_attachments(db, config, row["meeting_id"], folder)
-    summary = build_summary(db, config, row["meeting_id"], report)
-    return OutgoingMessage(
-        id=row["id"],
-        channel=row["channel"],
-        recipient=row["recipient"],
-        target=target,
-        summary=summary,
-        config=config,
-        attachments=attachments,
-        chart=chart,
-    )
-
-
-def deliver_one(db: sqlite_utils.Database, config: Config, pm, row: dict, now=None) -> str:
-    """Send one claimed row; returns its new state. Never raises for a delivery problem."""
-    extra = {"outbox_id": row["id"], "meeting_id": row["meeting_id"], "channel": row["channel"]}
-    with tempfile.TemporaryDirectory(prefix="rollcall-notify-") as tmp:
-        try:
-            message = build_message(db, config, row, Path(tmp))
-        except (OutboxError, storage.NotFound) as exc:  # nothing to retry: config or data gone
-            log.error("notification cannot be sent", extra=dict(extra, error=str(exc)))
-            return mark_failed(db, config, row, str(exc), retry=False, now=now)
-        except Exception as exc:  # rendering problem: keep it, maybe a fix is deployed
-            error = scrub(f"{type(exc).__name__}: {exc}", _secrets(config))
-            log.error("notification rendering failed", extra=dict(extra, error=error))
-            return mark_failed(db, config, row, error, now=now)
-        try:
-            handled = pm.hook.rollcall_send_notification(message=message)
-        except Exception as exc:  # SMTP, HTTP, anything: retried with backoff
-            error = scrub(f"{type(exc).__name__}: {exc}", [message.target, *_secrets(config)])
-            state = mark_failed(db, config, row, error, now=now)
-            log.warning(
-                "notification not delivered",
-                extra=dict(extra, error=error, state=state, attempts=row["attempts"]),
-            )
-            return state
-    if not handled:
-        error = f"no notifier plugin handles channel {row['channel']!r}"
-        log.error("notification cannot be sent", extra=dict(extra, error=error))
-        return mark_failed(db, config, row, error, retry=False, now=now)
-    mark_sent(db, row["id"], now=now)
-    log.info("notification sent", extra=dict(extra, recipient=row["recipient"]))
-    return "sent"
-
-
-def deliver_due(
-    db: sqlite_utils.Database,
-    config: Config,
-    pm,
-    *,
-    now: datetime | None = None,
-    limit: int = 100,
-) -> DeliveryResult:
-    """Send every message that is due (at most ``limit``); blocking (SMTP, HTTP)."""
-    requeue_stale(db, now=now)
-    counts = {"sent": 0, "pending": 0, "failed": 0}
-    for _ in range(limit):
-        row = claim_next(db, now=now)
-        if row is None:
-            break
-        counts[deliver_one(db, config, pm, row, now=now)] += 1
-    return DeliveryResult(sent=counts["sent"], retried=counts["pending"], failed=counts["failed"])

@@ -10,7 +10,7 @@ from typing import Any
 
 from rollcall import hookimpl
 from rollcall.plugins.notifiers import render, summary_variables
-from rollcall.store.outbox import OutgoingMessage
+from rollcall.types import OutgoingMessage
 
 TIMEOUT_S = 30.0
 
