@@ -13,13 +13,20 @@ from rollcall.config import Config, ConfigError, config_toml_keys, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _tables(documented: dict) -> dict[str, dict]:
+    """config.toml's tables by name, a plugin's as ``plugins.<name>``."""
+    plugins = documented.pop("plugins", {})
+    return {**documented, **{f"plugins.{name}": table for name, table in plugins.items()}}
+
+
 def test_config_toml_lists_every_key_with_its_default():
     with open(ROOT / "config.toml", "rb") as fh:
-        documented = tomllib.load(fh)
+        documented = _tables(tomllib.load(fh))
     assert {s: sorted(v) for s, v in documented.items()} == {
         s: sorted(v) for s, v in config_toml_keys().items()
     }
-    defaults = Config().model_dump(mode="json")
+    assert {"plugins.emotion", "plugins.engagement"} <= set(documented)
+    defaults = _tables(Config().model_dump(mode="json"))
     for section, values in documented.items():
         for key, value in values.items():
             expected = defaults[section][key]
