@@ -14,9 +14,19 @@ expose theirs: a plugin needs nothing else from rollcall::
 The hooks themselves are specified in :mod:`rollcall.hookspecs`; the values they
 take and return are the dataclasses of :mod:`rollcall.types`, re-exported here,
 with the few presence helpers a plugin that decides attendance needs.
+A plugin with settings of its own declares ``settings_model``, a subclass of
+:class:`PluginSettings`, and reads them from ``self.settings``::
+
+    class MySettings(PluginSettings):
+        min_faces: int = 1  # [plugins.my_detector] min_faces
+
+    class MyDetector:
+        name = "my_detector"
+        settings_model = MySettings
 """
 
 from rollcall.hookspecs import hookimpl
+from rollcall.plugin_settings import PluginSettings
 from rollcall.presence import (
     attendance_status,
     minute_lengths,
@@ -47,6 +57,7 @@ __all__ = [
     "FaceMatch",
     "MeetingContext",
     "OutgoingMessage",
+    "PluginSettings",
     "Roster",
     "SampledFrame",
     "StudentAttendance",

@@ -32,6 +32,10 @@ in the outbox (``rollcall/store/outbox.py``) and delivered by
 
 Hook names must start with ``rollcall_``; pluggy rejects unknown hooks when a
 plugin is registered, and a plugin may implement any subset.
+
+A plugin's own settings are not a hook: it declares ``settings_model`` (a
+:class:`rollcall.PluginSettings` subclass) and finds its validated
+``[plugins.<name>]`` table in ``self.settings`` (``docs/plugins.md``).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def cmd_notify_send(args: argparse.Namespace, config: Config, console: Console) 
     from rollcall.pipeline.plugin_manager import notifier_manager
 
     db = storage.open_db(config.home)
-    result = deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db, config=config))
     console.print(
         f"{result.sent} sent, {result.retried} to retry later, {result.failed} failed",
         highlight=False,
@@ -99,7 +99,7 @@ def notify_now(config: Config, console: Console, meeting_id: int) -> int:
             highlight=False,
         )
         return EXIT_FAILURE
-    result = deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db, config=config))
     console.print(
         f"notifications: {result.sent} sent, {result.retried} to retry later "
         f"(`rollcall notify send`), {result.failed} failed",

@@ -3,8 +3,8 @@
 Each recognised face of a sampled frame goes through the mini-Xception
 FER2013 classifier (``extra/fer2013_mini_xception.onnx``): a 64x64 grayscale
 crop of the face box, ``(x / 255 - 0.5) * 2``, giving a softmax over the seven
-expressions of :data:`EXPRESSIONS`. Faces smaller than ``[emotion] min_face_px``
-or whose top probability is below ``[emotion] min_confidence`` are skipped,
+expressions of :data:`EXPRESSIONS`. Faces smaller than ``[plugins.emotion] min_face_px``
+or whose top probability is below ``[plugins.emotion] min_confidence`` are skipped,
 not guessed.
 
 Per student and minute the result is the mean distribution of that minute's
@@ -29,6 +29,7 @@ import numpy as np
 import sqlite_utils
 
 from rollcall import MeetingContext, Roster, SampledFrame, TrackedFace, TrackSummary, hookimpl
+from rollcall.plugins.emotion_settings import EmotionSettings
 from rollcall.plugins.face_crops import (
     PerMeeting,
     extra_model_path,
@@ -116,18 +117,19 @@ class EmotionPlugin:
     """Gathers expression probabilities per track and minute; summarises per student."""
 
     name = "emotion"
+    settings_model = EmotionSettings
 
     def __init__(
         self,
         model: EmotionModel,
+        settings: EmotionSettings | None = None,
         *,
-        min_face_px: int,
-        min_confidence: float,
         home: Path | None = None,
     ):
         self.model = model
-        self.min_face_px = min_face_px
-        self.min_confidence = min_confidence
+        self.settings = EmotionSettings() if settings is None else settings
+        self.min_face_px = self.settings.min_face_px
+        self.min_confidence = self.settings.min_confidence
         self.home = home
         self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 

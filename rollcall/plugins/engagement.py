@@ -18,7 +18,7 @@ Three components, each 0..1, measured per student and minute:
 (``facing`` and ``stable`` are 0 in a minute without the face), and the
 level is ``engaged`` from ``engaged_min_score``, ``partly`` from
 ``partly_min_score``, else ``not engaged``. All weights and thresholds are in
-``[engagement]`` of ``config.toml``. Results go to ``engagement_minutes`` and
+``[plugins.engagement]`` of ``config.toml``. Results go to ``engagement_minutes`` and
 ``engagement_summary``; the report shows the components, not only the score.
 """
 
@@ -43,6 +43,7 @@ from rollcall import (
     minutes_in,
 )
 from rollcall.models import ModelError
+from rollcall.plugins.engagement_settings import EngagementSettings
 from rollcall.plugins.face_crops import PerMeeting, extra_model_path, load_session, square_crop
 
 log = logging.getLogger(__name__)
@@ -51,30 +52,6 @@ FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")
 KPS_YAW_PER_OFFSET = -94.8  # degrees per (nose - face midline) / eye distance
 KPS_PITCH_PER_RATIO = -65.7  # degrees per (nose - eyes) / (mouth - eyes)
 KPS_PITCH_NEUTRAL_RATIO = 0.456
-
-
-@dataclass(frozen=True, slots=True)
-class EngagementSettings:
-    weight_visible: float
-    weight_facing: float
-    weight_stable: float
-    max_yaw_deg: float
-    max_pitch_deg: float
-    stable_motion: float
-    engaged_min_score: float
-    partly_min_score: float
-
-    def level(self, score: float) -> str:
-        if score >= self.engaged_min_score:
-            return "engaged"
-        if score >= self.partly_min_score:
-            return "partly"
-        return "not engaged"
-
-    def score(self, visible: float, facing: float, stable: float) -> float:
-        w = self.weight_visible + self.weight_facing + self.weight_stable
-        total = self.weight_visible * visible + self.weight_facing * facing
-        return round(100.0 * (total + self.weight_stable * stable) / w, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +177,17 @@ class EngagementPlugin:
     """Gathers visibility, head pose and motion per track and minute; scores per student."""
 
     name = "engagement"
+    settings_model = EngagementSettings
 
     def __init__(
-        self, pose_model: HeadPoseModel, settings: EngagementSettings, *, home: Path | None = None
+        self,
+        pose_model: HeadPoseModel,
+        settings: EngagementSettings | None = None,
+        *,
+        home: Path | None = None,
     ):
         self.pose_model = pose_model
-        self.settings = settings
+        self.settings = EngagementSettings() if settings is None else settings
         self.home = home
         self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 

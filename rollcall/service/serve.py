@@ -124,7 +124,7 @@ def _schedule_notifications(scheduler, config: Config) -> None:
         notify_db = storage.open_db(config.home)
         try:
             if not managers:
-                managers.append(notifier_manager(db=notify_db))
+                managers.append(notifier_manager(db=notify_db, config=config))
             deliver_due(notify_db, config, managers[0])
         finally:
             notify_db.conn.close()
