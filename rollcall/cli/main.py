@@ -77,7 +77,12 @@ def _enrollment_summary(console: Console, config: Config, results) -> int:
             f"[yellow]note[/]: fewer than {config.enrollment.recommended_photos} photos for "
             f"{', '.join(few)}; more poses make recognition more reliable."
         )
-    return 0
+    unusable = [r for r in results if r.problem]
+    for r in unusable:
+        console.print(
+            f"[red]not enrolled[/]: {escape(r.student_id)}: {escape(r.problem)}", highlight=False
+        )
+    return EXIT_FAILURE if unusable else 0
 
 
 # ---------------------------------------------------------------- commands
@@ -149,6 +154,7 @@ def cmd_student_import(args, config, console) -> int:
             config.enrollment,
             name=info.get("name", ""),
             email=info.get("email", ""),
+            folder=root,
         )
         _print_checks(console, result)
         results.append(result)
