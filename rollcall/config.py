@@ -141,6 +141,9 @@ class EnrollmentConfig(_Section):
     min_det_score: float = Field(0.6, gt=0.0, lt=1.0)
     duplicate_similarity: float = Field(0.97, gt=0.0, le=1.0)
     recommended_photos: int = Field(5, ge=1, le=50)
+    # Photos larger than this (bytes on disk / pixels in the header) are refused unread.
+    max_photo_bytes: int = Field(30_000_000, ge=10_000, le=1_000_000_000)
+    max_photo_pixels: int = Field(50_000_000, ge=10_000, le=500_000_000)
 
 
 class PrivacyConfig(_Section):

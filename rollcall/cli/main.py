@@ -77,7 +77,12 @@ def _enrollment_summary(console: Console, config: Config, results) -> int:
             f"[yellow]note[/]: fewer than {config.enrollment.recommended_photos} photos for "
             f"{', '.join(few)}; more poses make recognition more reliable."
         )
-    return 0
+    unusable = [r for r in results if r.problem]
+    for r in unusable:
+        console.print(
+            f"[red]not enrolled[/]: {escape(r.student_id)}: {escape(r.problem)}", highlight=False
+        )
+    return EXIT_FAILURE if unusable else 0
 
 
 # ---------------------------------------------------------------- commands
@@ -149,6 +154,7 @@ def cmd_student_import(args, config, console) -> int:
             config.enrollment,
             name=info.get("name", ""),
             email=info.get("email", ""),
+            folder=root,
         )
         _print_checks(console, result)
         results.append(result)
@@ -429,9 +435,15 @@ def cmd_zoom_check(args, config, console) -> int:
 
 
 def cmd_models_check(args, config, console) -> int:
+    from rollcall.models import ModelError
     from rollcall.pipeline.plugin_manager import resolve_face_models
 
-    models = resolve_face_models(config)
+    try:
+        models = resolve_face_models(config, allow_download=False)
+    except ModelError as exc:
+        if not config.models.allow_download:
+            raise
+        raise ModelError(f"{exc} (`models check` never downloads)") from None
     console.print(
         f"pack {models.pack_name}: detector {models.detector_path}, "
         f"recognizer {models.recognizer_path}, match threshold {models.match_threshold}",

@@ -61,8 +61,11 @@ class FaceModels:
         return f"{self.pack_name}/{self.recognizer_path.name}#{size}"
 
 
-def resolve_face_models(config: Config, *, progress: bool = True) -> FaceModels:
-    """Find (or download) the configured model pack; raises ``models.ModelError``."""
+def resolve_face_models(
+    config: Config, *, progress: bool = True, allow_download: bool | None = None
+) -> FaceModels:
+    """Find (or download) the configured model pack; raises ``models.ModelError``.
+    ``allow_download`` overrides ``[models] allow_download`` (``models check`` never downloads)."""
     from rollcall.models import get_pack, resolve_pack
 
     m = config.models
@@ -77,7 +80,7 @@ def resolve_face_models(config: Config, *, progress: bool = True) -> FaceModels:
         pack,
         models_dir=models_dir,
         cache_dir=Path(m.cache_dir).expanduser(),
-        allow_download=m.allow_download,
+        allow_download=m.allow_download if allow_download is None else allow_download,
         download_base_url=m.download_base_url,
         progress=progress,
     )
