@@ -13,9 +13,12 @@ expose theirs: a plugin needs nothing else from rollcall::
 
 The hooks themselves are specified in :mod:`rollcall.hookspecs`; the values they
 take and return are the dataclasses of :mod:`rollcall.types`, re-exported here.
+A plugin that stores rows writes them in ``rollcall_save_results`` inside
+``write_transaction(db)`` (a savepoint of the meeting's transaction).
 """
 
 from rollcall.hookspecs import hookimpl
+from rollcall.store.db import write_transaction
 from rollcall.types import (
     AttendanceReport,
     CorrectionNote,
@@ -35,4 +38,5 @@ __all__ = [
     "SampledFrame",
     "StudentAttendance",
     "hookimpl",
+    "write_transaction",
 ]

@@ -29,11 +29,11 @@ from rollcall.pipeline.plugin_manager import (
     register_isolated,
 )
 from rollcall.store import storage
+from rollcall.store.schema import migrate_plugin_admin
 from rollcall.store.plugin_admin import (
     ConfirmationRequired,
     PluginAdminError,
     enabled_plugins,
-    migrate_plugin_admin,
     save_plugin_failures,
     set_plugin_enabled,
     stored_plugin_failures,
