@@ -29,7 +29,6 @@ from rollcall.pipeline.plugin_manager import (
     register_isolated,
 )
 from rollcall.store import storage
-from rollcall.store.schema import migrate_plugin_admin
 from rollcall.store.plugin_admin import (
     ConfirmationRequired,
     PluginAdminError,
@@ -38,6 +37,7 @@ from rollcall.store.plugin_admin import (
     set_plugin_enabled,
     stored_plugin_failures,
 )
+from rollcall.store.schema import migrate_plugin_admin
 from rollcall.types import MeetingContext, Roster, SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]
