@@ -184,4 +184,3 @@ def write_transaction(
         conn.commit()
     finally:
         _OPENED_HERE.reset(token)
-
