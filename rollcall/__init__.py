@@ -23,6 +23,9 @@ A plugin with settings of its own declares ``settings_model``, a subclass of
     class MyDetector:
         name = "my_detector"
         settings_model = MySettings
+
+A plugin that stores rows writes them in ``rollcall_save_results`` inside
+``write_transaction(db)`` (a savepoint of the meeting's transaction).
 """
 
 from rollcall.hookspecs import hookimpl
@@ -33,6 +36,7 @@ from rollcall.presence import (
     present_minutes,
     seconds_per_minute,
 )
+from rollcall.store.db import write_transaction
 from rollcall.types import (
     STATUSES,
     AttendanceReport,
@@ -69,4 +73,5 @@ __all__ = [
     "minutes_in",
     "present_minutes",
     "seconds_per_minute",
+    "write_transaction",
 ]

@@ -169,7 +169,7 @@ def test_engagement_components_visibility_and_motion():
 
 def test_results_are_stored_per_minute_and_summary(tmp_path, faces_dir, detector, models_dir):
     from rollcall.store import storage
-    from rollcall.store.plugin_admin import migrate_plugin_admin
+    from rollcall.store.schema import migrate_plugin_admin
 
     db = storage.open_db(tmp_path)
     migrate_plugin_admin(db)

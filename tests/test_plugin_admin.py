@@ -35,11 +35,11 @@ from rollcall.store.plugin_admin import (
     ConfirmationRequired,
     PluginAdminError,
     enabled_plugins,
-    migrate_plugin_admin,
     save_plugin_failures,
     set_plugin_enabled,
     stored_plugin_failures,
 )
+from rollcall.store.schema import migrate_plugin_admin
 from rollcall.types import MeetingContext, Roster, SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -125,22 +125,30 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
     ]
 
 
-def analyzer_plugins(config: Config, *, store: bool = True) -> list[object]:
+def analyzer_plugins(config: Config) -> list[object]:
     """The built-in optional analyzers, built from their validated ``[plugins.<name>]``
     settings; their models load on first use."""
     from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
     from rollcall.plugins.engagement import EngagementPlugin, HeadPoseModel
 
-    home = config.home if store else None
     e, g = config.plugins.emotion, config.plugins.engagement
     return [
-        EmotionPlugin(EmotionModel(config.models.dir, config.models.threads), e, home=home),
+        EmotionPlugin(EmotionModel(config.models.dir, config.models.threads), e),
         EngagementPlugin(
             HeadPoseModel(config.models.dir, mode=g.head_pose, threads=config.models.threads),
             g,
-            home=home,
         ),
     ]
+
+
+def report_manager(plugins: list[object] | None = None) -> RollcallPluginManager:
+    """A manager for reading stored results back (``rollcall_report_sheets``): the
+    built-in analyzers with default settings (``plugins`` to choose others); no model
+    is loaded, the analyzers load theirs on first use only."""
+    pm = RollcallPluginManager()
+    for plugin in plugins if plugins is not None else analyzer_plugins(Config()):
+        pm.register(plugin, name=plugin.name)
+    return pm
 
 
 def notifier_plugins() -> list[object]:

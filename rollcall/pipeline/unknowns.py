@@ -103,6 +103,7 @@ def label_cluster(
     """
     from rollcall.presence import attendance_status, minute_lengths, present_minutes
     from rollcall.store import storage
+    from rollcall.store.db import write_transaction
 
     meeting = storage.get_meeting(db, meeting_id)
     rows = [c for c in storage.unknown_clusters(db, meeting_id) if c["cluster_no"] == cluster_no]
@@ -132,7 +133,7 @@ def label_cluster(
         "attendance_pct": round(100.0 * sum(minutes) / len(minutes), 1),
         "status": status,
     }
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "delete from presence where meeting_id = ? and student_pk = ?",
             [meeting_id, student["id"]],

@@ -27,19 +27,23 @@ Addresses are stored (they are shown by ``rollcall notify list``); webhook
 URLs are not: a chat row names the webhook (``slack``/``teams`` of the
 course) and the URL is read from the configuration when sending. Errors are
 stored with any secret (URL, password) removed.
+
+Schema: migration 6 in ``rollcall.store.schema``; transactions, clock and
+backoff are the store's shared helpers (``rollcall.store.db``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
 
 from rollcall.config import Config, course_notify
 from rollcall.store import storage
+from rollcall.store.db import backoff_delay, now_iso, utc_now, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -53,37 +57,9 @@ class OutboxError(Exception):
     """A notify command cannot be carried out (message explains)."""
 
 
-def migrate_outbox(db: sqlite_utils.Database) -> None:
-    db["outbox"].create(
-        {
-            "id": int,
-            "meeting_id": int,
-            "course_id": str,
-            "channel": str,  # "email", "slack" or "teams"
-            "recipient": str,  # addresses (comma-separated), or the webhook's name (never its URL)
-            "generation": int,  # 0 = the automatic summary, 1.. = `rollcall notify resend`
-            "dedupe_key": str,  # meeting:channel:generation - a message is queued once
-            "state": str,  # pending, sending, sent, failed
-            "attempts": int,
-            "next_attempt_at": str,
-            "claimed_at": str,
-            "last_error": str,
-            "created_at": str,
-            "sent_at": str,
-        },
-        pk="id",
-    )
-    db["outbox"].create_index(["dedupe_key"], unique=True)
-    db["outbox"].create_index(["state", "next_attempt_at"])
-    db["outbox"].create_index(["meeting_id"])
-
-
 def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(UTC)
+    """The outbox's timestamp text: UTC, whole seconds."""
+    return now_iso(t)
 
 
 def channel_targets(config: Config, course_id: str) -> dict[str, str]:
@@ -148,9 +124,9 @@ def enqueue(
     the channels newly queued (empty when every one was already queued).
     """
     queued = []
-    with db.conn:
+    with write_transaction(db):
         for channel, recipient in targets.items():
-            if _insert(db, meeting_id, course_id, channel, recipient, 0, _now(now)):
+            if _insert(db, meeting_id, course_id, channel, recipient, 0, utc_now(now)):
                 queued.append(channel)
     return queued
 
@@ -175,7 +151,7 @@ def resend(
             f"(configured: {configured}; see [[notify.courses]] and [smtp] host)"
         )
     ids = []
-    with db.conn:
+    with write_transaction(db):
         for channel in wanted:
             row = db.execute(
                 "select coalesce(max(generation), -1) from outbox where meeting_id = ? and channel = ?",
@@ -188,7 +164,7 @@ def resend(
                 channel,
                 targets[channel],
                 row[0] + 1,
-                _now(now),
+                utc_now(now),
             )
             ids.append(db.execute("select last_insert_rowid()").fetchone()[0])
     return ids
@@ -212,8 +188,8 @@ def list_messages(
 
 def requeue_stale(db: sqlite_utils.Database, *, now: datetime | None = None) -> int:
     """Rows left ``sending`` by a process that died go back to ``pending``."""
-    cutoff = _iso(_now(now) - timedelta(seconds=STALE_SENDING_S))
-    with db.conn:
+    cutoff = _iso(utc_now(now) - timedelta(seconds=STALE_SENDING_S))
+    with write_transaction(db):
         cur = db.execute(
             "update outbox set state = 'pending', last_error = 'interrupted while sending' "
             "where state = 'sending' and claimed_at < ?",
@@ -224,9 +200,8 @@ def requeue_stale(db: sqlite_utils.Database, *, now: datetime | None = None) -> 
 
 def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dict | None:
     """Take the next due message (``pending`` -> ``sending``), or None."""
-    stamp = _iso(_now(now))
-    with db.conn:
-        db.execute("begin immediate")
+    stamp = _iso(utc_now(now))
+    with write_transaction(db):
         row = db.execute(
             "select id from outbox where state = 'pending' and next_attempt_at <= ? "
             "order by next_attempt_at, id limit 1",
@@ -244,14 +219,14 @@ def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dic
 
 def backoff_s(config: Config, attempts: int) -> float:
     n = config.notify
-    return min(n.retry_max_s, n.retry_base_s * 2 ** max(0, attempts - 1))
+    return backoff_delay(attempts, n.retry_base_s, n.retry_max_s)
 
 
 def mark_sent(db: sqlite_utils.Database, row_id: int, *, now: datetime | None = None) -> None:
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "update outbox set state = 'sent', sent_at = ?, last_error = '' where id = ?",
-            [_iso(_now(now)), row_id],
+            [_iso(utc_now(now)), row_id],
         )
 
 
@@ -267,8 +242,8 @@ def mark_failed(
     """Record a failed attempt; returns the new state (``pending`` or ``failed``)."""
     final = not retry or row["attempts"] >= config.notify.max_attempts
     state = "failed" if final else "pending"
-    when = _now(now) + timedelta(seconds=backoff_s(config, row["attempts"]))
-    with db.conn:
+    when = utc_now(now) + timedelta(seconds=backoff_s(config, row["attempts"]))
+    with write_transaction(db):
         db.execute(
             "update outbox set state = ?, last_error = ?, next_attempt_at = ? where id = ?",
             [state, error[:MAX_ERROR_CHARS], _iso(when), row["id"]],
