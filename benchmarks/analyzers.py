@@ -19,11 +19,11 @@ import numpy as np
 
 from rollcall.config import load_config
 from rollcall.pipeline.plugin_manager import resolve_face_models
-from rollcall.pipeline.tracking import FaceMatch, TrackedFace
 from rollcall.plugins.detector import DetectorPlugin
 from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
+from rollcall.plugins.emotion_settings import EmotionSettings
 from rollcall.plugins.engagement import EngagementPlugin, EngagementSettings, HeadPoseModel
-from rollcall.types import MeetingContext, SampledFrame
+from rollcall.types import FaceMatch, MeetingContext, SampledFrame, TrackedFace
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 10
@@ -56,9 +56,11 @@ def main() -> None:
     image = gallery(faces_dir)
     faces = [TrackedFace(i, f, FaceMatch(0, 0.9)) for i, f in enumerate(detector.detect(image))]
     meeting = MeetingContext(1, "bench", "bench", 60.0, 1.0)
-    settings = EngagementSettings(0.4, 0.4, 0.2, 30.0, 25.0, 0.25, 60.0, 30.0)
+    settings = EngagementSettings()  # the defaults
     plugins = {
-        "emotion": EmotionPlugin(EmotionModel(models_dir), min_face_px=16, min_confidence=0.0),
+        "emotion": EmotionPlugin(
+            EmotionModel(models_dir), EmotionSettings(min_face_px=16, min_confidence=0.0)
+        ),
         "engagement (FSA-Net, batched)": EngagementPlugin(
             HeadPoseModel(models_dir, mode="fsanet"), settings
         ),

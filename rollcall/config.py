@@ -11,6 +11,16 @@ Sources, later ones win:
    is how containers pass secrets. ``ROLLCALL_HOME`` is an alias for
    ``ROLLCALL_STORAGE_HOME``.
 
+Each plugin owns one table, ``[plugins.<name>]``, validated by the settings
+model the plugin declares (:class:`rollcall.PluginSettings`); its environment
+variables are ``ROLLCALL_PLUGINS_<NAME>_<KEY>``. The built-in analyzers'
+tables (``plugins.emotion``, ``plugins.engagement``) are validated here;
+a third-party plugin's table when the plugin is loaded
+(:func:`validate_plugin_settings`). The analyzers' old sections ``[emotion]``
+and ``[engagement]`` and their ``ROLLCALL_EMOTION_*`` / ``ROLLCALL_ENGAGEMENT_*``
+variables still work: they are migrated with a deprecation warning naming the
+new key, and giving a key both the old and the new way is an error.
+
 Any unknown key, wrong type or out-of-range value raises :class:`ConfigError`
 naming the key; the CLI turns it into exit code 2.
 """
@@ -18,17 +28,35 @@ naming the key; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
+from rollcall.plugin_settings import PluginSettings
+from rollcall.plugins.emotion_settings import EmotionSettings
+from rollcall.plugins.engagement_settings import EngagementSettings
+
+log = logging.getLogger(__name__)
 ENV_PREFIX = "ROLLCALL_"
+PLUGINS_ENV_PREFIX = f"{ENV_PREFIX}PLUGINS_"
+# Sections of earlier versions that are now a plugin's table: old section -> plugin name.
+LEGACY_PLUGIN_SECTIONS = {"emotion": "emotion", "engagement": "engagement"}
 
 
 class ConfigError(Exception):
@@ -113,6 +141,9 @@ class EnrollmentConfig(_Section):
     min_det_score: float = Field(0.6, gt=0.0, lt=1.0)
     duplicate_similarity: float = Field(0.97, gt=0.0, le=1.0)
     recommended_photos: int = Field(5, ge=1, le=50)
+    # Photos larger than this (bytes on disk / pixels in the header) are refused unread.
+    max_photo_bytes: int = Field(30_000_000, ge=10_000, le=1_000_000_000)
+    max_photo_pixels: int = Field(50_000_000, ge=10_000, le=500_000_000)
 
 
 class PrivacyConfig(_Section):
@@ -165,27 +196,6 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     shutdown_grace_s: float = Field(30.0, ge=0.0)
     admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
-
-
-class EmotionConfig(_Section):
-    """The emotion analyzer plugin (disabled unless an admin enables it)."""
-
-    min_face_px: int = Field(40, ge=16, le=1024)  # smaller faces are skipped
-    min_confidence: float = Field(0.4, ge=0.0, le=1.0)  # top probability below this: skipped
-
-
-class EngagementConfig(_Section):
-    """The engagement analyzer plugin: the score's weights and thresholds."""
-
-    weight_visible: float = Field(0.4, ge=0.0, le=1.0)
-    weight_facing: float = Field(0.4, ge=0.0, le=1.0)
-    weight_stable: float = Field(0.2, ge=0.0, le=1.0)
-    max_yaw_deg: float = Field(30.0, gt=0.0, le=90.0)
-    max_pitch_deg: float = Field(25.0, gt=0.0, le=90.0)
-    stable_motion: float = Field(0.25, gt=0.0, le=10.0)  # face widths per sample
-    engaged_min_score: float = Field(60.0, ge=0.0, le=100.0)
-    partly_min_score: float = Field(30.0, ge=0.0, le=100.0)
-    head_pose: Literal["auto", "fsanet", "keypoints"] = "auto"
 
 
 class ReportsConfig(_Section):
@@ -255,6 +265,33 @@ class NotifyConfig(_Section):
     courses: list[CourseNotify] = Field(default_factory=list)
 
 
+class PluginsConfig(BaseModel):
+    """``[plugins.<name>]`` tables: the built-in analyzers' validated here, the
+    others kept as given until their plugin is loaded (:func:`validate_plugin_settings`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True)
+
+    emotion: EmotionSettings = EmotionSettings()
+    engagement: EngagementSettings = EngagementSettings()
+    # Where third-party tables' keys came from ("name.key" -> file) and the
+    # ROLLCALL_PLUGINS_* variables not used by the built-ins, for their validation.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def table(self, name: str) -> dict[str, Any]:
+        """The raw ``[plugins.<name>]`` table of a third-party plugin ({} if none)."""
+        return dict((self.model_extra or {}).get(name, {}))
+
+    def third_party_names(self) -> list[str]:
+        """Names of the ``[plugins.<name>]`` tables that are not built-in."""
+        return sorted(self.model_extra or {})
+
+
+BUILTIN_PLUGIN_SETTINGS: dict[str, type[PluginSettings]] = {
+    name: field.annotation for name, field in PluginsConfig.model_fields.items()
+}
+
+
 class Config(_Section):
     storage: StorageConfig = StorageConfig()
     models: ModelsConfig = ModelsConfig()
@@ -267,8 +304,7 @@ class Config(_Section):
     zoom: ZoomConfig = ZoomConfig()
     jobs: JobsConfig = JobsConfig()
     server: ServerConfig = ServerConfig()
-    emotion: EmotionConfig = EmotionConfig()
-    engagement: EngagementConfig = EngagementConfig()
+    plugins: PluginsConfig = PluginsConfig()
     reports: ReportsConfig = ReportsConfig()
     smtp: SmtpConfig = SmtpConfig()
     notify: NotifyConfig = NotifyConfig()
@@ -318,10 +354,13 @@ def _env_value(raw: str, annotation: Any) -> Any:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``ROLLCALL_<SECTION>_<KEY>`` of every section but ``plugins`` (see :func:`_plugin_values`)."""
     out: dict[str, dict[str, Any]] = {}
     if environ.get("ROLLCALL_HOME"):
         out.setdefault("storage", {})["home"] = environ["ROLLCALL_HOME"]
     for section_name, section_field in Config.model_fields.items():
+        if section_name == "plugins":
+            continue
         section_cls = section_field.annotation
         for key, field in section_cls.model_fields.items():
             env_name = f"{ENV_PREFIX}{section_name}_{key}".upper()
@@ -332,6 +371,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def plugin_env_name(plugin: str, key: str) -> str:
+    """The environment variable of ``[plugins.<plugin>] <key>``: ``ROLLCALL_PLUGINS_<NAME>_<KEY>``."""
+    return f"{PLUGINS_ENV_PREFIX}{re.sub(r'[^A-Za-z0-9]', '_', plugin)}_{key}".upper()
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for section, values in extra.items():
@@ -340,6 +384,101 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[section] = dict(values)
     return merged
+
+
+@dataclass(slots=True)
+class _PluginValues:
+    """The ``[plugins]`` table merged from the file and the environment."""
+
+    tables: dict[str, Any]  # plugin name -> its table (a non-table value is reported)
+    origins: dict[tuple[str, ...], str]  # ("plugins", name, key) -> file or variable
+    environ: dict[str, str]  # ROLLCALL_PLUGINS_* variables not used by the built-ins
+
+
+def _warn_deprecated(
+    old_given: dict[tuple[str, ...], tuple[str, str]], new_given: dict[tuple[str, ...], str]
+) -> None:
+    """One warning per plugin and source naming the old keys and their new names;
+    ConfigError when a key is also given by its new name."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for loc, (source, old) in sorted(old_given.items()):
+        if loc in new_given:
+            raise ConfigError(
+                f"{'.'.join(loc)}: given twice, as {new_given[loc]} and by its old name "
+                f"{old} in {source}; keep only the new one"
+            )
+        new = old.startswith(ENV_PREFIX) and plugin_env_name(*loc[1:]) or loc[2]
+        groups.setdefault((source, loc[1]), []).append((old, new))
+    for (source, name), pairs in groups.items():
+        olds = ", ".join(old for old, _ in pairs)
+        news = ", ".join(new for _, new in pairs)
+        target = news if source == "the environment" else f"[plugins.{name}] {news}"
+        log.warning(
+            f"deprecated configuration keys {olds} in {source}: use {target} instead",
+            extra={"plugin": name, "old": olds, "new": target},
+        )
+
+
+def _plugin_values(
+    file_values: dict[str, Any], file_path: Path | None, environ: Mapping[str, str]
+) -> _PluginValues:
+    """``[plugins.*]`` of the file, the old analyzer sections migrated into it, then the
+    environment (new and old variable names) on top; ConfigError when a key is given
+    both the old and the new way."""
+    raw = file_values.get("plugins", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"plugins: must be a [plugins] table, got {raw!r}")
+    tables: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    origins: dict[tuple[str, ...], str] = {}
+    for name, table in tables.items():
+        for key in table if isinstance(table, dict) else ():
+            origins[("plugins", name, key)] = str(file_path)
+    new_given = {loc: f"[plugins.{loc[1]}] {loc[2]} in {file_path}" for loc in origins}
+    old_given: dict[tuple[str, ...], tuple[str, str]] = {}  # loc -> (source, old name)
+    for section, name in LEGACY_PLUGIN_SECTIONS.items():
+        if section not in file_values:
+            continue
+        values = file_values[section]
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a [{section}] table, got {values!r}")
+        target = tables.setdefault(name, {})
+        if not isinstance(target, dict):
+            continue  # reported as "must be a table" below
+        for key, value in values.items():
+            target[key] = value
+            where = f"{file_path}, old key [{section}] {key}"
+            origins[("plugins", name, key)] = where
+            old_given[("plugins", name, key)] = (str(file_path), f"[{section}] {key}")
+    for name, model in BUILTIN_PLUGIN_SETTINGS.items():
+        old_section = next((s for s, n in LEGACY_PLUGIN_SECTIONS.items() if n == name), None)
+        for key, field in model.model_fields.items():
+            old_env = f"{ENV_PREFIX}{old_section}_{key}".upper() if old_section else ""
+            for env_name in (plugin_env_name(name, key), old_env):
+                if env_name not in environ:
+                    continue
+                target = tables.setdefault(name, {})
+                if isinstance(target, dict):
+                    target[key] = _env_value(environ[env_name], field.annotation)
+                origins[("plugins", name, key)] = env_name
+                if env_name == old_env:
+                    old_given[("plugins", name, key)] = ("the environment", env_name)
+                else:
+                    new_given[("plugins", name, key)] = env_name
+    _warn_deprecated(old_given, new_given)
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"plugins.{name}: must be a [plugins.{name}] table, got {table!r}")
+    builtin_env = {
+        plugin_env_name(name, key)
+        for name, model in BUILTIN_PLUGIN_SETTINGS.items()
+        for key in model.model_fields
+    }
+    rest = {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(PLUGINS_ENV_PREFIX) and k not in builtin_env
+    }
+    return _PluginValues(tables, origins, rest)
 
 
 _SECRET_WORDS = ("secret", "token", "password", "webhook")
@@ -356,18 +495,43 @@ def _is_secret(key: str) -> bool:
     return key.startswith(_HOLDS_SECRETS) and key.rsplit(".", 1)[-1] not in _PLAIN_KEYS
 
 
-def _describe(error: dict[str, Any], origins: Mapping[tuple[str, str], str]) -> str:
-    loc = [str(p) for p in error["loc"]]
+def _table_keys(model: type[BaseModel], loc: list[str]) -> list[str] | None:
+    """The keys of the table holding ``loc[-1]``, following ``loc`` through ``model``."""
+    cls: Any = model
+    for part in loc[:-1]:
+        fields = getattr(cls, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return None
+        cls = fields[part].annotation
+    fields = getattr(cls, "model_fields", None)
+    return list(fields) if isinstance(fields, dict) else None
+
+
+def _describe(
+    error: dict[str, Any],
+    origins: Mapping[tuple[str, ...], str],
+    *,
+    model: type[BaseModel] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> str:
+    """One line about one validation error: key, problem, value (unless secret), source.
+
+    ``model`` is the model validated (default :class:`Config`); its errors'
+    locations are relative to ``prefix``.
+    """
+    rel = [str(p) for p in error["loc"]]
+    loc = [*prefix, *rel]
     key = ".".join(loc)
     msg = error["msg"]
     if error["type"] == "extra_forbidden":
         msg = "unknown key"
-        if len(loc) == 1:
+        if model is None and len(loc) == 1:
             msg = f"unknown section (known: {', '.join(Config.model_fields)})"
-        elif loc[0] in Config.model_fields:
-            known = ", ".join(Config.model_fields[loc[0]].annotation.model_fields)
-            msg = f"unknown key (known keys of [{loc[0]}]: {known})"
-    where = origins.get(tuple(loc[:2]))
+        else:
+            known = _table_keys(model or Config, rel)
+            if known is not None:
+                msg = f"unknown key (known keys of [{'.'.join(loc[:-1])}]: {', '.join(known)})"
+    where = origins.get(tuple(loc[:3])) or origins.get(tuple(loc[:2]))
     value = error.get("input")
     shown = (
         ""
@@ -406,8 +570,12 @@ def load_config(
     for section, values in file_values.items():
         if section in Config.model_fields and not isinstance(values, dict):
             raise ConfigError(f"{section}: must be a [{section}] table, got {values!r}")
+    plugins = _plugin_values(file_values, file_path, environ)
+    file_values = {
+        k: v for k, v in file_values.items() if k not in LEGACY_PLUGIN_SECTIONS and k != "plugins"
+    }
     env_values = _env_overrides(environ)
-    origins: dict[tuple[str, str], str] = {}
+    origins: dict[tuple[str, ...], str] = dict(plugins.origins)
     for section, values in file_values.items():
         for key in values if isinstance(values, dict) else ():
             origins[(section, key)] = str(file_path)
@@ -420,18 +588,70 @@ def load_config(
                 and f"{ENV_PREFIX}STORAGE_HOME" not in environ
                 else f"{ENV_PREFIX}{section}_{key}".upper()
             )
+    merged = _merge(file_values, env_values)
+    merged["plugins"] = plugins.tables  # always: a fresh PluginsConfig per load
     try:
-        return Config.model_validate(_merge(file_values, env_values), strict=True)
+        config = Config.model_validate(merged, strict=True)
     except ValidationError as exc:
         problems = [_describe(e, origins) for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    config.plugins._origins = {
+        f"{loc[1]}.{loc[2]}": where
+        for loc, where in plugins.origins.items()
+        if loc[1] not in BUILTIN_PLUGIN_SETTINGS
+    }
+    config.plugins._environ = plugins.environ
+    return config
+
+
+def validate_plugin_settings(
+    config: Config, name: str, model: type[BaseModel] | None
+) -> BaseModel | None:
+    """A third-party plugin's settings: its ``[plugins.<name>]`` table and its
+    ``ROLLCALL_PLUGINS_<NAME>_<KEY>`` variables validated by ``model`` (None when
+    the plugin declares no settings and the config gives none).
+
+    Raises :class:`ConfigError` naming the key, the value and where it came
+    from, like :func:`load_config`.
+    """
+    values = config.plugins.table(name)
+    origins: dict[tuple[str, ...], str] = {
+        ("plugins", name, key): config.plugins._origins.get(f"{name}.{key}", "") for key in values
+    }
+    if model is None:
+        if values:
+            keys = ", ".join(sorted(values))
+            where = next(iter(origins.values()))
+            raise ConfigError(
+                f"plugins.{name}: the plugin declares no settings (settings_model), "
+                f"but the configuration sets {keys}" + (f" [from {where}]" if where else "")
+            )
+        return None
+    for key, field in model.model_fields.items():
+        env_name = plugin_env_name(name, key)
+        if env_name in config.plugins._environ:
+            values[key] = _env_value(config.plugins._environ[env_name], field.annotation)
+            origins[("plugins", name, key)] = env_name
+    try:
+        return model.model_validate(values, strict=True)
+    except ValidationError as exc:
+        problems = [
+            _describe(e, origins, model=model, prefix=("plugins", name)) for e in exc.errors()
+        ]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def config_toml_keys() -> dict[str, list[str]]:
-    """Every section and key, for checking that config.toml documents them all."""
-    return {
-        name: list(field.annotation.model_fields) for name, field in Config.model_fields.items()
-    }
+    """Every section and key, for checking that config.toml documents them all
+    (a plugin's table is named ``plugins.<name>``)."""
+    keys: dict[str, list[str]] = {}
+    for name, field in Config.model_fields.items():
+        if name == "plugins":
+            for plugin, model in BUILTIN_PLUGIN_SETTINGS.items():
+                keys[f"plugins.{plugin}"] = list(model.model_fields)
+        else:
+            keys[name] = list(field.annotation.model_fields)
+    return keys
 
 
 def course_notify(config: Config, course_id: str) -> CourseNotify | None:

@@ -17,20 +17,36 @@ A recording goes through the hooks in this order (the orchestrator in
 6. ``rollcall_identify_tracks`` - face recognition, part 3: decide each
    track's identity by voting over its observations (first result wins).
 7. ``rollcall_finalize_meeting`` - per-meeting finalisation: every analyzer
-   turns what it gathered into results and stores them. Returns a
-   ``dict`` of named results (merged into ``MeetingOutcome.results``).
-8. ``rollcall_report`` - reporting: write files for the analysed meeting into
+   turns what it gathered into results. Returns a ``dict`` of named results
+   (merged into ``MeetingOutcome.results``).
+8. ``rollcall_create_tables`` then ``rollcall_save_results`` - storage: in the
+   one write transaction that replaces the meeting's core results, every
+   plugin that keeps rows creates its tables (idempotent) and writes its
+   results through the connection it is handed. The attendance and every
+   plugin's rows commit or roll back together; a plugin never opens a
+   connection of its own.
+9. ``rollcall_report`` - reporting: write files for the analysed meeting into
    ``out_dir`` and return their paths.
 
-Outside the analysis, once a meeting is analysed, its notifications go through
-the outbox (``rollcall/store/outbox.py``), which calls:
+Reading results back, the report (``rollcall/reports/results.py``) calls:
 
-9. ``rollcall_send_notification`` - deliver one instructor notification
+10. ``rollcall_report_sheets`` - the extra XLSX sheets a plugin shows for a
+    meeting, read from its own tables (core code never names a plugin's table).
+
+Outside the analysis, once a meeting is analysed, its notifications are queued
+in the outbox (``rollcall/store/outbox.py``) and delivered by
+``rollcall/notify/delivery.py``, which calls:
+
+11. ``rollcall_send_notification`` - deliver one instructor notification
    (first result wins: the plugin that owns the message's channel sends it
    and returns True; an exception means "try again later").
 
 Hook names must start with ``rollcall_``; pluggy rejects unknown hooks when a
 plugin is registered, and a plugin may implement any subset.
+
+A plugin's own settings are not a hook: it declares ``settings_model`` (a
+:class:`rollcall.PluginSettings` subclass) and finds its validated
+``[plugins.<name>]`` table in ``self.settings`` (``docs/plugins.md``).
 """
 
 from __future__ import annotations
@@ -42,11 +58,21 @@ import numpy as np
 import pluggy
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from rollcall.config import Config
-    from rollcall.pipeline.decode import RecordingInfo
-    from rollcall.pipeline.tracking import FaceMatch, TrackedFace, TrackSummary
-    from rollcall.store.outbox import OutgoingMessage
-    from rollcall.types import AttendanceReport, Face, MeetingContext, Roster, SampledFrame
+    from rollcall.types import (
+        AttendanceReport,
+        Face,
+        FaceMatch,
+        MeetingContext,
+        OutgoingMessage,
+        RecordingInfo,
+        Roster,
+        SampledFrame,
+        TrackedFace,
+        TrackSummary,
+    )
 
 PROJECT = "rollcall"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -101,9 +127,50 @@ def rollcall_finalize_meeting(
     """Turn what was gathered into results; return them by name.
 
     ``tracks`` are all face tracks of the recording, ``identities`` maps the
-    attributed track ids to roster indexes. The orchestrator stores the
-    built-in results (attendance, unknown clusters) in one transaction; a
-    plugin with results of its own stores them here.
+    attributed track ids to roster indexes. Do not write to the database here:
+    store your results in ``rollcall_save_results``.
+    """
+
+
+@hookspec
+def rollcall_create_tables(db: sqlite_utils.Database) -> None:
+    """Create this plugin's tables if they do not exist (``create table if not exists``).
+
+    Called before ``rollcall_save_results``, inside the same write transaction;
+    must be idempotent. Use a column named ``meeting_id`` (and ``student_pk``
+    for per-student rows): retention and student removal then delete your rows
+    with the meeting or the student.
+    """
+
+
+@hookspec
+def rollcall_save_results(
+    db: sqlite_utils.Database, meeting: MeetingContext, results: dict[str, Any], roster: Roster
+) -> None:
+    """Store this plugin's results of ``meeting`` (replacing a previous run's rows).
+
+    ``results`` is the merged dict of every ``rollcall_finalize_meeting`` answer
+    (pick your own key). The orchestrator calls this inside the write
+    transaction that replaces the meeting's core results: write through ``db``,
+    never open a connection, never commit. Wrap your writes in
+    ``rollcall.store.db.write_transaction(db)`` (a savepoint there) so a failure
+    undoes exactly your rows. An exception that reaches the orchestrator rolls
+    back the whole meeting's results (the previous ones stay); an optional
+    plugin's exception is caught like any of its hooks (recorded as a plugin
+    failure, the other results are stored).
+    ``roster.student_keys[i]`` is the ``student_pk`` of roster index ``i``.
+    """
+
+
+@hookspec
+def rollcall_report_sheets(
+    db: sqlite_utils.Database, meeting_id: int
+) -> list[tuple[str, list[str], list[tuple]]] | None:
+    """Extra report sheets for a meeting, read from this plugin's tables.
+
+    Return ``(title, header, rows)`` per sheet, only sheets with rows (an empty
+    list or None when the plugin stored nothing for the meeting, or its tables
+    do not exist). Sheets of all plugins are shown, in registration order.
     """
 
 

@@ -7,12 +7,40 @@ plain functions next to the code that uses it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from rollcall.config import Config
+
 STATUSES = ("present", "late", "left_early", "absent")
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What :func:`probe` knows about a recording without decoding it all.
+
+    ``width`` and ``height`` are the size of the picture as a player shows it, i.e.
+    after ``rotation`` (the shape :func:`sample_frames` yields without ``max_width``).
+    ``rotation`` is the counter-clockwise turn in degrees (0, 90, 180 or 270) that the
+    container's display matrix applies to the stored picture (FFmpeg's convention,
+    ``ffprobe``'s ``rotation`` side data modulo 360).
+    """
+
+    path: Path
+    duration_s: float
+    width: int
+    height: int
+    rotation: int
+    fps: float | None  # average frame rate
+    codec: str
+    start_time: datetime | None  # container/stream ``creation_time`` (UTC), if present
+    n_frames: int | None  # frame count from the container, if it records one
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +150,104 @@ class MeetingContext:
     interval_s: float
     start_time: datetime | None = None
     settings: dict = field(default_factory=dict)  # the validated config, as plain dicts
+
+
+# ---------------------------------------------------------------- tracks (hook values)
+
+#: A track is settled (see ``TrackSummary.settled``) after this many measured samples of
+#: which this share matched the same student.
+SETTLE_SAMPLES = 5
+SETTLE_SHARE = 0.8
+SETTLE_CAP = 12
+
+
+@dataclass(frozen=True, slots=True)
+class FaceMatch:
+    """Open-set match of one face against the roster."""
+
+    student_index: int  # roster index, or -1 when the face is unknown
+    similarity: float  # similarity to that student (to the nearest one when unknown)
+    nearest_index: int = -1  # nearest roster entry regardless of the threshold
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFace:
+    track_id: int
+    face: Face
+    match: FaceMatch
+
+
+@dataclass(slots=True)
+class TrackSummary:
+    """What a finished track knows; small and independent of the recording length."""
+
+    track_id: int
+    times: list[float] = field(default_factory=list)
+    votes: Counter = field(default_factory=Counter)  # roster index -> matched samples
+    similarity_sum: Counter = field(default_factory=Counter)  # roster index -> summed similarity
+    embedding_sum: np.ndarray | None = None
+    last_bbox: np.ndarray | None = None
+    last_embedding: np.ndarray | None = None
+    #: Samples whose embedding was computed from that sample's pixels. Only they vote
+    #: and make the centroid; samples that reused an earlier embedding (the fast path,
+    #: ``rollcall.pipeline.gallery``) only say when the face was there. None = all of them.
+    measured: int | None = None
+    last_key: int | None = None  # the caller's key of the last face (see FaceTracker.update)
+
+    @property
+    def n(self) -> int:
+        return len(self.times)
+
+    @property
+    def n_measured(self) -> int:
+        return self.n if self.measured is None else self.measured
+
+    def settled(self, min_samples: int = SETTLE_SAMPLES) -> bool:
+        """True once more measurements would not change who this track is likely to be:
+        at least ``min_samples`` measured samples that (almost) all matched one student,
+        twice as many of which none matched anyone, or, whatever they say,
+        ``SETTLE_CAP`` times as many (a hard-to-recognise face's identity comes
+        from the mean of many samples; beyond that more change little)."""
+        m = self.n_measured
+        if m < min_samples:
+            return False
+        if not self.votes or m >= SETTLE_CAP * min_samples:
+            return m >= 2 * min_samples
+        return self.votes.most_common(1)[0][1] >= SETTLE_SHARE * m
+
+    @property
+    def first_t(self) -> float:
+        return self.times[0]
+
+    @property
+    def last_t(self) -> float:
+        return self.times[-1]
+
+    @property
+    def centroid(self) -> np.ndarray:
+        c = self.embedding_sum
+        return c / max(float(np.linalg.norm(c)), 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """What a notifier plugin receives in ``rollcall_send_notification``.
+
+    ``target`` is where to send: the comma-separated addresses for email, the
+    webhook URL for chat (a secret: never log it). ``attachments`` are report
+    files written for this attempt (deleted afterwards); ``chart`` is the PNG
+    to show inline, or None.
+    """
+
+    id: int
+    channel: str
+    recipient: str
+    target: str
+    summary: Any  # rollcall.notify.summary.MeetingSummary
+    config: Config
+    attachments: tuple[Path, ...] = ()
+    chart: Path | None = None
+
+    @property
+    def message_id_seed(self) -> str:
+        return f"rollcall-{self.id}-{self.summary.meeting_id}"

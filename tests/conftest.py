@@ -15,12 +15,45 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+SHARED_DIRS = {"ROLLCALL_MODELS_DIR": SHARED / "models", "ROLLCALL_FACES_DIR": SHARED / "faces"}
+
+
+def running_in_ci() -> bool:
+    """``CI`` set to anything but empty/0/false/no (CI services set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def shared_data_problem(env: str) -> str:
+    """Why the test data folder named by ``env`` (default under ../shared) cannot be
+    used: missing or empty; "" when it is fine."""
+    path = Path(os.environ.get(env) or SHARED_DIRS[env])
+    if not path.is_dir():
+        return f"{path} is missing ({env})"
+    if not any(path.iterdir()):
+        return f"{path} is empty ({env})"
+    return ""
+
+
+def pytest_configure(config) -> None:
+    """Under CI, missing test data stops the run: the tests that need it would
+    otherwise be skipped and the suite would report green without having run."""
+    if not running_in_ci():
+        return
+    problems = [p for p in map(shared_data_problem, SHARED_DIRS) if p]
+    if problems:
+        raise pytest.UsageError(
+            f"CI is set but the test data is not there: {'; '.join(problems)}. CI must have "
+            "../shared/models and ../shared/faces beside the checkout (or set the variables)"
+        )
+
+
 def _shared_dir(env: str, default: Path) -> Path:
     path = Path(os.environ.get(env) or default)
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing; CI must have ../shared beside the checkout ({env})")
-        pytest.skip(f"{path} is missing; set {env}")
+    problem = shared_data_problem(env)
+    if problem:
+        if running_in_ci():
+            pytest.fail(f"{problem}; CI must have ../shared beside the checkout")
+        pytest.skip(f"{problem}; set {env}")
     return path
 
 

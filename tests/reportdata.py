@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlite_utils
 
 from rollcall.config import Config
-from rollcall.pipeline.presence import attendance_status
+from rollcall.presence import attendance_status
 from rollcall.store import storage
 
 

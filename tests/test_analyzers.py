@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rollcall.pipeline.tracking import FaceMatch, TrackedFace
 from rollcall.plugins.emotion import EmotionModel, EmotionPlugin, save_emotion
+from rollcall.plugins.emotion_settings import EmotionSettings
 from rollcall.plugins.engagement import (
     EngagementPlugin,
     EngagementSettings,
@@ -15,7 +15,7 @@ from rollcall.plugins.engagement import (
     keypoint_pose,
     save_engagement,
 )
-from rollcall.types import MeetingContext, Roster, SampledFrame
+from rollcall.types import FaceMatch, MeetingContext, Roster, SampledFrame, TrackedFace
 
 SMILING = "Colin_Powell/4.jpg"  # checked with the model: happy 0.999, yaw 4 degrees
 FRONTAL = "Colin_Powell/4.jpg"
@@ -24,7 +24,16 @@ TURNED_AWAY = (
     "Vladimir_Putin/6.jpg",
     "Donald_Rumsfeld/5.jpg",
 )  # yaw -36, -38, 39
-SETTINGS = EngagementSettings(0.4, 0.4, 0.2, 30.0, 25.0, 0.25, 60.0, 30.0)
+SETTINGS = EngagementSettings(
+    weight_visible=0.4,
+    weight_facing=0.4,
+    weight_stable=0.2,
+    max_yaw_deg=30.0,
+    max_pitch_deg=25.0,
+    stable_motion=0.25,
+    engaged_min_score=60.0,
+    partly_min_score=30.0,
+)
 
 
 def roster(n: int = 1) -> Roster:
@@ -60,7 +69,9 @@ def run_plugin(plugin, image, faces, n_frames: int = 5) -> dict:
 
 def test_smiling_face_is_happy(faces_dir, detector, models_dir):
     image = cv2.imread(str(faces_dir / SMILING))
-    plugin = EmotionPlugin(EmotionModel(str(models_dir)), min_face_px=40, min_confidence=0.4)
+    plugin = EmotionPlugin(
+        EmotionModel(str(models_dir)), EmotionSettings(min_face_px=40, min_confidence=0.4)
+    )
     result = run_plugin(plugin, image, tracked_faces(detector, image))["emotion"]
     (minute,) = result.minutes
     assert minute.dominant == "happy"
@@ -72,10 +83,16 @@ def test_smiling_face_is_happy(faces_dir, detector, models_dir):
 def test_small_and_unsure_faces_are_skipped_not_guessed(faces_dir, detector, models_dir):
     image = cv2.imread(str(faces_dir / SMILING))
     faces = tracked_faces(detector, image)
-    too_big = EmotionPlugin(EmotionModel(str(models_dir)), min_face_px=1000, min_confidence=0.4)
+    too_big = EmotionPlugin(
+        EmotionModel(str(models_dir)), EmotionSettings(min_face_px=1000, min_confidence=0.4)
+    )
     result = run_plugin(too_big, image, faces)["emotion"]
     assert result.minutes == () and result.skipped_small == 5
-    unsure = EmotionPlugin(EmotionModel(str(models_dir)), min_face_px=16, min_confidence=1.01)
+    unsure = EmotionPlugin(
+        EmotionModel(str(models_dir)),
+        # above the valid range on purpose: every face is "unsure"
+        EmotionSettings.model_construct(min_face_px=16, min_confidence=1.01),
+    )
     result = run_plugin(unsure, image, faces)["emotion"]
     assert result.minutes == () and result.skipped_unsure == 5 and result.cls.dominant == ""
 
@@ -152,14 +169,16 @@ def test_engagement_components_visibility_and_motion():
 
 def test_results_are_stored_per_minute_and_summary(tmp_path, faces_dir, detector, models_dir):
     from rollcall.store import storage
-    from rollcall.store.plugin_admin import migrate_plugin_admin
+    from rollcall.store.schema import migrate_plugin_admin
 
     db = storage.open_db(tmp_path)
     migrate_plugin_admin(db)
     image = cv2.imread(str(faces_dir / SMILING))
     faces = tracked_faces(detector, image)
     emo = run_plugin(
-        EmotionPlugin(EmotionModel(str(models_dir)), min_face_px=40, min_confidence=0.4),
+        EmotionPlugin(
+            EmotionModel(str(models_dir)), EmotionSettings(min_face_px=40, min_confidence=0.4)
+        ),
         image,
         faces,
     )["emotion"]

@@ -13,13 +13,20 @@ from rollcall.config import Config, ConfigError, config_toml_keys, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _tables(documented: dict) -> dict[str, dict]:
+    """config.toml's tables by name, a plugin's as ``plugins.<name>``."""
+    plugins = documented.pop("plugins", {})
+    return {**documented, **{f"plugins.{name}": table for name, table in plugins.items()}}
+
+
 def test_config_toml_lists_every_key_with_its_default():
     with open(ROOT / "config.toml", "rb") as fh:
-        documented = tomllib.load(fh)
+        documented = _tables(tomllib.load(fh))
     assert {s: sorted(v) for s, v in documented.items()} == {
         s: sorted(v) for s, v in config_toml_keys().items()
     }
-    defaults = Config().model_dump(mode="json")
+    assert {"plugins.emotion", "plugins.engagement"} <= set(documented)
+    defaults = _tables(Config().model_dump(mode="json"))
     for section, values in documented.items():
         for key, value in values.items():
             expected = defaults[section][key]
@@ -104,3 +111,143 @@ def test_secrets_are_not_echoed_in_errors():
     with pytest.raises(ConfigError) as info:
         load_config(None, {"ROLLCALL_ZOOM_CLIENT_SECRET": "", "ROLLCALL_ZOOM_USERS": "[1, 2"})
     assert "zoom.users" in str(info.value)
+
+
+# ---------------------------------------------------------------- plugins' own settings
+
+
+def test_plugin_tables_from_file_and_environment(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[plugins.emotion]\nmin_face_px = 60\n"
+        '[plugins.engagement]\nweight_stable = 0.5\nhead_pose = "keypoints"\n'
+    )
+    config = load_config(path, {})
+    assert config.plugins.emotion.min_face_px == 60
+    assert config.plugins.emotion.min_confidence == 0.4  # the default
+    assert config.plugins.engagement.weight_stable == 0.5
+    assert config.plugins.engagement.head_pose == "keypoints"
+    env = {
+        "ROLLCALL_PLUGINS_EMOTION_MIN_FACE_PX": "80",
+        "ROLLCALL_PLUGINS_ENGAGEMENT_MAX_YAW_DEG": "45",
+    }
+    config = load_config(path, env)  # the environment wins over the file
+    assert config.plugins.emotion.min_face_px == 80
+    assert config.plugins.engagement.max_yaw_deg == 45.0
+    assert config.plugins.engagement.weight_stable == 0.5
+
+
+def test_bad_plugin_value_names_key_value_and_source(tmp_path, home, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[plugins.emotion]\nmin_face_px = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert (
+        f"plugins.emotion.min_face_px: Input should be greater than or equal to 16 (got 3) "
+        f"[from {path}]"
+    ) in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"ROLLCALL_PLUGINS_ENGAGEMENT_WEIGHT_VISIBLE": "lots"})
+    assert "plugins.engagement.weight_visible: Input should be a valid number" in str(info.value)
+    assert "[from ROLLCALL_PLUGINS_ENGAGEMENT_WEIGHT_VISIBLE]" in str(info.value)
+    path.write_text("[plugins.engagement]\nweight_visibel = 0.3\n")
+    with pytest.raises(
+        ConfigError, match=r"plugins.engagement.weight_visibel: unknown key \(known"
+    ):
+        load_config(path, {})
+    path.write_text("[plugins]\nemotion = 3\n")
+    with pytest.raises(ConfigError, match=r"plugins.emotion: must be a \[plugins.emotion\] table"):
+        load_config(path, {})
+    path.write_text("[plugins.emotion]\nmin_confidence = 2.0\n")
+    assert main(["--config", str(path), "course", "list"]) == 2
+    assert "plugins.emotion.min_confidence" in capsys.readouterr().err
+
+
+def test_old_analyzer_sections_migrate_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "old.toml"
+    path.write_text("[emotion]\nmin_face_px = 60\n[engagement]\nweight_facing = 0.1\n")
+    with caplog.at_level("WARNING", logger="rollcall.config"):
+        config = load_config(path, {"ROLLCALL_ENGAGEMENT_MAX_PITCH_DEG": "20"})
+    assert config.plugins.emotion.min_face_px == 60
+    assert config.plugins.engagement.weight_facing == 0.1
+    assert config.plugins.engagement.max_pitch_deg == 20.0
+    warnings = " | ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "[emotion] min_face_px" in warnings and "[plugins.emotion] min_face_px" in warnings
+    assert "[plugins.engagement] weight_facing" in warnings
+    assert "ROLLCALL_ENGAGEMENT_MAX_PITCH_DEG" in warnings
+    assert "ROLLCALL_PLUGINS_ENGAGEMENT_MAX_PITCH_DEG" in warnings
+    # a bad old value is reported under its new key, naming the old one and the file
+    path.write_text("[emotion]\nmin_face_px = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert "plugins.emotion.min_face_px" in str(info.value) and "(got 3)" in str(info.value)
+    assert f"[from {path}, old key [emotion] min_face_px]" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "needles"),
+    [
+        (
+            "[emotion]\nmin_face_px = 60\n[plugins.emotion]\nmin_face_px = 70\n",
+            {},
+            ["[emotion] min_face_px", "[plugins.emotion] min_face_px"],
+        ),
+        (
+            "[plugins.emotion]\nmin_face_px = 70\n",
+            {"ROLLCALL_EMOTION_MIN_FACE_PX": "60"},
+            ["ROLLCALL_EMOTION_MIN_FACE_PX", "[plugins.emotion] min_face_px"],
+        ),
+        (
+            "",
+            {
+                "ROLLCALL_ENGAGEMENT_HEAD_POSE": "keypoints",
+                "ROLLCALL_PLUGINS_ENGAGEMENT_HEAD_POSE": "fsanet",
+            },
+            ["ROLLCALL_ENGAGEMENT_HEAD_POSE", "ROLLCALL_PLUGINS_ENGAGEMENT_HEAD_POSE"],
+        ),
+    ],
+)
+def test_old_and_new_key_together_is_an_error(tmp_path, toml, env, needles):
+    path = tmp_path / "both.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match="given twice") as info:
+        load_config(path, env)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_third_party_tables_are_kept_for_their_plugin(tmp_path):
+    from pydantic import Field
+
+    from rollcall import PluginSettings
+    from rollcall.config import validate_plugin_settings
+
+    class Settings(PluginSettings):
+        crowd_min: int = Field(10, ge=1)
+        label: str = "x"
+
+    path = tmp_path / "c.toml"
+    path.write_text("[plugins.face_counter]\ncrowd_min = 3\n")
+    config = load_config(path, {"ROLLCALL_PLUGINS_FACE_COUNTER_LABEL": "y"})
+    assert validate_plugin_settings(config, "face_counter", Settings) == Settings(
+        crowd_min=3, label="y"
+    )
+    assert validate_plugin_settings(config, "other", Settings) == Settings()
+    path.write_text("[plugins.face_counter]\ncrowd_min = 0\n")
+    with pytest.raises(ConfigError) as info:
+        validate_plugin_settings(load_config(path, {}), "face_counter", Settings)
+    assert str(info.value) == (
+        "plugins.face_counter.crowd_min: Input should be greater than or equal to 1 (got 0) "
+        f"[from {path}]"
+    )
+    with pytest.raises(ConfigError, match=r"\[from ROLLCALL_PLUGINS_FACE_COUNTER_CROWD_MIN\]"):
+        validate_plugin_settings(
+            load_config(None, {"ROLLCALL_PLUGINS_FACE_COUNTER_CROWD_MIN": "many"}),
+            "face_counter",
+            Settings,
+        )
+    path.write_text("[plugins.face_counter]\ncrowd_mni = 2\n")
+    with pytest.raises(ConfigError, match="crowd_mni: unknown key .known keys of .plugins.face"):
+        validate_plugin_settings(load_config(path, {}), "face_counter", Settings)
+    with pytest.raises(ConfigError, match="declares no settings"):
+        validate_plugin_settings(load_config(path, {}), "face_counter", None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -40,10 +43,13 @@ def test_import_folder_with_roster_csv(tmp_path, faces_dir, course, home, capsys
         "student_id,name,email\nTony_Blair,Tony Blair,tony@example.edu\n"
         "Colin_Powell,Colin Powell,colin@example.edu\nNew_Kid,New Kid,new@example.edu\n"
     )
-    assert main(["student", "import", course, str(root)]) == 0
+    # New_Kid is on the roster without photos: enrolled, but can never be present -> exit 1
+    assert main(["student", "import", course, str(root)]) == 1
     text = out_of(capsys)
     assert "6 photo(s) enrolled, 0 refused" in text
     assert "fewer than 5 photos" in text
+    assert "not enrolled: New_Kid: no photo given" in text
+    assert "Tony_Blair:" not in text and "Colin_Powell:" not in text
     assert main(["student", "list", course]) == 0
     listing = out_of(capsys)
     assert "tony@example.edu" in listing and "New Kid" in listing
@@ -179,3 +185,110 @@ def test_missing_models_give_a_clear_error(tmp_path, home, monkeypatch, capsys):
     text = out_of(capsys)
     assert "not found" in text and "ROLLCALL_MODELS_DIR" in text
     assert "Traceback" not in text
+
+
+def test_exit_1_when_nothing_usable_is_enrolled_for_a_student(
+    tmp_path, faces_dir, course, home, capsys
+):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("this is not a photo")
+    assert main(["student", "add", course, "S1", str(notes)]) == 1
+    assert "not enrolled: S1: none of the 1 photo(s) could be enrolled" in out_of(capsys)
+    assert main(["student", "add", course, "S2"]) == 1
+    assert "not enrolled: S2: no photo given" in out_of(capsys)
+    good = photos(faces_dir, "Tony_Blair", (1, 2))
+    assert main(["student", "add", course, "S1", *good]) == 0
+    assert "not enrolled" not in out_of(capsys)
+    # photos the student already has are not failures (re-running an import is fine) ...
+    assert main(["student", "add", course, "S1", *good]) == 0
+    assert "already enrolled" in out_of(capsys)
+    # ... but a call whose every new photo is refused is
+    assert main(["student", "add", course, "S1", str(notes)]) == 1
+    assert "not enrolled: S1: none of the 1 photo(s) given could be enrolled" in out_of(capsys)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_roster_delimiter_is_detected(tmp_path, faces_dir, course, home, capsys, delimiter):
+    root = tmp_path / "photos"
+    (root / "S1").mkdir(parents=True)
+    shutil.copy(faces_dir / "Tony_Blair" / "1.jpg", root / "S1" / "1.jpg")
+    rows = [["student_id", "name", "email"], ["S1", "Blair, Tony", "tony@example.edu"]]
+    (root / "roster.csv").write_text(
+        "\n".join(delimiter.join(f'"{v}"' if "," in v else v for v in r) for r in rows) + "\n"
+    )
+    assert main(["student", "import", course, str(root)]) == 0
+    assert main(["student", "list", course]) == 0
+    text = out_of(capsys)
+    assert "Blair, Tony" in text and "tony@example.edu" in text
+
+
+def test_roster_without_student_id_header_says_which_delimiters_work(tmp_path, course, capsys):
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "roster.csv").write_text("id|name\nS1|Ana\n")
+    assert main(["student", "import", course, str(root)]) == 1
+    text = out_of(capsys)
+    assert "commas, semicolons or tabs" in text and "found 'id|name'" in text
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels but holds almost no data."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.timeout(300)
+def test_files_that_are_not_photos_are_refused_one_by_one(
+    tmp_path, faces_dir, course, home, capsys
+):
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    people = {"A": "Tony_Blair", "B": "Colin_Powell", "C": "Hugo_Chavez"}
+    for student, person in people.items():
+        (root / student).mkdir(parents=True)
+        shutil.copy(faces_dir / person / "1.jpg", root / student / "1.jpg")
+    (root / "A" / "empty.jpg").write_bytes(b"")
+    (root / "A" / "huge.png").write_bytes(_png_header_only(30000, 30000))
+    Image.new("RGB", (64, 64)).save(root / "A" / "anim.jpg", format="GIF")
+    (root / "B" / "zero.jpg").symlink_to("/dev/zero")
+    os.mkfifo(root / "B" / "pipe.jpg")
+    (root / "B" / "folder.jpg").mkdir()
+    (root / "C" / "outside.jpg").symlink_to(faces_dir / "Hugo_Chavez" / "2.jpg")
+    (root / "C" / "inside.jpg").symlink_to(root / "A" / "1.jpg")
+    assert main(["student", "import", course, str(root)]) == 0
+    text = out_of(capsys)
+    assert "A/empty.jpg: empty file (0 bytes)" in text
+    assert "A/huge.png: image too large" in text and "max_photo_pixels" in text
+    assert "A/anim.jpg: GIF images are not accepted" in text
+    assert "B/zero.jpg: a link to a file outside the photo folder" in text
+    assert "B/pipe.jpg: not a photo file but a named pipe (FIFO)" in text
+    assert "B/folder.jpg: not a photo file but a folder" in text
+    assert "C/outside.jpg: a link to a file outside the photo folder" in text
+    assert "ok C/inside.jpg" in text
+    assert "4 photo(s) enrolled, 7 refused" in text
+    db = storage.open_db(home)
+    rows = {r["student_id"]: r["photos"] for r in storage.list_students(db, course)}
+    assert rows == {"A": 1, "B": 1, "C": 2}
+    # photos named one by one may be anywhere, but must still be regular files
+    assert main(["student", "add", course, "D", "/dev/zero", str(root / "B" / "pipe.jpg")]) == 1
+    text = out_of(capsys)
+    assert "D/zero: not a photo file but a device" in text
+    assert "D/pipe.jpg: not a photo file but a named pipe (FIFO)" in text
+
+
+def test_photo_size_limits_come_from_config(faces_dir, course, home, monkeypatch, capsys):
+    photo = photos(faces_dir, "Tony_Blair", (1,))
+    monkeypatch.setenv("ROLLCALL_ENROLLMENT_MAX_PHOTO_BYTES", "10000")  # the photo has 10-20 kB
+    assert main(["student", "add", course, "S1", *photo]) == 1
+    assert "1.jpg: file too large" in out_of(capsys)
+    monkeypatch.delenv("ROLLCALL_ENROLLMENT_MAX_PHOTO_BYTES")
+    monkeypatch.setenv("ROLLCALL_ENROLLMENT_MAX_PHOTO_PIXELS", "10000")  # it has 250x250
+    assert main(["student", "add", course, "S1", *photo]) == 1
+    assert "1.jpg: image too large (250x250 pixels, at most 0.01 megapixels" in out_of(capsys)

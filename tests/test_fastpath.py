@@ -10,9 +10,9 @@ import pytest
 
 from rollcall.pipeline.decode import prefetched
 from rollcall.pipeline.gallery import TileGate, find_tiles
-from rollcall.pipeline.tracking import FaceMatch, FaceTracker
+from rollcall.pipeline.tracking import FaceTracker
 from rollcall.synthetic.meeting import BACKGROUND_BGR, CAMERA_OFF_BGR, gallery_layout
-from rollcall.types import Face
+from rollcall.types import Face, FaceMatch
 
 W, H = 1280, 720
 

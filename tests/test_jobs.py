@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from rollcall.store import jobs, storage
+from rollcall.store import jobs, schema
+from rollcall.store.db import open_db, write_transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def open_jobs_db(home: Path):
-    db = storage.open_db(home)
-    jobs.ensure_jobs_schema(db)
-    return db
+    return open_db(home)
 
 
 @pytest.fixture
@@ -53,17 +52,20 @@ def states(db, job_id: int) -> list[str]:
 # ---------------------------------------------------------------- schema
 
 
-def test_migrate_jobs_works_as_storage_migration_2(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "MIGRATIONS", [*storage.MIGRATIONS, jobs.migrate_jobs])
-    monkeypatch.setattr(storage, "SCHEMA_VERSION", 2)
-    db = storage.open_db(tmp_path)
+def test_jobs_tables_come_with_migration_2(tmp_path):
+    db = open_db(tmp_path)
+    assert schema.MIGRATIONS[1] is schema.migrate_jobs
     assert {"jobs", "job_events"} <= set(db.table_names())
-    assert db.execute("pragma user_version").fetchone()[0] == 2
+    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    schema.migrate_jobs(db)  # idempotent: a migration interrupted half-way can run again
     db.conn.close()
-    db = storage.open_db(tmp_path)  # nothing applied twice
-    jobs.ensure_jobs_schema(db)  # no-op once migrated
+    db = open_db(tmp_path)  # nothing applied twice
     add(db)
     assert jobs.queue_depth(db)["queued"] == 1
+
+
+def test_job_states_match_the_schema_check():
+    assert jobs.STATES == schema.JOB_STATES
 
 
 # ---------------------------------------------------------------- enqueue
@@ -311,11 +313,14 @@ def test_queue_depth_and_list_jobs(db):
 
 def test_nested_in_callers_transaction_uses_a_savepoint(db):
     job = add(db)
-    with db.conn:
+    with write_transaction(db):
         db.execute("insert into courses (course_id, title, created_at) values ('X', 'x', 'now')")
         jobs.claim(db, "w", lease_s=30, now=T0)
         jobs.complete(db, job.id, "w", result_meeting_id=None)
+        with pytest.raises(jobs.LeaseLost):  # its savepoint is undone, the caller's work kept
+            jobs.complete(db, job.id, "w", result_meeting_id=None)
     assert jobs.get(db, job.id).state == "done"
+    assert db["courses"].count_where("course_id = 'X'") == 1
 
 
 # ---------------------------------------------------------------- several processes
@@ -327,7 +332,6 @@ from rollcall.store import jobs, storage
 
 home, worker, go, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 db = storage.open_db(home)
-jobs.ensure_jobs_schema(db)
 while not go.exists():
     time.sleep(0.005)
 created = [jobs.enqueue(db, course_id="C", meeting_uuid=f"race-{i}", file_id="f",
@@ -383,7 +387,6 @@ from rollcall.store import jobs, storage
 
 home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 db = storage.open_db(home)
-jobs.ensure_jobs_schema(db)
 job = jobs.claim(db, "doomed", lease_s=1.5)
 jobs.set_state(db, job.id, "analyzing", worker_id="doomed", message="half-way")
 marker.write_text(str(job.id))

@@ -558,3 +558,62 @@ def test_zip_with_path_traversal_refused(
         )
     assert list(cache.iterdir()) == []
     assert not (tmp_path / "evil.onnx").exists()
+
+
+# --------------------------------------------------------------------------- other packs
+
+
+def test_pack_missing_from_models_dir_names_the_packs_there(
+    tmp_path: Path, server: _Server
+) -> None:
+    assert rollcall.models.packs_in_models_dir(SHARED) == ("lite",)
+    assert rollcall.models.packs_in_models_dir(SHARED / "lite") == ("lite",)  # flat folder
+    assert rollcall.models.packs_in_models_dir(tmp_path) == ()
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError) as err:
+        resolve_pack(
+            "buffalo_sc",
+            models_dir=SHARED,
+            cache_dir=cache,
+            allow_download=True,
+            download_base_url=server.url("ok"),
+            progress=False,
+        )
+    msg = str(err.value)
+    assert f"The models dir {SHARED} holds pack(s) lite" in msg
+    assert "ROLLCALL_MODELS_PACK=lite" in msg and '[models] pack = "lite"' in msg
+    assert server.hits["/ok/buffalo_sc.zip"] == 0 and not cache.exists()
+
+
+@pytest.mark.parametrize("command", [["models", "check"], ["demo"]])
+def test_cli_names_the_packs_in_the_models_dir_instead_of_downloading(
+    tmp_path: Path, server: _Server, home: Path, monkeypatch, capsys, command
+) -> None:
+    from rollcall.cli.main import main
+
+    monkeypatch.setenv("ROLLCALL_MODELS_DIR", str(SHARED))
+    monkeypatch.setenv("ROLLCALL_MODELS_PACK", "buffalo_sc")
+    monkeypatch.setenv("ROLLCALL_MODELS_ALLOW_DOWNLOAD", "true")
+    monkeypatch.setenv("ROLLCALL_MODELS_DOWNLOAD_BASE_URL", server.url("cli"))
+    monkeypatch.setenv("ROLLCALL_MODELS_CACHE_DIR", str(tmp_path / "cache"))
+    extra = ["--out", str(tmp_path / "demo")] if command == ["demo"] else []
+    assert main([*command, *extra]) == 1
+    text = " ".join(capsys.readouterr().err.split())
+    assert "holds pack(s) lite" in text and "ROLLCALL_MODELS_PACK=lite" in text
+    assert server.hits["/cli/buffalo_sc.zip"] == 0
+
+
+def test_models_check_never_downloads(
+    tmp_path: Path, server: _Server, home: Path, monkeypatch, capsys
+) -> None:
+    from rollcall.cli.main import main
+
+    monkeypatch.setenv("ROLLCALL_MODELS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("ROLLCALL_MODELS_ALLOW_DOWNLOAD", "true")
+    monkeypatch.setenv("ROLLCALL_MODELS_DOWNLOAD_BASE_URL", server.url("ok"))
+    monkeypatch.setenv("ROLLCALL_MODELS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ROLLCALL_MODELS_PACK", "buffalo_sc")
+    assert main(["models", "check"]) == 1
+    text = " ".join(capsys.readouterr().err.split())
+    assert "not found" in text and "`models check` never downloads" in text
+    assert server.hits["/ok/buffalo_sc.zip"] == 0 and not (tmp_path / "cache").exists()

@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from rollcall.config import Config, ConfigError, load_config
+from rollcall.notify import delivery, messages
 from rollcall.pipeline.plugin_manager import notifier_manager
 from rollcall.plugins.notifiers.chat import ChatNotifier
 from rollcall.plugins.notifiers.email import CHART_CID, EmailNotifier, build_email
@@ -232,8 +233,8 @@ def test_email_arrives_with_both_bodies_chart_and_attachments(db, home, tmp_path
     sink = Sink()
     controller = smtp_server(port, sink, tls, implicit=security == "tls")
     try:
-        assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == ["email"]
-        result = outbox.deliver_due(db, config, manager(tls[0] if tls else None), now=T0)
+        assert messages.enqueue_meeting(db, config, meeting_id, now=T0) == ["email"]
+        result = delivery.deliver_due(db, config, manager(tls[0] if tls else None), now=T0)
     finally:
         controller.stop()
     assert (result.sent, result.retried, result.failed) == (1, 0, 0)
@@ -292,35 +293,35 @@ def test_smtp_down_then_up_delivers_exactly_once(db, home):
     port = free_port()  # nothing listens yet
     config = make_config(home, smtp_port=port)
     pm = manager()
-    outbox.enqueue_meeting(db, config, meeting_id, now=T0)
-    assert outbox.deliver_due(db, config, pm, now=T0).retried == 1
+    messages.enqueue_meeting(db, config, meeting_id, now=T0)
+    assert delivery.deliver_due(db, config, pm, now=T0).retried == 1
     row = outbox.list_messages(db, meeting_id)[0]
     assert row["state"] == "pending" and row["attempts"] == 1
     assert "Connection refused" in row["last_error"] or "Errno" in row["last_error"]
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=30)).isoformat()
     assert PASSWORD not in row["last_error"]
     # not due yet: nothing is tried
-    assert outbox.deliver_due(db, config, pm, now=T0 + timedelta(seconds=10)).retried == 0
+    assert delivery.deliver_due(db, config, pm, now=T0 + timedelta(seconds=10)).retried == 0
     # a second failure doubles the wait
-    assert outbox.deliver_due(db, config, pm, now=T0 + timedelta(seconds=31)).retried == 1
+    assert delivery.deliver_due(db, config, pm, now=T0 + timedelta(seconds=31)).retried == 1
     row = outbox.list_messages(db, meeting_id)[0]
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=91)).isoformat()
     # analysing the meeting again, or a restarted service, queues nothing new
-    assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == []
+    assert messages.enqueue_meeting(db, config, meeting_id, now=T0) == []
     sink = Sink()
     controller = smtp_server(port, sink)
     try:
         later = T0 + timedelta(seconds=100)
-        assert outbox.deliver_due(db, config, pm, now=later).sent == 1
+        assert delivery.deliver_due(db, config, pm, now=later).sent == 1
         for minutes in (5, 60, 600):
-            outbox.deliver_due(db, config, pm, now=later + timedelta(minutes=minutes))
+            delivery.deliver_due(db, config, pm, now=later + timedelta(minutes=minutes))
         assert len(sink.envelopes) == 1
         row = outbox.list_messages(db, meeting_id)[0]
         assert (row["state"], row["attempts"], row["last_error"]) == ("sent", 3, "")
         # resend is deliberate: a new generation, delivered once more
         outbox.resend(db, config, meeting_id, ["email"], now=later)
-        assert outbox.deliver_due(db, config, pm, now=later).sent == 1
-        assert outbox.deliver_due(db, config, pm, now=later + timedelta(hours=1)).sent == 0
+        assert delivery.deliver_due(db, config, pm, now=later).sent == 1
+        assert delivery.deliver_due(db, config, pm, now=later + timedelta(hours=1)).sent == 0
     finally:
         controller.stop()
     assert len(sink.envelopes) == 2
@@ -331,9 +332,9 @@ def test_gives_up_after_max_attempts_and_stale_sending_is_retried(db, home):
     meeting_id = seed_meeting(db)
     config = make_config(home, smtp_port=free_port(), max_attempts=2)
     pm = manager()
-    outbox.enqueue_meeting(db, config, meeting_id, now=T0)
-    outbox.deliver_due(db, config, pm, now=T0)
-    assert outbox.deliver_due(db, config, pm, now=T0 + timedelta(hours=1)).failed == 1
+    messages.enqueue_meeting(db, config, meeting_id, now=T0)
+    delivery.deliver_due(db, config, pm, now=T0)
+    assert delivery.deliver_due(db, config, pm, now=T0 + timedelta(hours=1)).failed == 1
     assert outbox.list_messages(db, state="failed")[0]["attempts"] == 2
     # a row left "sending" by a process that died is taken again after a while
     outbox.resend(db, config, meeting_id, ["email"], now=T0)
@@ -353,15 +354,15 @@ def test_webhooks_500_then_200_deliver_once(db, home, caplog):
         )
         pm = manager()
         config = config.model_copy(update={"smtp": config.smtp.model_copy(update={"host": ""})})
-        assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == ["slack", "teams"]
-        assert outbox.deliver_due(db, config, pm, now=T0).retried == 2
+        assert messages.enqueue_meeting(db, config, meeting_id, now=T0) == ["slack", "teams"]
+        assert delivery.deliver_due(db, config, pm, now=T0).retried == 2
         for r in outbox.list_messages(db, meeting_id):
             assert (
                 r["last_error"] == "WebhookError: webhook answered HTTP 500 Internal Server Error"
             )
             assert "secret-token" not in r["recipient"]
-        assert outbox.deliver_due(db, config, pm, now=T0 + timedelta(seconds=31)).sent == 2
-        assert outbox.deliver_due(db, config, pm, now=T0 + timedelta(hours=2)).sent == 0
+        assert delivery.deliver_due(db, config, pm, now=T0 + timedelta(seconds=31)).sent == 2
+        assert delivery.deliver_due(db, config, pm, now=T0 + timedelta(hours=2)).sent == 0
     paths = [p for p, _ in hook.requests]
     assert sorted(paths) == sorted([f"/slack/{SECRET_PATH}"] * 2 + [f"/teams/{SECRET_PATH}"] * 2)
     slack = hook.requests[-2][1] if paths[-2].startswith("/slack") else hook.requests[-1][1]
@@ -395,9 +396,9 @@ def test_email_html_renders_in_chromium(db, home, request, tmp_path):
     config = make_config(home)
     row = outbox.list_messages(db)  # nothing queued: build the message directly
     assert row == []
-    outbox.enqueue_meeting(db, config, meeting_id, now=T0)
+    messages.enqueue_meeting(db, config, meeting_id, now=T0)
     claimed = outbox.claim_next(db, now=T0)
-    message = outbox.build_message(db, config, claimed, tmp_path)
+    message = messages.build_message(db, config, claimed, tmp_path)
     assert message.summary == build_summary(db, config, meeting_id)
     msg = build_email(message)
     html = msg.get_body(("html",)).get_content()
@@ -505,7 +506,7 @@ def test_worker_queues_once_and_a_broken_config_does_not_raise_into_the_job(db, 
     assert outbox.channel_targets(no_smtp, "OTHER") == {}
     # the message's course entry disappears before sending: failed at once, not retried
     gone = config.model_copy(update={"notify": config.notify.model_copy(update={"courses": []})})
-    result = outbox.deliver_due(db, gone, manager())
+    result = delivery.deliver_due(db, gone, manager())
     assert (result.sent, result.failed) == (0, 2)
     assert {r["last_error"] for r in outbox.list_messages(db)} == {
         "course CS101 has no [[notify.courses]] entry any more"
@@ -520,7 +521,7 @@ def test_serve_scheduler_delivers_in_the_background(db, home):
     meeting_id = seed_meeting(db)
     port = free_port()
     config = make_config(home, smtp_port=port, send_interval_s=0.2)
-    outbox.enqueue_meeting(db, config, meeting_id)
+    messages.enqueue_meeting(db, config, meeting_id)
     sink = Sink()
     controller = smtp_server(port, sink)
 
@@ -565,8 +566,8 @@ def test_spanish_notifications_are_a_folder_and_missing_files_fall_back_to_engli
         sink = Sink()
         controller = smtp_server(port, sink)
         try:
-            assert outbox.enqueue_meeting(db, config, meeting_id, now=T0) == ["email", "slack"]
-            assert outbox.deliver_due(db, config, manager(), now=T0).sent == 2
+            assert messages.enqueue_meeting(db, config, meeting_id, now=T0) == ["email", "slack"]
+            assert delivery.deliver_due(db, config, manager(), now=T0).sent == 2
         finally:
             controller.stop()
     msg = email.message_from_bytes(sink.envelopes[0].original_content, policy=email.policy.default)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import Field
 
+from rollcall import PluginSettings
 from rollcall.cli import main as cli
 from rollcall.hookspecs import hookimpl
 from rollcall.pipeline.plugin_manager import (
@@ -33,11 +35,11 @@ from rollcall.store.plugin_admin import (
     ConfirmationRequired,
     PluginAdminError,
     enabled_plugins,
-    migrate_plugin_admin,
     save_plugin_failures,
     set_plugin_enabled,
     stored_plugin_failures,
 )
+from rollcall.store.schema import migrate_plugin_admin
 from rollcall.types import MeetingContext, Roster, SampledFrame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +187,72 @@ def test_broken_entry_points_are_reported_and_skipped(monkeypatch):
     assert all(found[n].plugin is None for n in ("unknown_hook", "bad_signature", "import_error"))
 
 
+class ThresholdSettings(PluginSettings):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    api_token: str = ""
+
+
+class SettingsPlugin:
+    """A third-party plugin with settings of its own."""
+
+    settings_model = ThresholdSettings
+
+    def __init__(self):
+        self.built = True
+
+    @hookimpl
+    def rollcall_finalize_meeting(self, meeting, tracks, identities, roster):
+        return {"threshold": self.settings.threshold}
+
+
+class NotAModelPlugin(GoodPlugin):
+    settings_model = dict
+
+
+def test_third_party_plugin_gets_its_settings_or_is_unusable(monkeypatch, tmp_path):
+    from rollcall.config import load_config
+
+    eps = [
+        importlib.metadata.EntryPoint(name, f"{__name__}:{cls}", ENTRY_POINT_GROUP)
+        for name, cls in (
+            ("tuned", "SettingsPlugin"),
+            ("bad_value", "SettingsPlugin"),
+            ("env_tuned", "SettingsPlugin"),
+            ("no_model", "GoodPlugin"),
+            ("not_a_model", "NotAModelPlugin"),
+            ("defaults", "SettingsPlugin"),
+        )
+    ]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: eps)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[plugins.tuned]\nthreshold = 0.7\n"
+        '[plugins.bad_value]\nthreshold = 1.5\napi_token = "s3cret"\n'
+        "[plugins.no_model]\nthreshold = 0.2\n"
+    )
+    env = {"ROLLCALL_PLUGINS_ENV_TUNED_THRESHOLD": "0.25"}
+    found = {d.info.name: d for d in discover_entry_points((), load_config(path, env))}
+    assert found["tuned"].plugin.settings == ThresholdSettings(threshold=0.7)
+    assert found["tuned"].plugin.built  # instantiated after its settings were validated
+    assert found["env_tuned"].plugin.settings.threshold == 0.25
+    assert found["defaults"].plugin.settings == ThresholdSettings()
+    bad = found["bad_value"]
+    assert bad.plugin is None and not bad.info.usable
+    assert bad.info.problem == (
+        "invalid settings: plugins.bad_value.threshold: Input should be less than 1 "
+        f"(got 1.5) [from {path}]"
+    )
+    assert "s3cret" not in bad.info.problem
+    assert found["no_model"].plugin is None
+    assert "plugins.no_model: the plugin declares no settings" in found["no_model"].info.problem
+    assert found["not_a_model"].plugin is None
+    assert "settings_model must be a subclass" in found["not_a_model"].info.problem
+    # the catalog (what jobs and `plugins list` use) leaves the broken one out
+    infos = {i.name: i for i in describe_plugins(load_config(path, env))}
+    assert "plugins.bad_value.threshold" in infos["bad_value"].problem
+    assert infos["tuned"].usable
+
+
 def test_failing_plugin_is_isolated_and_recorded(tmp_path):
     pm = RollcallPluginManager()
     register_isolated(pm, GoodPlugin(), "good")
@@ -271,10 +339,21 @@ def test_example_plugin_installed_listed_enabled_and_run(
     from rollcall.pipeline.plugin_manager import build_catalog
 
     monkeypatch.setenv("COLUMNS", "200")  # a table row per plugin
+    config_file = home.parent / "rollcall.toml"
+    config_file.write_text("[plugins.face_counter]\ncrowd_min = 0\n")  # out of range
+    monkeypatch.setenv("ROLLCALL_CONFIG", str(config_file))
+    assert run_cli(["plugins", "list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "face_counter" in out and "plugins.face_counter.crowd_min" in out
+    broken = build_catalog(load_config(None), face_models).infos["face_counter"]
+    assert "crowd_min" in broken.problem and "(got 0)" in broken.problem
+    assert str(config_file) in broken.problem
+    config_file.write_text("[plugins.face_counter]\ncrowd_min = 3\n")
 
     assert run_cli(["plugins", "list"]) == 0
     out = capsys.readouterr().out
     assert "face_counter" in out and "rollcall-example-plugin" in out
+    assert "crowd_min" not in out
     assert run_cli(["plugins", "enable", "face_counter"]) == 0  # not sensitive: no --yes
     config = load_config(None)
     db = storage.open_db(config.home)
@@ -295,8 +374,16 @@ def test_example_plugin_installed_listed_enabled_and_run(
         meeting=meeting, tracks=[], identities={}, roster=roster
     ):
         results.update(r or {})
-    assert results["face_counter"] == {"frames": 2, "faces": 5, "max_faces": 3}
+    assert results["face_counter"] == {
+        "frames": 2,
+        "faces": 5,
+        "max_faces": 3,
+        "crowded_frames": 1,  # [plugins.face_counter] crowd_min = 3
+    }
     assert not plugin_failures(pm)
+    monkeypatch.setenv("ROLLCALL_PLUGINS_FACE_COUNTER_CROWD_MIN", "2")
+    plugin = build_catalog(load_config(None), face_models).optional["face_counter"]
+    assert plugin.settings.crowd_min == 2  # the environment wins over the file
 
 
 # ---------------------------------------------------------------- admin HTTP API

@@ -1,4 +1,4 @@
-"""Tests for rollcall.reports.report: CSV, XLSX, PNG writers and the terminal summary."""
+"""Tests for the meeting report: CSV, XLSX, PNG writers, write_reports and the terminal summary."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ import openpyxl
 import pytest
 from rich.console import Console
 
-from rollcall.reports import report as rp
-from rollcall.reports.report import (
-    minute_labels,
-    summary_table,
-    write_csv,
-    write_png,
-    write_reports,
-    write_xlsx,
-)
+from rollcall.reports import csv_report, png, terminal, xlsx
+from rollcall.reports.common import TOTAL_HEADERS, minute_labels
+from rollcall.reports.csv_report import write_csv
+from rollcall.reports.meeting import write_reports
+from rollcall.reports.png import write_png
+from rollcall.reports.terminal import summary_table
+from rollcall.reports.xlsx import write_xlsx
 from rollcall.types import AttendanceReport, StudentAttendance
 
 HOSTILE = '=HYPERLINK("http://x","y")'
@@ -194,7 +192,7 @@ def test_xlsx_matrix_matches_report(tmp_path: Path) -> None:
     assert wb.sheetnames == ["Attendance", "Summary"]
     ws = wb["Attendance"]
     header = [c.value for c in ws[1]]
-    assert header == ["student_id", "name", *minute_labels(rep), *rp._TOTAL_HEADERS]
+    assert header == ["student_id", "name", *minute_labels(rep), *TOTAL_HEADERS]
     assert all(c.font.bold for c in ws[1])
     assert ws.freeze_panes == "C2"
     assert ws.max_row == 1 + len(rep.students)
@@ -208,7 +206,7 @@ def test_xlsx_matrix_matches_report(tmp_path: Path) -> None:
         for j, m in enumerate(s.minutes):
             cell = ws.cell(row=r, column=3 + j)
             assert cell.data_type == "n"
-            expected = rp._PRESENT_RGB if m else rp._ABSENT_RGB
+            expected = xlsx.PRESENT_RGB if m else xlsx.ABSENT_RGB
             assert cell.fill.fgColor.rgb.endswith(expected)
 
 
@@ -357,7 +355,7 @@ def test_png_does_not_use_pyplot_state(tmp_path: Path) -> None:
 
 def test_minute_tick_step_keeps_labels_sparse() -> None:
     for n in (1, 5, 16, 17, 60, 90, 120, 240, 600, 5000):
-        step = rp._minute_tick_step(n)
+        step = png.minute_tick_step(n)
         assert len(range(0, n, step)) <= 16
 
 
@@ -392,7 +390,7 @@ def test_write_reports_failure_keeps_old_files_and_leaves_no_temps(
         path.write_bytes(b"half a png")
         raise RuntimeError("renderer crashed")
 
-    monkeypatch.setattr(rp, "_write_png_to", boom)
+    monkeypatch.setattr(png, "write_png_to", boom)
     with pytest.raises(RuntimeError, match="renderer crashed"):
         write_reports(make_report(names=["New"]), tmp_path)
     assert {k: p.read_bytes() for k, p in paths.items()} == old
@@ -406,7 +404,7 @@ def test_single_writer_failure_leaves_no_temp(
         path.write_text("partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(rp, "_write_csv_to", boom)
+    monkeypatch.setattr(csv_report, "write_csv_to", boom)
     with pytest.raises(OSError, match="disk full"):
         write_csv(make_report(), tmp_path / "a.csv")
     assert list(tmp_path.iterdir()) == []
@@ -451,12 +449,12 @@ def test_summary_table_does_not_parse_markup_in_names() -> None:
 
 
 def test_summary_strip_is_compressed_for_long_meetings() -> None:
-    assert len(rp._minute_strip([1] * 45)) == 45
+    assert len(terminal.minute_strip([1] * 45)) == 45
     # 180 minutes -> 3 minutes per character -> 60 characters.
-    strip = rp._minute_strip([1] * 60 + [0] * 60 + [1, 1, 0] * 10 + [1, 0, 0] * 10)
+    strip = terminal.minute_strip([1] * 60 + [0] * 60 + [1, 1, 0] * 10 + [1, 0, 0] * 10)
     assert len(strip) == 60
     assert strip == "█" * 20 + "·" * 20 + "▓" * 10 + "░" * 10
-    assert len(rp._minute_strip([1] * 1000)) <= 60
+    assert len(terminal.minute_strip([1] * 1000)) <= 60
     text = render(summary_table(make_report(n_minutes=180, names=["Ann"])))
     assert "3 per char" in text
 

@@ -87,8 +87,12 @@ def test_retention_deletes_old_meetings_only(home, monkeypatch, capsys):
 
 def test_every_table_forgets_a_removed_student_and_a_purged_meeting(tmp_path):
     """Privacy: removing a student or purging a meeting reaches every table that holds
-    them, the optional analyzers' and the notification outbox included."""
+    them, the optional analyzers' (created through their hook) and the notification
+    outbox included."""
+    from rollcall.pipeline.plugin_manager import report_manager
+
     db = storage.open_db(tmp_path)
+    report_manager().hook.rollcall_create_tables(db=db)
     storage.add_course(db, "C", "c")
     gone = storage.upsert_student(db, "C", "S1")
     kept = storage.upsert_student(db, "C", "S2")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rollcall.pipeline.presence import present_minutes
+from rollcall.presence import present_minutes
 from rollcall.synthetic.meeting import (
     CAMERA_OFF_BGR,
     MAX_TILES,

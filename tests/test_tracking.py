@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rollcall.pipeline.presence import attendance_status, present_minutes
-from rollcall.pipeline.tracking import FaceMatch, FaceTracker, seconds_per_minute, vote_identities
-from rollcall.plugins.recognizer import match_open_set
-from rollcall.types import Face
+from rollcall.pipeline.tracking import FaceTracker
+from rollcall.plugins.recognizer import match_open_set, vote_identities
+from rollcall.presence import attendance_status, present_minutes, seconds_per_minute
+from rollcall.types import Face, FaceMatch
 
 
 def unit(v):

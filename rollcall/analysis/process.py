@@ -127,7 +127,7 @@ def process_recording(
 def queue_notifications(db: sqlite_utils.Database, config: Config, meeting_id: int) -> list[str]:
     """Queue the meeting's instructor notifications: the channels queued now, ``[]``
     when they already were (a retried job, a restarted service)."""
-    from rollcall.store.outbox import enqueue_meeting
+    from rollcall.notify.messages import enqueue_meeting
 
     return enqueue_meeting(db, config, meeting_id)
 

@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlite_utils
 
 from rollcall.bot.zoom_client import Participant
-from rollcall.pipeline.presence import minute_lengths
+from rollcall.presence import minute_lengths
 from rollcall.store import storage
 
 

@@ -33,7 +33,7 @@ def run_analysis(
     """Process one video with a progress bar, print the summary and the files written."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from rollcall.reports.report import summary_table
+    from rollcall.reports.terminal import summary_table
 
     if not video.is_file():
         raise CliError(f"{video} does not exist or is not a file")

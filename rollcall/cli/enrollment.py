@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rollcall.cli.args import command, command_group
-from rollcall.cli.common import CliError, models_and_pm, open_db
+from rollcall.cli.common import EXIT_FAILURE, CliError, models_and_pm, open_db
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -51,7 +51,12 @@ def _enrollment_summary(console: Console, config: Config, results) -> int:
             f"[yellow]note[/]: fewer than {config.enrollment.recommended_photos} photos for "
             f"{', '.join(few)}; more poses make recognition more reliable."
         )
-    return 0
+    unusable = [r for r in results if r.problem]
+    for r in unusable:
+        console.print(
+            f"[red]not enrolled[/]: {escape(r.student_id)}: {escape(r.problem)}", highlight=False
+        )
+    return EXIT_FAILURE if unusable else 0
 
 
 def cmd_course_add(args, config, console) -> int:
@@ -120,6 +125,7 @@ def cmd_student_import(args, config, console) -> int:
             config.enrollment,
             name=info.get("name", ""),
             email=info.get("email", ""),
+            folder=root,
         )
         _print_checks(console, result)
         results.append(result)

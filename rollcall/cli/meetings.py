@@ -33,7 +33,7 @@ def cmd_meeting_list(args, config, console) -> int:
 
 
 def cmd_unknown_list(args, config, console) -> int:
-    from rollcall.pipeline.presence import minute_lengths
+    from rollcall.presence import minute_lengths
 
     db = open_db(config)
     table = Table(

@@ -11,9 +11,15 @@ from rollcall.cli.args import command, command_group
 
 
 def cmd_models_check(args, config, console) -> int:
+    from rollcall.models import ModelError
     from rollcall.pipeline.plugin_manager import resolve_face_models
 
-    models = resolve_face_models(config)
+    try:
+        models = resolve_face_models(config, allow_download=False)
+    except ModelError as exc:
+        if not config.models.allow_download:
+            raise
+        raise ModelError(f"{exc} (`models check` never downloads)") from None
     console.print(
         f"pack {models.pack_name}: detector {models.detector_path}, "
         f"recognizer {models.recognizer_path}, match threshold {models.match_threshold}",

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from rollcall.cli.args import command, command_group
 from rollcall.config import Config
+from rollcall.notify.delivery import deliver_due
 from rollcall.store import outbox, storage
 
 EXIT_FAILURE = 1
@@ -78,7 +79,7 @@ def cmd_notify_send(args: argparse.Namespace, config: Config, console: Console) 
     from rollcall.pipeline.plugin_manager import notifier_manager
 
     db = storage.open_db(config.home)
-    result = outbox.deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db, config=config))
     console.print(
         f"{result.sent} sent, {result.retried} to retry later, {result.failed} failed",
         highlight=False,
@@ -98,7 +99,7 @@ def deliver_now(config: Config, console: Console, meeting_id: int, queued: Seque
             highlight=False,
         )
         return EXIT_FAILURE
-    result = outbox.deliver_due(db, config, notifier_manager(db=db))
+    result = deliver_due(db, config, notifier_manager(db=db, config=config))
     console.print(
         f"notifications: {result.sent} sent, {result.retried} to retry later "
         f"(`rollcall notify send`), {result.failed} failed",

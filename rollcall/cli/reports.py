@@ -26,7 +26,7 @@ def _cli_error(message: str) -> Exception:
 
 
 def _formats(args: argparse.Namespace) -> tuple[str, ...]:
-    from rollcall.reports.report import FORMATS, parse_formats
+    from rollcall.reports.common import FORMATS, parse_formats
 
     if args.format and not args.out:
         raise _cli_error("--format needs --out DIR (the folder to write the files into)")
@@ -37,8 +37,9 @@ def _formats(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_report_meeting(args: argparse.Namespace, config: Config, console: Console) -> int:
-    from rollcall.reports.report import summary_table, write_reports
+    from rollcall.reports.meeting import write_reports
     from rollcall.reports.results import meeting_report
+    from rollcall.reports.terminal import summary_table
 
     formats = _formats(args)
     report = meeting_report(storage.open_db(config.home), args.meeting, config.attendance)

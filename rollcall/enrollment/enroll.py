@@ -5,13 +5,23 @@ enough, not a duplicate; a photo that looks more like another enrolled
 student than like its own is kept with a warning. A student's template is the
 normalised mean of their photo embeddings (the published tools ask for at
 least five photos in different poses).
+
+Files are checked before they are decoded: only regular files (no pipes or
+devices, no links leading out of an imported folder), at most
+``[enrollment] max_photo_bytes`` bytes, a JPEG/PNG/BMP/WebP header with at most
+``max_photo_pixels`` pixels. A photo that fails is refused with the reason; the
+other photos and students are still enrolled.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
+import os
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +36,16 @@ from rollcall.types import Face, Roster, SampledFrame
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+#: Image formats accepted, as Pillow names them in the file header.
+IMAGE_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "MPO"}  # MPO: JPEG from some cameras
+#: Roster delimiters tried on the header line: comma, semicolon (Excel in many locales), tab.
+ROSTER_DELIMITERS = (",", ";", "\t")
+UNREADABLE = "not an image file that can be read (use JPEG or PNG)"
+ALREADY_ENROLLED = "a photo with this name is already enrolled"
+
+
+class PhotoRefused(Exception):
+    """One photo cannot be used; the message says why (shown to the user)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +60,140 @@ class PhotoCheck:
     face_px: int = 0
     det_score: float = 0.0
     sharpness: float = 0.0
+    width: int = 0
+    height: int = 0
+    already_enrolled: bool = False  # refused only because the student has this photo
 
 
 @dataclass(slots=True)
 class EnrollmentResult:
     student_id: str
     checks: list[PhotoCheck] = field(default_factory=list)
+    photos_total: int = 0  # photos the student has after this run
 
     @property
     def accepted(self) -> int:
         return sum(c.accepted for c in self.checks)
+
+    @property
+    def problem(self) -> str:
+        """Why nothing usable was enrolled for the student ("" when something was):
+        the student has no photo at all, or every photo given was refused (photos
+        the student already has do not count as refused)."""
+        given = len(self.checks)
+        if self.photos_total == 0:
+            if not given:
+                return "no photo given, so the student can never be recognised"
+            return (
+                f"none of the {given} photo(s) could be enrolled, so the student can never "
+                "be recognised"
+            )
+        if given and not self.accepted and any(not c.already_enrolled for c in self.checks):
+            return f"none of the {given} photo(s) given could be enrolled"
+        return ""
+
+
+def read_photo_file(path: Path, max_bytes: int, *, folder: Path | None = None) -> bytes:
+    """The bytes of one photo file, or :class:`PhotoRefused`.
+
+    Never blocks or reads without bound: pipes, devices and sockets are refused
+    before they are read, as are files over ``max_bytes`` and, when ``folder`` is
+    given, links that lead out of it."""
+    if folder is not None:
+        try:
+            inside = path.resolve().is_relative_to(folder.resolve())
+        except (OSError, RuntimeError):  # a link loop
+            inside = False
+        if not inside:
+            raise PhotoRefused("a link to a file outside the photo folder")
+    try:
+        before = path.stat()
+    except OSError as exc:
+        raise PhotoRefused(f"cannot read: {exc.strerror}") from None
+    kind = _file_kind(before.st_mode)
+    if kind:
+        raise PhotoRefused(f"not a photo file but {kind}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise PhotoRefused(f"cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        kind = _file_kind(st.st_mode)
+        if kind:  # replaced between stat and open
+            raise PhotoRefused(f"not a photo file but {kind}")
+        if st.st_size == 0:
+            raise PhotoRefused("empty file (0 bytes)")
+        if st.st_size > max_bytes:
+            raise PhotoRefused(_too_many_bytes(st.st_size, max_bytes))
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew while being read
+        raise PhotoRefused(_too_many_bytes(len(data), max_bytes))
+    if not data:
+        raise PhotoRefused("empty file (0 bytes)")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    """ "" for a regular file, else what it is."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _too_many_bytes(size: int, max_bytes: int) -> str:
+    return (
+        f"file too large ({size / 1e6:.1f} MB, at most {max_bytes / 1e6:.1f} MB: "
+        "[enrollment] max_photo_bytes)"
+    )
+
+
+def image_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) read from the image header without decoding the
+    pixels, or :class:`PhotoRefused` for an unknown format or too many pixels."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format or "", im.size
+    except Image.DecompressionBombError:
+        raise PhotoRefused(_too_many_pixels("", max_pixels)) from None
+    except Exception:  # any parser error of an untrusted header: not an image we can use
+        raise PhotoRefused(UNREADABLE) from None
+    if fmt not in IMAGE_FORMATS:
+        raise PhotoRefused(f"{fmt} images are not accepted (use JPEG or PNG)")
+    if width * height > max_pixels:
+        raise PhotoRefused(_too_many_pixels(f"{width}x{height} pixels, ", max_pixels))
+    return fmt, width, height
+
+
+def _too_many_pixels(size: str, max_pixels: int) -> str:
+    return (
+        f"image too large ({size}at most {max_pixels / 1e6:g} megapixels: "
+        "[enrollment] max_photo_pixels); use a smaller copy"
+    )
+
+
+def decode_photo(data: bytes, max_pixels: int) -> np.ndarray:
+    """The photo as a BGR image, or :class:`PhotoRefused`; the header is checked first."""
+    image_header(data, max_pixels)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise PhotoRefused(UNREADABLE)
+    return image
 
 
 def sharpness_of(image: np.ndarray, face: Face) -> float:
@@ -117,10 +261,16 @@ def check_photo(
     (k, d), ``others`` maps other students' ids to their templates (d,)."""
     digest = hashlib.sha256(data).hexdigest()
     if digest in own_hashes:
-        return PhotoCheck(filename, False, f"same file as {own_hashes[digest]} (duplicate)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return PhotoCheck(filename, False, "not an image file that can be read (use JPEG or PNG)")
+        return PhotoCheck(
+            filename,
+            False,
+            f"same file as {own_hashes[digest]} (duplicate)",
+            already_enrolled=True,
+        )
+    try:
+        image = decode_photo(data, settings.max_photo_pixels)
+    except PhotoRefused as exc:
+        return PhotoCheck(filename, False, str(exc))
     faces, embeddings = detect_and_embed(pm, image)
     confident = [i for i, f in enumerate(faces) if f.score >= settings.min_det_score]
     if not confident:
@@ -134,7 +284,13 @@ def check_photo(
     x1, y1, x2, y2 = face.bbox
     face_px = int(min(x2 - x1, y2 - y1))
     sharp = sharpness_of(image, face)
-    common = dict(face_px=face_px, det_score=round(face.score, 3), sharpness=round(sharp, 1))
+    common = dict(
+        face_px=face_px,
+        det_score=round(face.score, 3),
+        sharpness=round(sharp, 1),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+    )
     if face_px < settings.min_face_px:
         return PhotoCheck(
             filename,
@@ -189,8 +345,12 @@ def enroll_photos(
     *,
     name: str = "",
     email: str = "",
+    folder: Path | None = None,
 ) -> EnrollmentResult:
-    """Create/update the student and store every photo that passes the checks."""
+    """Create/update the student and store every photo that passes the checks.
+
+    ``folder``: the imported folder the photos come from; links leading out of it
+    are refused. A bad photo is refused on its own, never the whole call."""
     roster = load_roster(db, pm, course_id, model_key)
     student_pk = storage.upsert_student(db, course_id, student_id, name, email)
     others = {
@@ -210,22 +370,21 @@ def enroll_photos(
     result = EnrollmentResult(student_id=student_id)
     for path in photos:
         filename = path.name
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            result.checks.append(PhotoCheck(filename, False, f"cannot read: {exc.strerror}"))
-            continue
         if filename in existing_names:
             result.checks.append(
-                PhotoCheck(filename, False, "a photo with this name is already enrolled")
+                PhotoCheck(filename, False, ALREADY_ENROLLED, already_enrolled=True)
             )
+            continue
+        try:
+            data = read_photo_file(path, settings.max_photo_bytes, folder=folder)
+        except PhotoRefused as exc:
+            result.checks.append(PhotoCheck(filename, False, str(exc)))
             continue
         own = np.stack(own_list) if own_list else np.zeros((0, 0), np.float32)
         check = check_photo(pm, data, filename, settings, own, others, own_hashes)
         result.checks.append(check)
         if not check.accepted:
             continue
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         photo_id = storage.add_photo(
             db,
             student_pk,
@@ -233,8 +392,8 @@ def enroll_photos(
                 "filename": filename,
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "image": data,
-                "width": image.shape[1],
-                "height": image.shape[0],
+                "width": check.width,
+                "height": check.height,
                 "face_px": check.face_px,
                 "det_score": check.det_score,
                 "sharpness": check.sharpness,
@@ -244,16 +403,35 @@ def enroll_photos(
         own_list.append(check.embedding)
         own_hashes[hashlib.sha256(data).hexdigest()] = filename
         existing_names.add(filename)
+    result.photos_total = len(existing) + result.accepted
     return result
 
 
+def roster_delimiter(header: str) -> str | None:
+    """The delimiter of a roster whose header line is ``header``: the one of
+    ``,`` ``;`` tab that gives a ``student_id`` column, else None."""
+    for delimiter in ROSTER_DELIMITERS:
+        fields = next(csv.reader([header], delimiter=delimiter), [])
+        if "student_id" in (f.strip() for f in fields):
+            return delimiter
+    return None
+
+
 def read_roster_csv(path: Path) -> dict[str, dict[str, str]]:
-    """student_id -> {name, email} from a roster.csv with a header row."""
+    """student_id -> {name, email} from a roster.csv with a header row; columns are
+    separated by commas, semicolons or tabs (found from the header)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"student_id"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: needs a header with student_id,name,email")
+        header = fh.readline()
+        delimiter = roster_delimiter(header.rstrip("\r\n"))
+        if delimiter is None:
+            found = header.strip()[:80] or "an empty first line"
+            raise ValueError(
+                f"{path}: needs a header row with student_id,name,email (columns separated "
+                f"by commas, semicolons or tabs); found {found!r}"
+            )
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
         return {
             row["student_id"].strip(): {
                 "name": (row.get("name") or "").strip(),
@@ -265,7 +443,9 @@ def read_roster_csv(path: Path) -> dict[str, dict[str, str]]:
 
 
 def photo_folders(root: Path) -> dict[str, list[Path]]:
-    """student_id -> photo paths, from ``root/<student_id>/*.jpg``."""
+    """student_id -> photo paths, from ``root/<student_id>/*.jpg``. The paths are
+    only listed here, not opened: :func:`enroll_photos` (``folder=root``) refuses
+    special files and links leading out of ``root`` one by one."""
     out = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -279,7 +459,10 @@ def embed_missing(
     """Embed stored photos that have no embedding for ``model_key`` (after a pack change)."""
     count = 0
     for photo in storage.photos_missing_embeddings(db, course_id, model_key):
-        image = cv2.imdecode(np.frombuffer(photo["image"], np.uint8), cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imdecode(np.frombuffer(photo["image"], np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
         faces, embeddings = detect_and_embed(pm, image) if image is not None else ([], None)
         if not faces:
             log.warning(

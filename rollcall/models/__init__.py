@@ -17,6 +17,7 @@ Typical use::
 from rollcall.models.errors import ModelError
 from rollcall.models.registry import (
     ENV_MODELS_DIR,
+    ENV_MODELS_PACK,
     INSIGHTFACE_MODEL_ZOO_URL,
     INSIGHTFACE_RELEASE_URL,
     REGISTRY,
@@ -28,10 +29,16 @@ from rollcall.models.registry import (
     models_dir_from_env,
     with_thresholds,
 )
-from rollcall.models.resolve import ResolvedPack, default_cache_dir, resolve_pack
+from rollcall.models.resolve import (
+    ResolvedPack,
+    default_cache_dir,
+    packs_in_models_dir,
+    resolve_pack,
+)
 
 __all__ = [
     "ENV_MODELS_DIR",
+    "ENV_MODELS_PACK",
     "INSIGHTFACE_MODEL_ZOO_URL",
     "INSIGHTFACE_RELEASE_URL",
     "REGISTRY",
@@ -44,6 +51,7 @@ __all__ = [
     "get_pack",
     "known_packs",
     "models_dir_from_env",
+    "packs_in_models_dir",
     "resolve_pack",
     "with_thresholds",
 ]

@@ -67,6 +67,7 @@ INSIGHTFACE_RELEASE_URL = "https://github.com/deepinsight/insightface/releases/d
 INSIGHTFACE_MODEL_ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo"
 #: Environment variable naming a folder that holds ``<pack>/`` folders (or one pack's files).
 ENV_MODELS_DIR = "ROLLCALL_MODELS_DIR"
+ENV_MODELS_PACK = "ROLLCALL_MODELS_PACK"
 
 Role = Literal["detector", "recognizer", "landmark_2d106", "landmark_3d68", "genderage", "other"]
 ROLES: tuple[str, ...] = (

@@ -7,7 +7,10 @@
    looked for in its own folder first);
 2. the insightface cache: ``<cache_dir>/<pack>/`` (default ``~/.insightface/models``);
 3. the network, when ``allow_download`` is set and the pack has an archive:
-   ``<download_base_url>/<pack>.zip`` (default: the pack's ``archive_url``).
+   ``<download_base_url>/<pack>.zip`` (default: the pack's ``archive_url``);
+   never when the models dir holds other registered packs: the error then names
+   them and how to select one (a models dir is how offline machines are set up,
+   so a pack missing from it is far more likely a wrong name than a wish to download).
 
 Integrity checks
 ----------------
@@ -44,7 +47,14 @@ from typing import Any, Literal
 
 from rollcall.models.download import download, extract_zip, remove_tree, sha256_file
 from rollcall.models.errors import ModelError
-from rollcall.models.registry import ENV_MODELS_DIR, ModelFile, ModelPack, get_pack
+from rollcall.models.registry import (
+    ENV_MODELS_DIR,
+    ENV_MODELS_PACK,
+    REGISTRY,
+    ModelFile,
+    ModelPack,
+    get_pack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +162,15 @@ def resolve_pack(
     wanted = ", ".join(f.name for f in pack.required_files)
     noun = "files" if len(pack.required_files) > 1 else "file"
     where = ", ".join(str(p) for p in looked)
+    others = packs_in_models_dir(models_dir) if models_dir is not None else ()
+    others = tuple(name for name in others if name != pack.name)
+    if others:
+        raise ModelError(
+            f"model pack {pack.name!r} not found: looked in {where}. The models dir "
+            f"{Path(models_dir).expanduser()} holds pack(s) {', '.join(others)}: select one "
+            f'with {ENV_MODELS_PACK}={others[0]} (or [models] pack = "{others[0]}" in '
+            f"config.toml), or copy {pack.name}/ into the models dir"
+        )
     if not allow_download or url is None:
         if url is None:
             fix = (
@@ -167,6 +186,17 @@ def resolve_pack(
             f"model {noun} {wanted} of pack {pack.name!r} not found: looked in {where}; {fix}"
         )
     return _download_pack(pack, url, cache_root, progress=progress, timeout=timeout)
+
+
+def packs_in_models_dir(models_dir: Path) -> tuple[str, ...]:
+    """Registered packs whose required files are all in ``<models_dir>/<pack>/`` or
+    in ``models_dir`` itself, sorted (nothing is hashed or written)."""
+    md = Path(models_dir).expanduser()
+    return tuple(
+        name
+        for name, pack in sorted(REGISTRY.items())
+        if not _presence(pack, md / name)[0] or not _presence(pack, md)[0]
+    )
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,1 +1,2 @@
-"""Instructor notifications: the meeting summary that the email and chat notifiers send."""
+"""Instructor notifications: the meeting summary (``summary``), composing messages (``messages``)
+and delivering them through the notifier plugins (``delivery``); the queue is ``store.outbox``."""

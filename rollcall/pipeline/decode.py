@@ -32,7 +32,7 @@ import av
 import av.error
 import numpy as np
 
-from rollcall.types import SampledFrame
+from rollcall.types import RecordingInfo, SampledFrame
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +63,6 @@ class RecordingError(Exception):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
-
-
-@dataclass(frozen=True)
-class RecordingInfo:
-    """What :func:`probe` knows about a recording without decoding it all.
-
-    ``width`` and ``height`` are the size of the picture as a player shows it, i.e.
-    after ``rotation`` (the shape :func:`sample_frames` yields without ``max_width``).
-    ``rotation`` is the counter-clockwise turn in degrees (0, 90, 180 or 270) that the
-    container's display matrix applies to the stored picture (FFmpeg's convention,
-    ``ffprobe``'s ``rotation`` side data modulo 360).
-    """
-
-    path: Path
-    duration_s: float
-    width: int
-    height: int
-    rotation: int
-    fps: float | None  # average frame rate
-    codec: str
-    start_time: datetime | None  # container/stream ``creation_time`` (UTC), if present
-    n_frames: int | None  # frame count from the container, if it records one
 
 
 @dataclass(slots=True)

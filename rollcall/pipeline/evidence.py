@@ -15,8 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rollcall.pipeline.tracking import TrackedFace
-from rollcall.types import SampledFrame
+from rollcall.types import SampledFrame, TrackedFace
 
 
 class EvidenceKeeper:

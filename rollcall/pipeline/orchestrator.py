@@ -1,14 +1,18 @@
 """Running one recording through the enabled plugins, start to finish.
 
 Follow a recording here: probe -> roster -> sample frames -> detect -> embed ->
-match -> track -> analyse -> identify tracks -> finalise -> store -> report.
+match -> track -> analyse -> identify tracks -> finalise -> store (core results and
+the plugins' rows, one transaction) -> report.
 Frames are decoded in a thread of their own, ahead of the analysis
 (``decode.prefetched``); detection and embedding go through the fast path of
 ``rollcall.pipeline.gallery`` (per gallery tile, only where the picture changed or a
 face is not settled, ``[analysis] recheck_s`` / ``embed_max_age_s``).
 A recording that cannot be decoded fails with a ``RecordingError``; the
 meeting is marked failed and every previously stored result stays intact
-(results are replaced in one transaction only after a complete run).
+(results are replaced in one transaction only after a complete run). That
+transaction also holds the plugins' rows (``rollcall_create_tables``,
+``rollcall_save_results``): a plugin's results and the attendance commit or
+roll back together.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from rollcall.pipeline.tracking import FaceTracker
 from rollcall.pipeline.unknowns import cluster_rows, cluster_unknown_tracks
 from rollcall.reports.results import meeting_report
 from rollcall.store import storage
+from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
 from rollcall.types import AttendanceReport, MeetingContext, SampledFrame
 
@@ -210,29 +215,33 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
     warnings = []
     if not any(len(e) for e in roster.photo_embeddings):
         warnings.append("no student of this course has an enrolled photo: everyone is absent")
-    storage.replace_results(
-        db,
-        meeting_id,
-        presence_rows,
-        attendance_rows,
-        cluster_rows(
-            clusters,
-            meeting_id=meeting_id,
-            model=models.model_key,
-            duration_s=info.duration_s,
-            interval_s=interval,
-            max_gap_s=rec.max_gap_s,
-        ),
-        {
-            "status": "done",
-            "error": "",
-            "duration_s": info.duration_s,
-            "model": models.model_key,
-            "start_time": start_time.isoformat() if start_time else None,
-            "warnings": "\n".join(warnings),
-            "analyzed_at": storage.now_iso(),
-        },
-    )
+    # One transaction: the core results and every plugin's rows commit or roll back together.
+    with write_transaction(db):
+        storage.replace_results(
+            db,
+            meeting_id,
+            presence_rows,
+            attendance_rows,
+            cluster_rows(
+                clusters,
+                meeting_id=meeting_id,
+                model=models.model_key,
+                duration_s=info.duration_s,
+                interval_s=interval,
+                max_gap_s=rec.max_gap_s,
+            ),
+            {
+                "status": "done",
+                "error": "",
+                "duration_s": info.duration_s,
+                "model": models.model_key,
+                "start_time": start_time.isoformat() if start_time else None,
+                "warnings": "\n".join(warnings),
+                "analyzed_at": storage.now_iso(),
+            },
+        )
+        pm.hook.rollcall_create_tables(db=db)
+        pm.hook.rollcall_save_results(db=db, meeting=context, results=results, roster=roster)
     save_plugin_failures(db, meeting_id, plugin_failures(pm))
     storage.save_recording(
         db,

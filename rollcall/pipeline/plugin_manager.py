@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from rollcall import hookspecs
-from rollcall.config import Config
+from rollcall.config import Config, ConfigError, validate_plugin_settings
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rollcall.plugins"
@@ -60,8 +61,11 @@ class FaceModels:
         return f"{self.pack_name}/{self.recognizer_path.name}#{size}"
 
 
-def resolve_face_models(config: Config, *, progress: bool = True) -> FaceModels:
-    """Find (or download) the configured model pack; raises ``models.ModelError``."""
+def resolve_face_models(
+    config: Config, *, progress: bool = True, allow_download: bool | None = None
+) -> FaceModels:
+    """Find (or download) the configured model pack; raises ``models.ModelError``.
+    ``allow_download`` overrides ``[models] allow_download`` (``models check`` never downloads)."""
     from rollcall.models import get_pack, resolve_pack
 
     m = config.models
@@ -76,7 +80,7 @@ def resolve_face_models(config: Config, *, progress: bool = True) -> FaceModels:
         pack,
         models_dir=models_dir,
         cache_dir=Path(m.cache_dir).expanduser(),
-        allow_download=m.allow_download,
+        allow_download=m.allow_download if allow_download is None else allow_download,
         download_base_url=m.download_base_url,
         progress=progress,
     )
@@ -121,36 +125,30 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
     ]
 
 
-def analyzer_plugins(config: Config, *, store: bool = True) -> list[object]:
-    """The built-in optional analyzers; their models load on first use."""
+def analyzer_plugins(config: Config) -> list[object]:
+    """The built-in optional analyzers, built from their validated ``[plugins.<name>]``
+    settings; their models load on first use."""
     from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
-    from rollcall.plugins.engagement import EngagementPlugin, EngagementSettings, HeadPoseModel
+    from rollcall.plugins.engagement import EngagementPlugin, HeadPoseModel
 
-    home = config.home if store else None
-    e, g = config.emotion, config.engagement
-    settings = EngagementSettings(
-        weight_visible=g.weight_visible,
-        weight_facing=g.weight_facing,
-        weight_stable=g.weight_stable,
-        max_yaw_deg=g.max_yaw_deg,
-        max_pitch_deg=g.max_pitch_deg,
-        stable_motion=g.stable_motion,
-        engaged_min_score=g.engaged_min_score,
-        partly_min_score=g.partly_min_score,
-    )
+    e, g = config.plugins.emotion, config.plugins.engagement
     return [
-        EmotionPlugin(
-            EmotionModel(config.models.dir, config.models.threads),
-            min_face_px=e.min_face_px,
-            min_confidence=e.min_confidence,
-            home=home,
-        ),
+        EmotionPlugin(EmotionModel(config.models.dir, config.models.threads), e),
         EngagementPlugin(
             HeadPoseModel(config.models.dir, mode=g.head_pose, threads=config.models.threads),
-            settings,
-            home=home,
+            g,
         ),
     ]
+
+
+def report_manager(plugins: list[object] | None = None) -> RollcallPluginManager:
+    """A manager for reading stored results back (``rollcall_report_sheets``): the
+    built-in analyzers with default settings (``plugins`` to choose others); no model
+    is loaded, the analyzers load theirs on first use only."""
+    pm = RollcallPluginManager()
+    for plugin in plugins if plugins is not None else analyzer_plugins(Config()):
+        pm.register(plugin, name=plugin.name)
+    return pm
 
 
 def notifier_plugins() -> list[object]:
@@ -162,11 +160,18 @@ def notifier_plugins() -> list[object]:
 
 
 def notifier_manager(
-    *, db: Any = None, entry_points: bool = True, plugins: list[object] | None = None
+    *,
+    db: Any = None,
+    entry_points: bool = True,
+    plugins: list[object] | None = None,
+    config: Config | None = None,
 ) -> RollcallPluginManager:
     """A manager for delivering notifications: the built-in notifiers, plus the
     third-party plugins implementing ``rollcall_send_notification`` that an admin
-    enabled globally (read from ``db``). Errors are not caught: the outbox retries."""
+    enabled globally (read from ``db``). Errors are not caught: the outbox retries.
+
+    ``config`` gives third-party notifiers their ``[plugins.<name>]`` settings
+    (without it, their defaults)."""
     pm = RollcallPluginManager()
     for plugin in plugins if plugins is not None else notifier_plugins():
         pm.register(plugin, name=plugin.name)
@@ -174,7 +179,7 @@ def notifier_manager(
         from rollcall.store.plugin_admin import enabled_plugins
 
         enabled = enabled_plugins(db, None)
-        for found in discover_entry_points(set(NOTIFIER_PLUGINS)):
+        for found in discover_entry_points(set(NOTIFIER_PLUGINS), config):
             info = found.info
             if (
                 found.plugin is not None
@@ -265,12 +270,44 @@ def _instantiate(obj: Any) -> object:
     return obj() if inspect.isclass(obj) else obj
 
 
-def discover_entry_points(taken: Collection[str] = ()) -> list[Discovered]:
+def settings_model_of(obj: object) -> type[BaseModel] | None:
+    """The settings model a plugin declares (``settings_model``), or None; TypeError
+    when it is not a pydantic model class."""
+    model = getattr(obj, "settings_model", None)
+    if model is None:
+        return None
+    if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+        raise TypeError(
+            f"settings_model must be a subclass of rollcall.PluginSettings, got {model!r}"
+        )
+    return model
+
+
+def load_plugin(obj: Any, name: str, config: Config) -> object:
+    """The plugin an entry point names, with its validated settings as ``settings``.
+
+    The settings (``[plugins.<name>]`` and ``ROLLCALL_PLUGINS_<NAME>_*``) are
+    validated before a class is instantiated; raises ConfigError or TypeError.
+    """
+    settings = validate_plugin_settings(config, name, settings_model_of(obj))
+    plugin = _instantiate(obj)
+    if settings is not None:
+        plugin.settings = settings  # type: ignore[attr-defined]
+    return plugin
+
+
+def discover_entry_points(
+    taken: Collection[str] = (), config: Config | None = None
+) -> list[Discovered]:
     """Every plugin of the ``rollcall.plugins`` entry-point group, loaded and validated.
 
-    Nothing raises: a plugin that fails to import or validate comes back with
-    ``problem`` set and no instance, and the error is logged.
+    A plugin that declares ``settings_model`` gets its ``[plugins.<name>]``
+    settings from ``config`` (default: the built-in defaults, no file).
+    Nothing raises: a plugin that fails to import, has invalid settings or
+    fails validation comes back with ``problem`` set and no instance, and the
+    error is logged.
     """
+    config = Config() if config is None else config
     found: list[Discovered] = []
     for ep in sorted(
         importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
@@ -283,11 +320,18 @@ def discover_entry_points(taken: Collection[str] = ()) -> list[Discovered]:
             problem = f"name {ep.name!r} is already taken by another plugin"
         else:
             try:
-                plugin = _instantiate(ep.load())
-                hooks = implemented_hooks(plugin)
-                problem = validate_plugin(plugin, ep.name)
+                obj = ep.load()
             except Exception as exc:  # any import-time failure of foreign code
                 problem = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+            else:
+                try:
+                    plugin = load_plugin(obj, ep.name, config)
+                    hooks = implemented_hooks(plugin)
+                    problem = validate_plugin(plugin, ep.name)
+                except ConfigError as exc:
+                    problem = f"invalid settings: {exc}"
+                except Exception as exc:  # foreign constructors, settings_model
+                    problem = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
         if problem:
             log.error(
                 "plugin skipped",
@@ -330,7 +374,7 @@ def describe_plugins(config: Config, *, entry_points: bool = True) -> list[Plugi
         )
     ]
     if entry_points:
-        infos += [d.info for d in discover_entry_points({i.name for i in infos})]
+        infos += [d.info for d in discover_entry_points({i.name for i in infos}, config)]
     return infos
 
 
@@ -443,10 +487,17 @@ def build_catalog(
     }
     optional: dict[str, object] = {p.name: p for p in analyzers}
     if entry_points:
-        for found in discover_entry_points(set(infos)):
+        for found in discover_entry_points(set(infos), config):
             infos[found.info.name] = found.info
             if found.plugin is not None:
                 optional[found.info.name] = found.plugin
+        for name in config.plugins.third_party_names():
+            if name not in infos or infos[name].source == BUILTIN_SOURCE:
+                log.warning(
+                    "[plugins.<name>] table ignored: no installed plugin of that name "
+                    "declares settings",
+                    extra={"plugin": name, "key": f"plugins.{name}"},
+                )
     return PluginCatalog(infos=infos, core=core, optional=optional)
 
 

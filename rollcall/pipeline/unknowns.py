@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rollcall.pipeline.tracking import TrackSummary, seconds_per_minute
+from rollcall.presence import seconds_per_minute
+from rollcall.types import TrackSummary
 
 
 @dataclass(slots=True)
@@ -100,8 +101,9 @@ def label_cluster(
     ``enroll`` the cluster centroid becomes one more embedding of the student.
     Returns the student's new attendance row.
     """
-    from rollcall.pipeline.presence import attendance_status, minute_lengths, present_minutes
+    from rollcall.presence import attendance_status, minute_lengths, present_minutes
     from rollcall.store import storage
+    from rollcall.store.db import write_transaction
 
     meeting = storage.get_meeting(db, meeting_id)
     rows = [c for c in storage.unknown_clusters(db, meeting_id) if c["cluster_no"] == cluster_no]
@@ -131,7 +133,7 @@ def label_cluster(
         "attendance_pct": round(100.0 * sum(minutes) / len(minutes), 1),
         "status": status,
     }
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "delete from presence where meeting_id = ? and student_pk = ?",
             [meeting_id, student["id"]],

@@ -2,7 +2,7 @@
 
 A student is present in a minute when the tracks attributed to them cover at
 least ``[attendance] min_seconds_per_minute`` seconds of it (see
-``rollcall.pipeline.presence``). Gaps of up to ``[recognition] max_gap_s`` inside a track
+``rollcall.presence``). Gaps of up to ``[recognition] max_gap_s`` inside a track
 are bridged: the face was on screen, the detector blinked.
 """
 
@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.presence import attendance_status, present_minutes
-from rollcall.pipeline.tracking import TrackSummary, seconds_per_minute
-from rollcall.types import AttendanceReport, MeetingContext, Roster
+from rollcall import (
+    AttendanceReport,
+    MeetingContext,
+    Roster,
+    TrackSummary,
+    attendance_status,
+    hookimpl,
+    present_minutes,
+    seconds_per_minute,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,6 @@ class AttendancePlugin:
     def rollcall_report(
         self, meeting: MeetingContext, report: AttendanceReport, out_dir: Path
     ) -> list[Path]:
-        from rollcall.reports.report import write_reports
+        from rollcall.reports.meeting import write_reports
 
         return list(write_reports(report, out_dir).values())

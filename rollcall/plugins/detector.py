@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rollcall.hookspecs import hookimpl
+from rollcall import Face, SampledFrame, hookimpl
 from rollcall.plugins.onnx_session import LazyModel
-from rollcall.types import Face, SampledFrame
 
 
 def detector_input_size(width: int, height: int, max_side: int) -> tuple[int, int]:

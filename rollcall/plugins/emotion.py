@@ -3,14 +3,15 @@
 Each recognised face of a sampled frame goes through the mini-Xception
 FER2013 classifier (``extra/fer2013_mini_xception.onnx``): a 64x64 grayscale
 crop of the face box, ``(x / 255 - 0.5) * 2``, giving a softmax over the seven
-expressions of :data:`EXPRESSIONS`. Faces smaller than ``[emotion] min_face_px``
-or whose top probability is below ``[emotion] min_confidence`` are skipped,
+expressions of :data:`EXPRESSIONS`. Faces smaller than ``[plugins.emotion] min_face_px``
+or whose top probability is below ``[plugins.emotion] min_confidence`` are skipped,
 not guessed.
 
 Per student and minute the result is the mean distribution of that minute's
 kept faces and its dominant expression; per meeting, the mean distribution per
 student and for the whole class (every kept face of an identified student).
-Results go to the ``emotion_minutes`` and ``emotion_summary`` tables.
+Results go to the ``emotion_minutes`` and ``emotion_summary`` tables, which the
+plugin creates and writes through its hooks, inside the meeting's transaction.
 
 Emotion recognition in education is prohibited in the EU (AI Act, Art. 5(1)(f));
 see ``docs/plugins.md`` before enabling it.
@@ -22,14 +23,21 @@ import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 import sqlite_utils
 
-from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.tracking import TrackedFace, TrackSummary
+from rollcall import (
+    MeetingContext,
+    Roster,
+    SampledFrame,
+    TrackedFace,
+    TrackSummary,
+    hookimpl,
+    write_transaction,
+)
+from rollcall.plugins.emotion_settings import EmotionSettings
 from rollcall.plugins.face_crops import (
     PerMeeting,
     extra_model_path,
@@ -37,7 +45,6 @@ from rollcall.plugins.face_crops import (
     load_session,
     square_crop,
 )
-from rollcall.types import MeetingContext, Roster, SampledFrame
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "fer2013_mini_xception.onnx"
@@ -118,19 +125,17 @@ class EmotionPlugin:
     """Gathers expression probabilities per track and minute; summarises per student."""
 
     name = "emotion"
+    settings_model = EmotionSettings
 
     def __init__(
         self,
         model: EmotionModel,
-        *,
-        min_face_px: int,
-        min_confidence: float,
-        home: Path | None = None,
+        settings: EmotionSettings | None = None,
     ):
         self.model = model
-        self.min_face_px = min_face_px
-        self.min_confidence = min_confidence
-        self.home = home
+        self.settings = EmotionSettings() if settings is None else settings
+        self.min_face_px = self.settings.min_face_px
+        self.min_confidence = self.settings.min_confidence
         self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 
     @hookimpl
@@ -162,14 +167,6 @@ class EmotionPlugin:
     ) -> dict[str, EmotionResult]:
         state = self._meetings.pop(meeting.meeting_id)
         result = summarise(state, identities)
-        if self.home is not None:
-            from rollcall.store import storage
-
-            db = storage.open_db(self.home)
-            try:
-                save_emotion(db, meeting.meeting_id, result, roster)
-            finally:
-                db.conn.close()
         log.info(
             "emotion analysed",
             extra={
@@ -180,6 +177,25 @@ class EmotionPlugin:
             },
         )
         return {"emotion": result}
+
+    @hookimpl
+    def rollcall_create_tables(self, db: sqlite_utils.Database) -> None:
+        create_tables(db)
+
+    @hookimpl
+    def rollcall_save_results(
+        self, db: sqlite_utils.Database, meeting: MeetingContext, results: dict, roster: Roster
+    ) -> None:
+        if "emotion" in results:
+            save_emotion(db, meeting.meeting_id, results["emotion"], roster)
+
+    @hookimpl
+    def rollcall_report_sheets(
+        self, db: sqlite_utils.Database, meeting_id: int
+    ) -> list[tuple[str, list[str], list]]:
+        return [
+            (title, header, rows) for title, (header, rows) in report_sheets(db, meeting_id).items()
+        ]
 
 
 def summarise(state: _MeetingState, identities: dict[int, int]) -> EmotionResult:
@@ -215,7 +231,7 @@ def _rounded(dist: np.ndarray) -> tuple[float, ...]:
 
 
 def create_tables(db: sqlite_utils.Database) -> None:
-    """The emotion tables (idempotent; part of the plugin-admin migration)."""
+    """The emotion tables (idempotent; the ``rollcall_create_tables`` hook)."""
     probs = {name: float for name in EXPRESSIONS}
     if "emotion_minutes" not in db.table_names():
         db["emotion_minutes"].create(
@@ -239,7 +255,8 @@ def create_tables(db: sqlite_utils.Database) -> None:
 def save_emotion(
     db: sqlite_utils.Database, meeting_id: int, result: EmotionResult, roster: Roster
 ) -> None:
-    """Replace the meeting's emotion rows in one transaction (class row: student_pk 0)."""
+    """Replace the meeting's emotion rows (class row: student_pk 0), in a write transaction
+    of ``db`` (a savepoint of the meeting's when called from the hook)."""
     create_tables(db)
 
     def row(pk: int, samples: int, dist: tuple[float, ...], dom: str) -> dict:
@@ -251,7 +268,7 @@ def save_emotion(
             "dominant": dom,
         }
 
-    with db.conn:
+    with write_transaction(db):
         db.execute("DELETE FROM emotion_minutes WHERE meeting_id = ?", [meeting_id])
         db.execute("DELETE FROM emotion_summary WHERE meeting_id = ?", [meeting_id])
         db["emotion_minutes"].insert_all(

@@ -18,8 +18,9 @@ Three components, each 0..1, measured per student and minute:
 (``facing`` and ``stable`` are 0 in a minute without the face), and the
 level is ``engaged`` from ``engaged_min_score``, ``partly`` from
 ``partly_min_score``, else ``not engaged``. All weights and thresholds are in
-``[engagement]`` of ``config.toml``. Results go to ``engagement_minutes`` and
-``engagement_summary``; the report shows the components, not only the score.
+``[plugins.engagement]`` of ``config.toml``. Results go to ``engagement_minutes`` and
+``engagement_summary`` (created and written through the plugin's hooks, inside
+the meeting's transaction); the report shows the components, not only the score.
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
-from rollcall.hookspecs import hookimpl
+from rollcall import (
+    MeetingContext,
+    Roster,
+    SampledFrame,
+    TrackedFace,
+    TrackSummary,
+    hookimpl,
+    minutes_in,
+    write_transaction,
+)
 from rollcall.models import ModelError
-from rollcall.pipeline.tracking import TrackedFace, TrackSummary
+from rollcall.plugins.engagement_settings import EngagementSettings
 from rollcall.plugins.face_crops import PerMeeting, extra_model_path, load_session, square_crop
-from rollcall.types import MeetingContext, Roster, SampledFrame, minutes_in
 
 log = logging.getLogger(__name__)
 FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")
@@ -45,30 +53,6 @@ FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")
 KPS_YAW_PER_OFFSET = -94.8  # degrees per (nose - face midline) / eye distance
 KPS_PITCH_PER_RATIO = -65.7  # degrees per (nose - eyes) / (mouth - eyes)
 KPS_PITCH_NEUTRAL_RATIO = 0.456
-
-
-@dataclass(frozen=True, slots=True)
-class EngagementSettings:
-    weight_visible: float
-    weight_facing: float
-    weight_stable: float
-    max_yaw_deg: float
-    max_pitch_deg: float
-    stable_motion: float
-    engaged_min_score: float
-    partly_min_score: float
-
-    def level(self, score: float) -> str:
-        if score >= self.engaged_min_score:
-            return "engaged"
-        if score >= self.partly_min_score:
-            return "partly"
-        return "not engaged"
-
-    def score(self, visible: float, facing: float, stable: float) -> float:
-        w = self.weight_visible + self.weight_facing + self.weight_stable
-        total = self.weight_visible * visible + self.weight_facing * facing
-        return round(100.0 * (total + self.weight_stable * stable) / w, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +178,15 @@ class EngagementPlugin:
     """Gathers visibility, head pose and motion per track and minute; scores per student."""
 
     name = "engagement"
+    settings_model = EngagementSettings
 
     def __init__(
-        self, pose_model: HeadPoseModel, settings: EngagementSettings, *, home: Path | None = None
+        self,
+        pose_model: HeadPoseModel,
+        settings: EngagementSettings | None = None,
     ):
         self.pose_model = pose_model
-        self.settings = settings
-        self.home = home
+        self.settings = EngagementSettings() if settings is None else settings
         self._meetings: PerMeeting[_MeetingState] = PerMeeting(_MeetingState)
 
     @hookimpl
@@ -242,14 +228,6 @@ class EngagementPlugin:
     ) -> dict[str, EngagementResult]:
         state = self._meetings.pop(meeting.meeting_id)
         result = score_meeting(state, identities, self.settings, minutes_in(meeting.duration_s))
-        if self.home is not None:
-            from rollcall.store import storage
-
-            db = storage.open_db(self.home)
-            try:
-                save_engagement(db, meeting.meeting_id, result, roster)
-            finally:
-                db.conn.close()
         log.info(
             "engagement analysed",
             extra={
@@ -259,6 +237,25 @@ class EngagementPlugin:
             },
         )
         return {"engagement": result}
+
+    @hookimpl
+    def rollcall_create_tables(self, db: sqlite_utils.Database) -> None:
+        create_tables(db)
+
+    @hookimpl
+    def rollcall_save_results(
+        self, db: sqlite_utils.Database, meeting: MeetingContext, results: dict, roster: Roster
+    ) -> None:
+        if "engagement" in results:
+            save_engagement(db, meeting.meeting_id, results["engagement"], roster)
+
+    @hookimpl
+    def rollcall_report_sheets(
+        self, db: sqlite_utils.Database, meeting_id: int
+    ) -> list[tuple[str, list[str], list]]:
+        return [
+            (title, header, rows) for title, (header, rows) in report_sheets(db, meeting_id).items()
+        ]
 
 
 def score_meeting(
@@ -334,7 +331,7 @@ COMPONENTS = ("visible", "facing", "stable")
 
 
 def create_tables(db: sqlite_utils.Database) -> None:
-    """The engagement tables (idempotent; part of the plugin-admin migration)."""
+    """The engagement tables (idempotent; the ``rollcall_create_tables`` hook)."""
     if "engagement_minutes" not in db.table_names():
         db["engagement_minutes"].create(
             {
@@ -372,7 +369,8 @@ def create_tables(db: sqlite_utils.Database) -> None:
 def save_engagement(
     db: sqlite_utils.Database, meeting_id: int, result: EngagementResult, roster: Roster
 ) -> None:
-    """Replace the meeting's engagement rows in one transaction (class row: student_pk 0)."""
+    """Replace the meeting's engagement rows (class row: student_pk 0), in a write transaction
+    of ``db`` (a savepoint of the meeting's when called from the hook)."""
     create_tables(db)
 
     def summary_row(pk: int, x: EngagementSummary) -> dict:
@@ -388,7 +386,7 @@ def save_engagement(
             "pose_source": result.pose_source,
         }
 
-    with db.conn:
+    with write_transaction(db):
         db.execute("DELETE FROM engagement_minutes WHERE meeting_id = ?", [meeting_id])
         db.execute("DELETE FROM engagement_summary WHERE meeting_id = ?", [meeting_id])
         db["engagement_minutes"].insert_all(

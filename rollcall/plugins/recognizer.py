@@ -6,7 +6,7 @@ crops aligned by the five keypoints, lighting standardised first, see
 similarity is below the pack's calibrated threshold is unknown, never "the
 nearest student". Within a frame the assignment is one-to-one (Hungarian
 algorithm on the similarities). Who a *track* is gets decided by
-``rollcall.pipeline.tracking.vote_identities``: by per-frame votes, or for long tracks
+``vote_identities`` below: by per-frame votes, or for long tracks
 by the track's mean embedding with a margin over the second-best student.
 """
 
@@ -20,10 +20,8 @@ import numpy as np
 from insightface.utils import face_align
 from scipy.optimize import linear_sum_assignment
 
-from rollcall.hookspecs import hookimpl
-from rollcall.pipeline.tracking import FaceMatch, TrackSummary, vote_identities
+from rollcall import Face, FaceMatch, Roster, SampledFrame, TrackSummary, hookimpl
 from rollcall.plugins.onnx_session import LazyModel
-from rollcall.types import Face, Roster, SampledFrame
 
 # insightface's aligner calls a scikit-image API deprecated in 0.26; harmless, and noisy.
 warnings.filterwarnings("ignore", category=FutureWarning, module="insightface.utils.face_align")
@@ -148,3 +146,67 @@ class RecognizerPlugin:
             centroid_margin=CENTROID_MARGIN,
             centroid_min_samples=CENTROID_MIN_SAMPLES,
         )
+
+
+def vote_identities(
+    tracks: list[TrackSummary],
+    templates: np.ndarray,
+    *,
+    threshold: float,
+    min_samples: int,
+    vote_share: float,
+    centroid_threshold: float | None = None,
+    centroid_margin: float = 0.0,
+    centroid_min_samples: int = 0,
+) -> dict[int, int]:
+    """Decide who each track is: track id -> roster index, for known tracks only.
+
+    A track is attributed to student s when it has at least ``min_samples``
+    samples, s won at least ``vote_share`` of them (each sample votes only when
+    its match cleared the threshold), and the track's mean embedding is itself
+    above the threshold for s.
+
+    A track that fails the vote can still be attributed by its mean embedding
+    alone when ``centroid_threshold`` is given: the track has at least
+    ``centroid_min_samples`` samples, its centroid is at least
+    ``centroid_threshold`` similar to its nearest student s, and at least
+    ``centroid_margin`` more similar to s than to any other student. Averaging
+    many samples cancels per-frame noise, so a long track of a poorly lit,
+    low-resolution face (whose single frames rarely clear the threshold) is
+    recognised, while the margin keeps a stranger who is vaguely similar to
+    several students unknown.
+
+    Tracks that overlap in time cannot both be the same student: the stronger
+    one (more supporting samples, then higher similarity) keeps the identity
+    and the other stays unknown.
+    """
+    candidates = []
+    for tr in tracks:
+        if tr.n < min_samples:
+            continue
+        sims = templates @ tr.centroid
+        if tr.votes:
+            student, count = tr.votes.most_common(1)[0]
+            if count >= vote_share * tr.n_measured and float(sims[student]) >= threshold:
+                mean_sim = tr.similarity_sum[student] / count
+                # Supporting samples, extrapolated to the samples that were not measured.
+                support = count * tr.n / max(tr.n_measured, 1)
+                candidates.append((support, mean_sim, tr, student))
+                continue
+        if centroid_threshold is None or tr.n_measured < centroid_min_samples or len(sims) == 0:
+            continue
+        order = np.argsort(-sims)
+        best = float(sims[order[0]])
+        second = float(sims[order[1]]) if len(order) > 1 else -1.0
+        if best >= centroid_threshold and best - second >= centroid_margin:
+            candidates.append((tr.n, best, tr, int(order[0])))
+    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    taken: dict[int, list[tuple[float, float]]] = {}
+    identities: dict[int, int] = {}
+    for _count, _sim, tr, student in candidates:
+        spans = taken.setdefault(student, [])
+        if any(tr.first_t <= end and start <= tr.last_t for start, end in spans):
+            continue
+        spans.append((tr.first_t, tr.last_t))
+        identities[tr.track_id] = student
+    return identities

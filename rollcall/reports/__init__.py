@@ -1,2 +1,3 @@
-"""Reports for instructors: a meeting's results read back from the database and written
-as CSV, XLSX, PNG, HTML and a terminal table; the course (term) view."""
+"""Reports for instructors: a meeting's results read back from the database (``results``) and
+written by format (``csv_report``, ``xlsx``, ``png``, ``html``, ``terminal``; ``meeting`` writes
+them all), and the course (term) view (``course``, ``course_writers``, ``course_png``)."""

@@ -1,9 +1,10 @@
 """A course's term report: every enrolled student against every analysed meeting.
 
-:func:`course_report` reads the database into a :class:`CourseReport`, which
-the writers in :mod:`rollcall.reports.course_writers` (CSV, XLSX, PNG, terminal) and
-:mod:`rollcall.reports.html` (HTML) lay out. The per-meeting values are the
-*corrected* ones (:func:`rollcall.reports.results.meeting_students`), so an
+:func:`course_report` reads the database into a :class:`CourseReport`
+(:mod:`rollcall.reports.course_types`), which the writers in
+:mod:`rollcall.reports.course_writers` (CSV, XLSX, terminal),
+:mod:`rollcall.reports.course_png` (PNG) and :mod:`rollcall.reports.html` (HTML)
+lay out. The per-meeting values are the *corrected* ones (:func:`rollcall.reports.results.meeting_students`), so an
 instructor's correction shows in the term report exactly as in the meeting's.
 
 Only meetings whose analysis finished (status ``done``) are columns; pending
@@ -20,87 +21,30 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import sqlite_utils
 
 from rollcall.config import AttendanceConfig
+from rollcall.reports.course_types import (
+    CourseCell,
+    CourseMeeting,
+    CourseReport,
+    CourseStudent,
+)
 from rollcall.store import storage
 
-
-@dataclass(frozen=True, slots=True)
-class CourseMeeting:
-    """One column of the term report."""
-
-    meeting_id: int
-    title: str
-    day: date  # start day, or analysis day when the start time is unknown
-    start_time: datetime | None
-
-    @property
-    def label(self) -> str:
-        """Short column header: ``2026-09-01 #3`` (date and meeting id, unique)."""
-        return f"{self.day.isoformat()} #{self.meeting_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class CourseCell:
-    """One student in one meeting (corrected values)."""
-
-    attendance_pct: float
-    status: str
-    corrected: bool  # an instructor's correction changed some minute
-
-
-@dataclass(frozen=True, slots=True)
-class CourseStudent:
-    """One row of the term report."""
-
-    student_id: str
-    name: str
-    email: str
-    cells: tuple[CourseCell, ...]  # one per CourseReport.meetings, same order
-    attended: int  # meetings whose status is not "absent"
-    mean_pct: float  # mean attendance % over the meetings (0 when there are none)
-    below_threshold: bool  # mean_pct under the course's threshold (highlighted)
-
-
-@dataclass(frozen=True, slots=True)
-class CourseReport:
-    """Everything the term report writers need about a course over a date range."""
-
-    course_id: str
-    course_title: str
-    date_from: date | None
-    date_to: date | None
-    threshold_pct: float
-    meetings: tuple[CourseMeeting, ...]
-    students: tuple[CourseStudent, ...]
-
-    @property
-    def class_pcts(self) -> tuple[float, ...]:
-        """Mean attendance % of the class in each meeting."""
-        return tuple(
-            round(statistics.fmean(s.cells[j].attendance_pct for s in self.students), 1)
-            if self.students
-            else 0.0
-            for j in range(len(self.meetings))
-        )
-
-    @property
-    def below(self) -> tuple[CourseStudent, ...]:
-        return tuple(s for s in self.students if s.below_threshold)
-
-    @property
-    def period(self) -> str:
-        """``2026-09-01 – 2026-12-15`` (the filter, else the meetings' span)."""
-        first = self.date_from or (self.meetings[0].day if self.meetings else None)
-        last = self.date_to or (self.meetings[-1].day if self.meetings else None)
-        if first is None and last is None:
-            return "no meetings"
-        return f"{first.isoformat() if first else '…'} – {last.isoformat() if last else '…'}"
+__all__ = [
+    "CourseCell",
+    "CourseMeeting",
+    "CourseReport",
+    "CourseStudent",
+    "course_report",
+    "main",
+    "meeting_day",
+    "parse_day",
+]
 
 
 def meeting_day(meeting: dict) -> date:
@@ -195,8 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     from rollcall.config import Config, threshold_for
+    from rollcall.reports.common import FORMATS, parse_formats
     from rollcall.reports.course_writers import course_table, write_course_reports
-    from rollcall.reports.report import FORMATS, parse_formats
 
     parser = argparse.ArgumentParser(
         prog="python -m rollcall.reports.course", description=main.__doc__

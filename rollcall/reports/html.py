@@ -19,7 +19,17 @@ from pathlib import Path
 
 import jinja2
 
-from rollcall.reports.course import CourseReport
+from rollcall.reports.common import (
+    correction_text,
+    format_duration,
+    format_start,
+    minute_labels,
+    minute_notes,
+    status_counts,
+)
+from rollcall.reports.course_png import figure_png, meetings_figure, students_figure
+from rollcall.reports.course_types import CourseReport
+from rollcall.reports.png import png_bytes
 from rollcall.types import AttendanceReport
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,20 +56,10 @@ def _generated() -> str:
 
 def render_meeting_html(report: AttendanceReport) -> str:
     """The meeting report as one HTML page (chart, matrix with corrections, legend)."""
-    from rollcall.reports.report import (
-        _format_duration,
-        _format_start,
-        _minute_notes,
-        _status_counts,
-        correction_text,
-        minute_labels,
-        png_bytes,
-    )
-
     labels = minute_labels(report)
     rows = []
     for s in report.students:
-        notes = _minute_notes(s, labels)
+        notes = minute_notes(s, labels)
         rows.append(
             {
                 "student": s,
@@ -83,9 +83,9 @@ def render_meeting_html(report: AttendanceReport) -> str:
             report=report,
             labels=labels,
             rows=rows,
-            counts=_status_counts(report),
-            start=_format_start(report.start_time),
-            duration=_format_duration(report.duration_s),
+            counts=status_counts(report),
+            start=format_start(report.start_time),
+            duration=format_duration(report.duration_s),
             chart=_data_uri(png_bytes(report)),
             corrections=[(correction_text(c, labels), s) for c, s in corrections],
             generated=_generated(),
@@ -95,8 +95,6 @@ def render_meeting_html(report: AttendanceReport) -> str:
 
 def render_course_html(report: CourseReport) -> str:
     """The term report as one HTML page (charts, student x meeting table, legend)."""
-    from rollcall.reports.course_writers import figure_png, meetings_figure, students_figure
-
     return (
         _environment()
         .get_template("course.html.j2")
@@ -115,8 +113,10 @@ def render_course_html(report: CourseReport) -> str:
 
 
 def write_meeting_html_to(report: AttendanceReport, path: Path) -> None:
+    """Write the meeting's HTML page straight to ``path`` (the atomic move is the caller's)."""
     path.write_text(render_meeting_html(report), encoding="utf-8")
 
 
 def write_course_html_to(report: CourseReport, path: Path) -> None:
+    """Write the term report's HTML page straight to ``path`` (the atomic move is the caller's)."""
     path.write_text(render_course_html(report), encoding="utf-8")

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pluggy
 import sqlite_utils
 
 from rollcall.config import AttendanceConfig, Config
-from rollcall.pipeline.presence import attendance_status, minute_lengths
+from rollcall.pipeline.plugin_manager import report_manager
+from rollcall.presence import attendance_status, minute_lengths
 from rollcall.store import storage
 from rollcall.store.corrections import apply_corrections, corrections_by_student
 from rollcall.types import AttendanceReport, StudentAttendance
 
 
 def meeting_report(
-    db: sqlite_utils.Database, meeting_id: int, rules: AttendanceConfig | None = None
+    db: sqlite_utils.Database,
+    meeting_id: int,
+    rules: AttendanceConfig | None = None,
+    *,
+    pm: pluggy.PluginManager | None = None,
 ) -> AttendanceReport:
     """The attendance report of an analysed meeting, from the database alone.
 
@@ -23,6 +29,7 @@ def meeting_report(
     are applied (later ones win) and a corrected student's totals and status
     are recomputed with ``rules`` (the ``[attendance]`` thresholds; defaults
     from ``Config()``), the same way the attendance plugin computed them.
+    The plugins' extra sheets come from ``pm`` (default: the built-in analyzers).
     """
     meeting = storage.get_meeting(db, meeting_id)
     students = meeting_students(db, meeting, rules)
@@ -31,7 +38,7 @@ def meeting_report(
     )
     start = meeting["start_time"]
     return AttendanceReport(
-        extra_sheets=analyzer_sheets(db, meeting_id),
+        extra_sheets=analyzer_sheets(db, meeting_id, pm),
         course_id=meeting["course_id"],
         meeting_title=meeting["title"] or f"meeting {meeting_id}",
         start_time=datetime.fromisoformat(start) if start else None,
@@ -97,12 +104,16 @@ def meeting_students(
     return students
 
 
-def analyzer_sheets(db: sqlite_utils.Database, meeting_id: int) -> tuple:
-    """The optional analyzers' report sheets; empty when none of them ran."""
-    from rollcall.plugins import emotion, engagement
-
-    sheets = {**emotion.report_sheets(db, meeting_id), **engagement.report_sheets(db, meeting_id)}
+def analyzer_sheets(
+    db: sqlite_utils.Database, meeting_id: int, pm: pluggy.PluginManager | None = None
+) -> tuple:
+    """The plugins' extra report sheets (``rollcall_report_sheets``), in registration
+    order; empty when none of them stored anything for the meeting."""
+    pm = pm if pm is not None else report_manager()
+    answers = pm.hook.rollcall_report_sheets(db=db, meeting_id=meeting_id)
     return tuple(
         (title, tuple(header), tuple(tuple(r) for r in rows))
-        for title, (header, rows) in sheets.items()
+        for sheets in reversed(answers)  # pluggy answers the last registered first
+        for title, header, rows in sheets or ()
+        if rows
     )

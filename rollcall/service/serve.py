@@ -148,8 +148,8 @@ def build_app(config: Config, intake: Intake, state: ServiceState, scheduler) ->
 
 def _schedule_notifications(scheduler, config: Config) -> None:
     """Deliver due outbox messages every ``[notify] send_interval_s`` (SMTP/HTTP in a thread)."""
+    from rollcall.notify.delivery import deliver_due
     from rollcall.pipeline.plugin_manager import notifier_manager
-    from rollcall.store.outbox import deliver_due
 
     managers: list = []  # built on the first run (third-party notifiers: enabled at start)
 
@@ -157,7 +157,7 @@ def _schedule_notifications(scheduler, config: Config) -> None:
         notify_db = storage.open_db(config.home)
         try:
             if not managers:
-                managers.append(notifier_manager(db=notify_db))
+                managers.append(notifier_manager(db=notify_db, config=config))
             deliver_due(notify_db, config, managers[0])
         finally:
             notify_db.conn.close()

@@ -18,31 +18,14 @@ from datetime import datetime, timedelta
 
 import sqlite_utils
 
-from rollcall.pipeline.presence import minute_lengths
+from rollcall.presence import minute_lengths
 from rollcall.store import storage
+from rollcall.store.db import write_transaction
 from rollcall.types import CorrectionNote
 
 
 class CorrectionError(ValueError):
     """A correction that cannot be made as asked (bad minutes, meeting not analysed...)."""
-
-
-def migrate_corrections(db: sqlite_utils.Database) -> None:
-    db["corrections"].create(
-        {
-            "id": int,
-            "meeting_id": int,
-            "student_pk": int,
-            "minute_from": int,  # first corrected minute, 0-based
-            "minute_to": int,  # last corrected minute, inclusive
-            "present": int,  # 1 = present, 0 = absent
-            "reason": str,
-            "made_by": str,
-            "made_at": str,
-        },
-        pk="id",
-    )
-    db["corrections"].create_index(["meeting_id", "student_pk"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +165,7 @@ def add_correction(
         "made_by": made_by,
         "made_at": storage.now_iso(),
     }
-    with db.conn:
+    with write_transaction(db):
         pk = db["corrections"].insert(row).last_pk
     return _from_row(dict(row, id=pk, student_id=student["student_id"]))
 
@@ -226,7 +209,7 @@ def remove_correction(db: sqlite_utils.Database, correction_id: int) -> Correcti
     )
     if not rows:
         raise storage.NotFound(f"correction {correction_id} does not exist")
-    with db.conn:
+    with write_transaction(db):
         db.execute("delete from corrections where id = ?", [correction_id])
     return _from_row(rows[0])
 

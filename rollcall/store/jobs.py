@@ -28,7 +28,9 @@ Timestamps are ISO-8601 UTC strings with milliseconds
 compare correctly as text in SQL. Every function accepts ``now`` so tests (and
 the scheduler) can inject the clock.
 
-Schema: :func:`migrate_jobs` (to be appended to ``storage.MIGRATIONS``).
+Schema: migration 2 in ``rollcall.store.schema``. Transactions, clock and
+backoff are the store's shared helpers (``rollcall.store.db``); as everywhere,
+a connection never crosses threads.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ import random
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
+
+from rollcall.store.db import backoff_delay as db_backoff_delay
+from rollcall.store.db import now_iso, utc_now, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -148,70 +152,6 @@ class JobEvent:
     message: str = field(default="")
 
 
-# ---------------------------------------------------------------- schema
-
-
-_SCHEMA = [
-    f"""
-    create table if not exists jobs (
-        id integer primary key,
-        key text not null unique,
-        course_id text,
-        meeting_uuid text not null,
-        zoom_meeting_id integer,
-        topic text not null default '',
-        host_email text not null default '',
-        file_id text not null,
-        payload text not null default '{{}}',
-        state text not null default 'queued'
-            check (state in ({", ".join(f"'{s}'" for s in STATES)})),
-        attempts integer not null default 0,
-        max_attempts integer not null default 5 check (max_attempts >= 1),
-        next_attempt_at text not null,
-        error text,
-        result_meeting_id integer,
-        lease_owner text,
-        lease_until text,
-        created_at text not null,
-        updated_at text not null,
-        finished_at text
-    )
-    """,
-    "create index if not exists jobs_due on jobs (state, next_attempt_at, id)",
-    "create index if not exists jobs_lease_owner on jobs (lease_owner)",
-    "create index if not exists jobs_meeting_uuid on jobs (meeting_uuid)",
-    """
-    create table if not exists job_events (
-        id integer primary key,
-        job_id integer not null references jobs (id) on delete cascade,
-        at text not null,
-        state text not null,
-        worker_id text,
-        message text not null default ''
-    )
-    """,
-    "create index if not exists job_events_job on job_events (job_id, id)",
-]
-
-
-def migrate_jobs(db: sqlite_utils.Database) -> None:
-    """Create the ``jobs`` and ``job_events`` tables (storage migration 2).
-
-    Idempotent (``if not exists``), so a migration interrupted half-way can run again.
-    ``result_meeting_id`` deliberately has no foreign key: retention deletes meetings
-    and must not be blocked by the jobs that produced them.
-    """
-    for statement in _SCHEMA:
-        db.execute(statement)
-
-
-def ensure_jobs_schema(db: sqlite_utils.Database) -> None:
-    """Apply :func:`migrate_jobs` when the tables are missing (until it is migration 2)."""
-    if "jobs" not in db.table_names() or "job_events" not in db.table_names():
-        with db.conn:
-            migrate_jobs(db)
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -225,47 +165,14 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-
-
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    """The queue's timestamp text: UTC with milliseconds (every row the same shape)."""
+    return now_iso(moment, timespec="milliseconds")
 
 
 def _extra(job: Job | Mapping[str, Any], **more: Any) -> dict[str, Any]:
     get = job.get if isinstance(job, Mapping) else lambda k: getattr(job, k)
     return {"job_id": get("id"), "job_key": get("key"), "job_state": get("state"), **more}
-
-
-@contextmanager
-def _write(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
-    """A write transaction taken with ``BEGIN IMMEDIATE`` (or a savepoint when nested).
-
-    ``BEGIN IMMEDIATE`` takes SQLite's write lock before reading, so a
-    read-check-update sequence inside it cannot interleave with another
-    process's. Waiting for the lock is bounded by the connection's busy timeout.
-    """
-    conn = db.conn
-    if conn.in_transaction:  # the caller's transaction already holds (or will take) the lock
-        conn.execute("savepoint rollcall_jobs")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("rollback to rollcall_jobs")
-            conn.execute("release rollcall_jobs")
-            raise
-        conn.execute("release rollcall_jobs")
-        return
-    conn.execute("begin immediate")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
 
 
 def _row(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
@@ -307,7 +214,7 @@ def _update(
     ``actor`` is the worker id, or ``None`` for the producer/admin side.
     """
     changes = dict(changes)
-    at = changes.setdefault("updated_at", _iso(_utc(None)))
+    at = changes.setdefault("updated_at", _iso(utc_now(None)))
     if changes.get("state") in (DONE, SKIPPED, CANCELLED):
         payload = json.loads(changes.get("payload", row["payload"]) or "{}")
         if SECRET_PAYLOAD_KEYS & payload.keys():
@@ -369,11 +276,11 @@ def enqueue(
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     key = key or job_key(meeting_uuid, file_id)
-    at = _iso(_utc(now))
+    at = _iso(utc_now(now))
     finished = at if state in TERMINAL else None
     if state in TERMINAL:
         payload = {k: v for k, v in payload.items() if k not in SECRET_PAYLOAD_KEYS}
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         cur = conn.execute(
             "insert into jobs (key, course_id, meeting_uuid, zoom_meeting_id, topic, host_email, "
             "file_id, payload, state, attempts, max_attempts, next_attempt_at, error, "
@@ -391,7 +298,7 @@ def enqueue(
                 json.dumps(dict(payload), sort_keys=True),
                 state,
                 max_attempts,
-                _iso(_utc(not_before)) if not_before else at,
+                _iso(utc_now(not_before)) if not_before else at,
                 reason or None,
                 at,
                 at,
@@ -420,7 +327,7 @@ def cancel(
     (done, failed, skipped, cancelled) are returned unchanged. Raises
     :class:`JobNotFound` for an unknown key or id.
     """
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         row = _lookup(conn, key_or_id)
         if row["state"] in TERMINAL:
             job = Job.from_row(row)
@@ -434,7 +341,7 @@ def cancel(
 
 def _finished(state: str, reason: str, now: datetime | None) -> dict[str, Any]:
     """The column changes that end a job in ``state`` for ``reason``."""
-    at = _iso(_utc(now))
+    at = _iso(utc_now(now))
     return {
         "state": state,
         "error": _truncate(reason) or None,
@@ -460,13 +367,13 @@ def cancel_meeting(
 
 def retry(db: sqlite_utils.Database, job_id: int, *, now: datetime | None = None) -> Job:
     """Put a failed, cancelled or skipped job back in the queue with its attempts reset."""
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         if row["state"] not in (FAILED, CANCELLED, SKIPPED):
             raise InvalidTransition(
                 f"job {job_id} is {row['state']}; only failed, cancelled or skipped jobs can be retried"
             )
-        at = _iso(_utc(now))
+        at = _iso(utc_now(now))
         job = _update(
             conn,
             row,
@@ -500,7 +407,7 @@ def skip(
     Without ``worker_id`` only a queued job can be skipped; with it, the lease
     owner skips the running job it holds (raises :class:`LeaseLost` otherwise).
     """
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         if worker_id is not None:
             _check_owner(row, worker_id)
@@ -527,10 +434,10 @@ def claim(
     job is marked ``failed`` and the next due job is considered instead.
     Returns ``None`` when nothing is due.
     """
-    moment = _utc(now)
+    moment = utc_now(now)
     at = _iso(moment)
     lease_until = _iso(moment + timedelta(seconds=lease_s))
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         while True:
             found = conn.execute(
                 "select id from jobs where (state = ? and next_attempt_at <= ?) "
@@ -606,13 +513,13 @@ def set_state(
         raise InvalidTransition(
             f"set_state only moves between {sorted(RUNNING)}; use complete/fail/skip for {state!r}"
         )
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         _check_owner(row, worker_id)
         job = _update(
             conn,
             row,
-            {"state": state, "updated_at": _iso(_utc(now))},
+            {"state": state, "updated_at": _iso(utc_now(now))},
             actor=worker_id,
             message=message,
         )
@@ -633,8 +540,8 @@ def heartbeat(
     A worker whose lease expired but was not yet reclaimed by anyone still owns
     the job and may renew it. Heartbeats are not written to ``job_events``.
     """
-    moment = _utc(now)
-    with _write(db) as conn:
+    moment = utc_now(now)
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         _check_owner(row, worker_id)
         until, at = _iso(moment + timedelta(seconds=lease_s)), _iso(moment)
@@ -656,8 +563,8 @@ def complete(
     now: datetime | None = None,
 ) -> Job:
     """Mark the job ``done`` with the analysed meeting's id (lease owner only, exactly once)."""
-    at = _iso(_utc(now))
-    with _write(db) as conn:
+    at = _iso(utc_now(now))
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         _check_owner(row, worker_id)
         job = _update(
@@ -686,14 +593,10 @@ def backoff_delay(
     jitter: float = 0.0,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds to wait after the ``attempts``-th failure: ``min(max, base * 2**(attempts-1))``.
-
-    ``jitter`` adds up to that fraction of the delay at random (0.1 = up to +10 %).
-    """
-    delay = min(float(max_backoff_s), base_backoff_s * 2 ** max(attempts - 1, 0))
-    if jitter > 0:
-        delay += (rng or random).uniform(0, jitter * delay)
-    return delay
+    """Seconds to wait after the ``attempts``-th failure (``rollcall.store.db.backoff_delay``
+    with the queue's defaults): ``min(max, base * 2**(attempts-1))``, plus up to ``jitter``
+    of it at random."""
+    return db_backoff_delay(attempts, base_backoff_s, max_backoff_s, jitter=jitter, rng=rng)
 
 
 def fail(
@@ -716,10 +619,10 @@ def fail(
     ``next_attempt_at = now + backoff_delay(attempts)``, otherwise it ends
     ``failed``. The error text is kept in ``error`` either way.
     """
-    moment = _utc(now)
+    moment = utc_now(now)
     at = _iso(moment)
     error = _truncate(error) or "unknown error"
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         row = _row(conn, job_id)
         _check_owner(row, worker_id)
         attempts = row["attempts"] + 1
@@ -762,9 +665,9 @@ def requeue_owned(
     No attempt is counted; the jobs keep their ``next_attempt_at`` (already
     past), so they are due at once and keep their place in line.
     """
-    at = _iso(_utc(now))
+    at = _iso(utc_now(now))
     jobs = []
-    with _write(db) as conn:
+    with write_transaction(db) as conn:
         ids = [
             r[0]
             for r in conn.execute(

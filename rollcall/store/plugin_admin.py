@@ -20,6 +20,7 @@ import sqlite_utils
 
 from rollcall.pipeline.plugin_manager import PluginFailure, PluginInfo
 from rollcall.store import storage
+from rollcall.store.db import write_transaction
 
 log = logging.getLogger(__name__)
 GLOBAL = ""  # course_id of a global setting
@@ -123,49 +124,6 @@ class PluginStatus:
         }
 
 
-def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
-    """Schema migration 4: audit log, plugin errors per job, the analyzers' tables."""
-    from rollcall.plugins.emotion import create_tables as emotion_tables
-    from rollcall.plugins.engagement import create_tables as engagement_tables
-
-    if "plugin_audit" not in db.table_names():
-        db["plugin_audit"].create(
-            {
-                "id": int,
-                "at": str,
-                "who": str,
-                "action": str,
-                "plugin": str,
-                "course_id": str,
-                "detail": str,
-            },
-            pk="id",
-        )
-    if "plugin_errors" not in db.table_names():
-        db["plugin_errors"].create(
-            {
-                "id": int,
-                "meeting_id": int,
-                "job_id": int,
-                "plugin": str,
-                "hook": str,
-                "error": str,
-                "traceback": str,
-                "at": str,
-            },
-            pk="id",
-        )
-        db["plugin_errors"].create_index(["meeting_id"])
-    emotion_tables(db)
-    engagement_tables(db)
-
-
-def _ensure(db: sqlite_utils.Database) -> None:
-    if "plugin_audit" not in db.table_names():
-        with db.conn:
-            migrate_plugin_admin(db)
-
-
 def current_user() -> str:
     """The OS user running the command, for the audit log."""
     try:
@@ -224,7 +182,6 @@ def set_plugin_enabled(
     without ``confirmed``, :class:`PluginAdminError` for an unknown, core or
     broken plugin, ``storage.NotFound`` for an unknown course.
     """
-    _ensure(db)
     by_name = {i.name: i for i in infos}
     info = by_name.get(name)
     if info is None:
@@ -243,7 +200,7 @@ def set_plugin_enabled(
     detail = f"{action} {name} " + (f"for course {course_id}" if course_id else "globally")
     if enabled and name in NOTICES:
         detail += " (legal notice shown and confirmed)"
-    with db.conn:
+    with write_transaction(db):
         db["plugin_settings"].upsert(
             {
                 "plugin": name,
@@ -277,7 +234,6 @@ def set_plugin_enabled(
 
 def audit_log(db: sqlite_utils.Database, limit: int = 100) -> list[AuditEntry]:
     """The newest ``limit`` audit entries, newest first."""
-    _ensure(db)
     rows = db.execute(
         "SELECT id, at, who, action, plugin, course_id, detail FROM plugin_audit "
         "ORDER BY id DESC LIMIT ?",
@@ -294,7 +250,6 @@ def save_plugin_failures(
     job_id: int | None = None,
 ) -> int:
     """Store a job's plugin failures against its meeting (replacing earlier ones); count."""
-    _ensure(db)
     at = storage.now_iso()
     rows = [
         {
@@ -308,7 +263,7 @@ def save_plugin_failures(
         }
         for f in failures
     ]
-    with db.conn:
+    with write_transaction(db):
         db.execute("DELETE FROM plugin_errors WHERE meeting_id = ?", [meeting_id])
         db["plugin_errors"].insert_all(rows)
     return len(rows)
@@ -316,5 +271,4 @@ def save_plugin_failures(
 
 def stored_plugin_failures(db: sqlite_utils.Database, meeting_id: int) -> list[dict]:
     """The plugin failures stored for a meeting, oldest first."""
-    _ensure(db)
     return list(db["plugin_errors"].rows_where("meeting_id = ?", [meeting_id], order_by="id"))

@@ -1,8 +1,9 @@
-"""SQLite storage (via sqlite-utils): schema, migrations and the queries the app needs.
+"""SQLite storage (via sqlite-utils): the queries the app needs on the core tables.
 
-One database file in the data directory, WAL mode, schema version in
-``PRAGMA user_version``. Each migration is a function that takes the schema
-from version N-1 to N; ``open_db`` applies the missing ones in a transaction.
+The schema and its migrations are in ``rollcall.store.schema``; opening a
+connection, the clock and the write transaction in ``rollcall.store.db``,
+whose rule holds here too: a connection never crosses threads (open one per
+thread/task with ``open_db``; never pass one to another thread).
 
 Embeddings are stored as float32 bytes together with the name of the model
 that made them, so changing the model pack re-embeds from the stored photos
@@ -12,8 +13,7 @@ instead of mixing incompatible vectors.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,233 +22,21 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-DB_NAME = "rollcall.db"
+from rollcall.store import db as _db
+from rollcall.store.db import DB_NAME, StorageError, now_iso, write_transaction
+from rollcall.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _migration_1(db: sqlite_utils.Database) -> None:
-    db["courses"].create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
-    db["students"].create(
-        {
-            "id": int,
-            "course_id": str,
-            "student_id": str,
-            "name": str,
-            "email": str,
-            "created_at": str,
-        },
-        pk="id",
-        foreign_keys=[("course_id", "courses", "course_id")],
-    )
-    db["students"].create_index(["course_id", "student_id"], unique=True)
-    db["photos"].create(
-        {
-            "id": int,
-            "student_pk": int,
-            "filename": str,
-            "sha256": str,
-            "image": bytes,
-            "width": int,
-            "height": int,
-            "face_px": int,
-            "det_score": float,
-            "sharpness": float,
-            "created_at": str,
-        },
-        pk="id",
-        foreign_keys=[("student_pk", "students", "id")],
-    )
-    db["photos"].create_index(["student_pk", "filename"], unique=True)
-    db["embeddings"].create(
-        {
-            "id": int,
-            "photo_id": int,
-            "student_pk": int,
-            "model": str,
-            "dim": int,
-            "vector": bytes,
-            "created_at": str,
-        },
-        pk="id",
-        foreign_keys=[("photo_id", "photos", "id"), ("student_pk", "students", "id")],
-    )
-    db["embeddings"].create_index(["photo_id", "model"], unique=True)
-    db["meetings"].create(
-        {
-            "id": int,
-            "course_id": str,
-            "source_key": str,
-            "title": str,
-            "source": str,
-            "start_time": str,
-            "duration_s": float,
-            "status": str,
-            "error": str,
-            "model": str,
-            "warnings": str,
-            "created_at": str,
-            "analyzed_at": str,
-        },
-        pk="id",
-    )
-    db["meetings"].create_index(["source_key"], unique=True)
-    db["recordings"].create(
-        {
-            "id": int,
-            "meeting_id": int,
-            "path": str,
-            "sha256": str,
-            "size": int,
-            "duration_s": float,
-            "width": int,
-            "height": int,
-            "fps": float,
-            "status": str,
-            "error": str,
-            "created_at": str,
-        },
-        pk="id",
-        foreign_keys=[("meeting_id", "meetings", "id")],
-    )
-    db["presence"].create(
-        {
-            "meeting_id": int,
-            "student_pk": int,
-            "minute": int,
-            "seconds_seen": float,
-            "present": int,
-        },
-        pk=("meeting_id", "student_pk", "minute"),
-    )
-    db["attendance"].create(
-        {
-            "meeting_id": int,
-            "student_pk": int,
-            "present_minutes": int,
-            "attendance_pct": float,
-            "status": str,
-        },
-        pk=("meeting_id", "student_pk"),
-    )
-    db["unknown_clusters"].create(
-        {
-            "id": int,
-            "meeting_id": int,
-            "cluster_no": int,
-            "model": str,
-            "centroid": bytes,
-            "n_tracks": int,
-            "n_samples": int,
-            "first_s": float,
-            "last_s": float,
-            "seconds_by_minute": str,
-            "label_student_pk": int,
-            "labeled_at": str,
-        },
-        pk="id",
-    )
-    db["unknown_clusters"].create_index(["meeting_id", "cluster_no"], unique=True)
-    db["plugin_settings"].create(
-        {"plugin": str, "course_id": str, "enabled": int, "updated_at": str, "updated_by": str},
-        pk=("plugin", "course_id"),
-    )
-
-
-def _migration_2(db: sqlite_utils.Database) -> None:
-    from rollcall.store.jobs import migrate_jobs
-
-    migrate_jobs(db)
-
-
-def _migration_3(db: sqlite_utils.Database) -> None:
-    """Zoom's participants report and its reconciliation with face presence."""
-    db["participants"].create(
-        {
-            "id": int,
-            "meeting_id": int,
-            "name": str,
-            "email": str,
-            "join_time": str,
-            "leave_time": str,
-            "student_pk": int,
-        },
-        pk="id",
-    )
-    db["participants"].create_index(["meeting_id"])
-    db["reconciliation"].create(
-        {
-            "meeting_id": int,
-            "student_pk": int,
-            "connected_minutes": int,
-            "unrecognized_minutes": int,
-            "in_participants": int,
-        },
-        pk=("meeting_id", "student_pk"),
-    )
-
-
-def _migration_4(db: sqlite_utils.Database) -> None:
-    """Plugin administration audit log, plugin errors and the analyzers' tables."""
-    from rollcall.store.plugin_admin import migrate_plugin_admin
-
-    migrate_plugin_admin(db)
-
-
-def _migration_5(db: sqlite_utils.Database) -> None:
-    """Instructors' manual attendance corrections."""
-    from rollcall.store.corrections import migrate_corrections
-
-    migrate_corrections(db)
-
-
-def _migration_6(db: sqlite_utils.Database) -> None:
-    """The notification outbox."""
-    from rollcall.store.outbox import migrate_outbox
-
-    migrate_outbox(db)
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migration_1,
-    _migration_2,
-    _migration_3,
-    _migration_4,
-    _migration_5,
-    _migration_6,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class StorageError(Exception):
-    """The database cannot be used (newer schema, locked, corrupt)."""
+__all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "StorageError", "now_iso", "open_db"]
 
 
 def open_db(home: Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the database in ``home`` and bring its schema up to date."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / DB_NAME
-    try:
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        db = sqlite_utils.Database(conn)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"cannot open database {path}: {exc}") from None
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"database {path} has schema version {version}, newer than this rollcall "
-            f"understands ({SCHEMA_VERSION}); upgrade rollcall"
-        )
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        with conn:
-            MIGRATIONS[number - 1](db)
-            conn.execute(f"PRAGMA user_version = {number}")
-    return db
+    """Open the database in ``home`` (see ``rollcall.store.db.open_db``).
+
+    Kept for the callers that still share one connection between threads
+    (``rollcall serve`` today), so it opens without SQLite's same-thread check;
+    new code calls ``rollcall.store.db.open_db``, which enforces the rule.
+    """
+    return _db.open_db(home, check_same_thread=False)
 
 
 # ---------------------------------------------------------------- courses & students
@@ -348,7 +136,7 @@ def tables_with_column(db: sqlite_utils.Database, column: str) -> list[str]:
 def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -> None:
     """Delete a student with every photo, embedding and result that belongs to them."""
     pk = get_student(db, course_id, student_id)["id"]
-    with db.conn:
+    with write_transaction(db):
         for table in tables_with_column(db, "student_pk"):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
@@ -375,7 +163,7 @@ def remove_photo(db: sqlite_utils.Database, course_id: str, student_id: str, fil
     if not rows:
         names = ", ".join(p["filename"] for p in photos_of(db, pk)) or "none"
         raise NotFound(f"student {student_id!r} has no photo {filename!r} (photos: {names})")
-    with db.conn:
+    with write_transaction(db):
         db.execute("delete from embeddings where photo_id = ?", [rows[0]["id"]])
         db.execute("delete from photos where id = ?", [rows[0]["id"]])
 
@@ -391,7 +179,7 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
 def save_embedding(
     db: sqlite_utils.Database, photo_id: int, student_pk: int, model: str, vector: np.ndarray
 ) -> None:
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "insert into embeddings (photo_id, student_pk, model, dim, vector, created_at) "
             "values (?, ?, ?, ?, ?, ?) on conflict(photo_id, model) do update set "
@@ -485,8 +273,12 @@ def replace_results(
     clusters: Iterable[dict[str, Any]],
     meeting_changes: dict[str, Any],
 ) -> None:
-    """Atomically replace a meeting's automatic results (a re-run never duplicates rows)."""
-    with db.conn:
+    """Atomically replace a meeting's automatic results (a re-run never duplicates rows).
+
+    Called inside the caller's ``write_transaction`` it is a savepoint of it, so the
+    caller can store more (the plugins' rows) and commit or roll back everything at once.
+    """
+    with write_transaction(db):
         for table in ("presence", "attendance", "unknown_clusters"):
             db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
         db["presence"].insert_all(presence_rows)
@@ -544,7 +336,7 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
             "select id from meetings where coalesce(analyzed_at, created_at) < ?", [cutoff]
         )
     ]
-    with db.conn:
+    with write_transaction(db):
         for meeting_id in ids:
             for table in tables_with_column(db, "meeting_id"):
                 db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])

@@ -46,7 +46,7 @@ import av
 import cv2
 import numpy as np
 
-from rollcall.pipeline.presence import minute_lengths, present_minutes
+from rollcall.presence import minute_lengths, present_minutes
 
 Interval = tuple[float, float]
 

@@ -8,9 +8,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from rollcall.hookspecs import hookimpl
+from rollcall import hookimpl
 from rollcall.plugins.notifiers import render, summary_variables
-from rollcall.store.outbox import OutgoingMessage
+from rollcall.types import OutgoingMessage
 
 TIMEOUT_S = 30.0
 

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 
+from rollcall import hookimpl
 from rollcall.config import Config
-from rollcall.hookspecs import hookimpl
 from rollcall.plugins.notifiers import render, summary_variables
-from rollcall.store.outbox import OutgoingMessage
+from rollcall.types import OutgoingMessage
 
 log = logging.getLogger(__name__)
 CHART_CID = "attendance-chart@rollcall"

@@ -60,3 +60,44 @@ def attendance_status(
     if 100.0 * (n - 1 - last) / n > left_early_pct:
         return "left_early"
     return "present"
+
+
+def seconds_per_minute(
+    times_list: list[list[float]], duration_s: float, interval_s: float, max_gap_s: float
+) -> list[float]:
+    """Seconds of each minute covered by observations at the given times.
+
+    Each observation at time t covers [t, t + interval_s); a gap of at most
+    ``max_gap_s`` between two observations of the same track is bridged (the
+    face was there, the detector blinked). Overlapping coverage from several
+    tracks counts once.
+    """
+    spans: list[tuple[float, float]] = []
+    for times in times_list:
+        if not times:
+            continue
+        start = prev = times[0]
+        for t in times[1:]:
+            if t - prev > max_gap_s + interval_s + 1e-6:
+                spans.append((start, prev + interval_s))
+                start = t
+            prev = t
+        spans.append((start, prev + interval_s))
+    spans.sort()
+    merged: list[list[float]] = []
+    for s, e in spans:
+        e = min(e, duration_s)
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        elif e > s:
+            merged.append([s, e])
+    n = minutes_in(duration_s)
+    out = [0.0] * n
+    for s, e in merged:
+        m = int(s // 60)
+        while m < n and s < e:
+            end = min(e, 60.0 * (m + 1))
+            out[m] += end - s
+            s = end
+            m += 1
+    return out

@@ -1,0 +1,140 @@
+"""What every meeting report format shares: minute labels, correction notes, status counts,
+text formatting, the list of formats and CSV-injection escaping.
+
+Every writer (:mod:`~rollcall.reports.csv_report`, :mod:`~rollcall.reports.xlsx`,
+:mod:`~rollcall.reports.png`, :mod:`~rollcall.reports.html`, :mod:`~rollcall.reports.terminal`)
+consumes one :class:`~rollcall.types.AttendanceReport` and lays it out the same way: one row
+per enrolled student (in report order), one column per minute of the recording headed by
+:func:`minute_labels`, then the totals (:data:`TOTAL_HEADERS`).
+
+Minutes decided by an instructor's correction (``StudentAttendance.corrected_minutes``)
+are marked in every format: a ``corrections`` column in the CSV (the minute
+cells stay numeric), a distinct fill with a who/why comment and a legend in the
+XLSX, hatching in the PNG, and a starred ``Present`` count in the terminal.
+
+Untrusted text (student names, ids and meeting titles come from rosters and Zoom
+metadata) never becomes a formula: :func:`csv_safe` defuses CSV cells (OWASP "CSV
+injection"); the XLSX writer stores text with the string type (:func:`rollcall.reports.xlsx.set_text`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from rollcall.types import STATUSES, AttendanceReport, CorrectionNote, StudentAttendance
+
+#: Colours per status (PNG bars, XLSX status cells).
+STATUS_COLOURS: dict[str, str] = {
+    "present": "#2e7d32",
+    "late": "#f9a825",
+    "left_early": "#1e88e5",
+    "absent": "#c62828",
+}
+OTHER_COLOUR = "#757575"  # a status not in STATUS_COLOURS
+CORRECTED_COLOUR = "#7b1fa2"  # PNG hatching / HTML outline of corrected minutes
+
+#: The columns after the minutes in the CSV and the XLSX matrix.
+TOTAL_HEADERS = ("present_minutes", "attendance_pct", "status")
+
+#: Every format a meeting (or course) report can be written in, in writing order.
+FORMATS = ("csv", "xlsx", "png", "html")
+
+_CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_NAME_CHARS = 28  # longest label in a chart before it is shortened
+
+
+def minute_labels(report: AttendanceReport) -> list[str]:
+    """One ``HH:MM`` header per minute of the recording.
+
+    With a known ``report.start_time`` the label is the wall-clock time of the
+    minute (start time + i minutes, in the start time's own timezone); otherwise
+    it is the offset from the start: ``00:00``, ``00:01``, ..., ``01:05`` for the
+    66th minute.
+    """
+    n = report.n_minutes
+    if report.start_time is not None:
+        start = report.start_time
+        return [(start + timedelta(minutes=i)).strftime("%H:%M") for i in range(n)]
+    return [f"{i // 60:02d}:{i % 60:02d}" for i in range(n)]
+
+
+def correction_text(note: CorrectionNote, labels: Sequence[str]) -> str:
+    """One line about a correction: minutes, new value, who, when and why."""
+
+    def label(i: int) -> str:
+        return labels[i] if 0 <= i < len(labels) else f"minute {i}"
+
+    span = label(note.minute_from)
+    if note.minute_to != note.minute_from:
+        span += f"-{label(note.minute_to)}"
+    value = "present" if note.present else "absent"
+    return f"#{note.id} {span} {value} by {note.made_by} at {note.made_at}: {note.reason}"
+
+
+def minute_notes(s: StudentAttendance, labels: Sequence[str]) -> dict[int, CorrectionNote]:
+    """Corrected minute -> the correction that decided it (the latest one)."""
+    out: dict[int, CorrectionNote] = {}
+    for c in sorted(s.corrections, key=lambda c: c.id):
+        for m in range(c.minute_from, c.minute_to + 1):
+            out[m] = c
+    return {m: out[m] for m in s.corrected_minutes if m in out}
+
+
+def has_corrections(report: AttendanceReport) -> bool:
+    """True if an instructor's correction decided some minute of the report."""
+    return any(s.corrected_minutes for s in report.students)
+
+
+def status_counts(report: AttendanceReport) -> dict[str, int]:
+    """Students per status: every known status (even at 0), then any others seen."""
+    seen = Counter(s.status for s in report.students)
+    counts = {status: seen.pop(status, 0) for status in STATUSES}
+    counts.update(sorted(seen.items()))
+    return counts
+
+
+def status_label(status: str) -> str:
+    """``left_early`` -> ``left early``."""
+    return status.replace("_", " ")
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as ``H:MM:SS``."""
+    total = max(0, round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def format_start(start: datetime | None) -> str:
+    """``2026-09-01 09:00 CEST``, or ``unknown``."""
+    if start is None:
+        return "unknown"
+    text = start.strftime("%Y-%m-%d %H:%M")
+    if start.tzinfo is not None:
+        text += f" {start.tzname() or start.strftime('%z')}"
+    return text
+
+
+def shorten(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis (chart labels)."""
+    text = " ".join(text.split())  # no newlines/tabs in tick labels
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def csv_safe(text: str) -> str:
+    """Neutralise a text cell that a spreadsheet would run as a formula."""
+    return "'" + text if text.startswith(_CSV_INJECTION_PREFIXES) else text
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"csv,html"`` -> ``("csv", "html")``; an unknown name raises ValueError naming it."""
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise ValueError(
+            f"unknown report format {', '.join(bad) or repr(text)}; choose from {','.join(FORMATS)}"
+        )
+    return chosen

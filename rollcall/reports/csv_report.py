@@ -1,0 +1,69 @@
+"""The meeting report as CSV: the attendance matrix, UTF-8 with a BOM, formula-safe.
+
+A text cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+gets a leading ``'`` (:func:`rollcall.reports.common.csv_safe`); the file is
+written atomically (:mod:`rollcall.reports.atomic`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from rollcall.reports.atomic import commit_atomically
+from rollcall.reports.common import (
+    TOTAL_HEADERS,
+    correction_text,
+    csv_safe,
+    has_corrections,
+    minute_labels,
+)
+from rollcall.types import AttendanceReport, StudentAttendance
+
+
+def _corrections_cell(s: StudentAttendance, labels: Sequence[str]) -> str:
+    return "; ".join(correction_text(c, labels) for c in s.corrections)
+
+
+def write_csv_to(report: AttendanceReport, path: Path) -> None:
+    """Write the CSV straight to ``path`` (the atomic move is the caller's: see :func:`write_csv`)."""
+    labels = minute_labels(report)
+    corrected = has_corrections(report)
+    header = ["student_id", "name", *labels, *TOTAL_HEADERS]
+    if corrected:
+        header.append("corrections")
+    # utf-8-sig: Excel opens a BOM-less CSV in the legacy ANSI code page and
+    # garbles non-ASCII names ("ZoÃ«"); the BOM makes it read UTF-8. Python
+    # (encoding="utf-8-sig"), pandas, LibreOffice and Google Sheets accept it.
+    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([csv_safe(h) for h in header])
+        for s in report.students:
+            writer.writerow(
+                [
+                    csv_safe(s.student_id),
+                    csv_safe(s.name),
+                    *(int(m) for m in s.minutes),
+                    int(s.present_minutes),
+                    float(s.attendance_pct),
+                    csv_safe(s.status),
+                    *([csv_safe(_corrections_cell(s, labels))] if corrected else []),
+                ]
+            )
+
+
+def write_csv(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
+    """Write the attendance matrix as CSV (UTF-8 with BOM) and return its path.
+
+    Columns: ``student_id, name``, one 0/1 column per minute headed by
+    :func:`minute_labels`, then ``present_minutes, attendance_pct, status``,
+    and -- only when some minute was corrected by an instructor -- a
+    ``corrections`` column describing each student's corrections (minutes,
+    new value, who, when, why; the minute cells already hold corrected values).
+    Text cells starting with ``= + - @``, tab or CR are prefixed with ``'``.
+    """
+    final = Path(path)
+    commit_atomically([(final, lambda tmp: write_csv_to(report, tmp))])
+    return final

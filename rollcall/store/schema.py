@@ -1,0 +1,367 @@
+"""The database schema, in one place: the core tables' numbered migrations.
+
+``PRAGMA user_version`` holds the schema version; migration N takes the
+schema from version N-1 to N, each in its own write transaction, and a
+migration keeps its number and effect forever (append new ones, never edit an
+old one), so any existing database upgrades. :func:`migrate` is applied by
+``rollcall.store.db.open_db``.
+
+Only core tables live here. A plugin that stores rows creates its own tables
+with the ``rollcall_create_tables`` hook (``create table if not exists``) and
+writes them through the connection and transaction it is handed
+(``rollcall_save_results``); see ``rollcall/hookspecs.py``.
+
+``jobs.result_meeting_id`` deliberately has no foreign key: retention deletes
+meetings and must not be blocked by the jobs that produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from rollcall.store.db import StorageError, write_transaction
+
+
+def migrate_core(db: sqlite_utils.Database) -> None:
+    """Migration 1: courses, students, photos, embeddings, meetings and their results."""
+    db["courses"].create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
+    db["students"].create(
+        {
+            "id": int,
+            "course_id": str,
+            "student_id": str,
+            "name": str,
+            "email": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("course_id", "courses", "course_id")],
+    )
+    db["students"].create_index(["course_id", "student_id"], unique=True)
+    db["photos"].create(
+        {
+            "id": int,
+            "student_pk": int,
+            "filename": str,
+            "sha256": str,
+            "image": bytes,
+            "width": int,
+            "height": int,
+            "face_px": int,
+            "det_score": float,
+            "sharpness": float,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("student_pk", "students", "id")],
+    )
+    db["photos"].create_index(["student_pk", "filename"], unique=True)
+    db["embeddings"].create(
+        {
+            "id": int,
+            "photo_id": int,
+            "student_pk": int,
+            "model": str,
+            "dim": int,
+            "vector": bytes,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("photo_id", "photos", "id"), ("student_pk", "students", "id")],
+    )
+    db["embeddings"].create_index(["photo_id", "model"], unique=True)
+    db["meetings"].create(
+        {
+            "id": int,
+            "course_id": str,
+            "source_key": str,
+            "title": str,
+            "source": str,
+            "start_time": str,
+            "duration_s": float,
+            "status": str,
+            "error": str,
+            "model": str,
+            "warnings": str,
+            "created_at": str,
+            "analyzed_at": str,
+        },
+        pk="id",
+    )
+    db["meetings"].create_index(["source_key"], unique=True)
+    db["recordings"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "path": str,
+            "sha256": str,
+            "size": int,
+            "duration_s": float,
+            "width": int,
+            "height": int,
+            "fps": float,
+            "status": str,
+            "error": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("meeting_id", "meetings", "id")],
+    )
+    db["presence"].create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "minute": int,
+            "seconds_seen": float,
+            "present": int,
+        },
+        pk=("meeting_id", "student_pk", "minute"),
+    )
+    db["attendance"].create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "present_minutes": int,
+            "attendance_pct": float,
+            "status": str,
+        },
+        pk=("meeting_id", "student_pk"),
+    )
+    db["unknown_clusters"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "cluster_no": int,
+            "model": str,
+            "centroid": bytes,
+            "n_tracks": int,
+            "n_samples": int,
+            "first_s": float,
+            "last_s": float,
+            "seconds_by_minute": str,
+            "label_student_pk": int,
+            "labeled_at": str,
+        },
+        pk="id",
+    )
+    db["unknown_clusters"].create_index(["meeting_id", "cluster_no"], unique=True)
+    db["plugin_settings"].create(
+        {"plugin": str, "course_id": str, "enabled": int, "updated_at": str, "updated_by": str},
+        pk=("plugin", "course_id"),
+    )
+
+
+#: The job states the ``jobs.state`` check constraint allows (``rollcall.store.jobs.STATES``).
+JOB_STATES: tuple[str, ...] = (
+    "queued",
+    "downloading",
+    "analyzing",
+    "done",
+    "failed",
+    "skipped",
+    "cancelled",
+)
+
+
+_JOBS_SCHEMA = [
+    f"""
+    create table if not exists jobs (
+        id integer primary key,
+        key text not null unique,
+        course_id text,
+        meeting_uuid text not null,
+        zoom_meeting_id integer,
+        topic text not null default '',
+        host_email text not null default '',
+        file_id text not null,
+        payload text not null default '{{}}',
+        state text not null default 'queued'
+            check (state in ({", ".join(f"'{s}'" for s in JOB_STATES)})),
+        attempts integer not null default 0,
+        max_attempts integer not null default 5 check (max_attempts >= 1),
+        next_attempt_at text not null,
+        error text,
+        result_meeting_id integer,
+        lease_owner text,
+        lease_until text,
+        created_at text not null,
+        updated_at text not null,
+        finished_at text
+    )
+    """,
+    "create index if not exists jobs_due on jobs (state, next_attempt_at, id)",
+    "create index if not exists jobs_lease_owner on jobs (lease_owner)",
+    "create index if not exists jobs_meeting_uuid on jobs (meeting_uuid)",
+    """
+    create table if not exists job_events (
+        id integer primary key,
+        job_id integer not null references jobs (id) on delete cascade,
+        at text not null,
+        state text not null,
+        worker_id text,
+        message text not null default ''
+    )
+    """,
+    "create index if not exists job_events_job on job_events (job_id, id)",
+]
+
+
+def migrate_jobs(db: sqlite_utils.Database) -> None:
+    """Migration 2: the job queue of ``rollcall serve`` (``jobs``, ``job_events``).
+
+    Idempotent (``if not exists``), so a migration interrupted half-way can run again.
+    ``result_meeting_id`` deliberately has no foreign key: retention deletes meetings
+    and must not be blocked by the jobs that produced them.
+    """
+    for statement in _JOBS_SCHEMA:
+        db.execute(statement)
+
+
+def migrate_participants(db: sqlite_utils.Database) -> None:
+    """Migration 3: Zoom's participants report and its reconciliation with face presence."""
+    db["participants"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "name": str,
+            "email": str,
+            "join_time": str,
+            "leave_time": str,
+            "student_pk": int,
+        },
+        pk="id",
+    )
+    db["participants"].create_index(["meeting_id"])
+    db["reconciliation"].create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "connected_minutes": int,
+            "unrecognized_minutes": int,
+            "in_participants": int,
+        },
+        pk=("meeting_id", "student_pk"),
+    )
+
+
+def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
+    """Migration 4: plugin administration audit log and plugin errors per job.
+
+    Until now this migration also created the emotion and engagement tables;
+    those belong to the plugins, which create them through the
+    ``rollcall_create_tables`` hook (databases that have them keep them).
+    Idempotent, so :func:`rollcall.store.plugin_admin` can apply it to a bare database.
+    """
+
+    if "plugin_audit" not in db.table_names():
+        db["plugin_audit"].create(
+            {
+                "id": int,
+                "at": str,
+                "who": str,
+                "action": str,
+                "plugin": str,
+                "course_id": str,
+                "detail": str,
+            },
+            pk="id",
+        )
+    if "plugin_errors" not in db.table_names():
+        db["plugin_errors"].create(
+            {
+                "id": int,
+                "meeting_id": int,
+                "job_id": int,
+                "plugin": str,
+                "hook": str,
+                "error": str,
+                "traceback": str,
+                "at": str,
+            },
+            pk="id",
+        )
+        db["plugin_errors"].create_index(["meeting_id"])
+
+
+def migrate_corrections(db: sqlite_utils.Database) -> None:
+    """Migration 5: instructors' manual attendance corrections."""
+    db["corrections"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "student_pk": int,
+            "minute_from": int,  # first corrected minute, 0-based
+            "minute_to": int,  # last corrected minute, inclusive
+            "present": int,  # 1 = present, 0 = absent
+            "reason": str,
+            "made_by": str,
+            "made_at": str,
+        },
+        pk="id",
+    )
+    db["corrections"].create_index(["meeting_id", "student_pk"])
+
+
+def migrate_outbox(db: sqlite_utils.Database) -> None:
+    """Migration 6: the notification outbox."""
+    db["outbox"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "course_id": str,
+            "channel": str,  # "email", "slack" or "teams"
+            "recipient": str,  # addresses (comma-separated), or the webhook's name (never its URL)
+            "generation": int,  # 0 = the automatic summary, 1.. = `rollcall notify resend`
+            "dedupe_key": str,  # meeting:channel:generation - a message is queued once
+            "state": str,  # pending, sending, sent, failed
+            "attempts": int,
+            "next_attempt_at": str,
+            "claimed_at": str,
+            "last_error": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+    )
+    db["outbox"].create_index(["dedupe_key"], unique=True)
+    db["outbox"].create_index(["state", "next_attempt_at"])
+    db["outbox"].create_index(["meeting_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    migrate_core,  # 1
+    migrate_jobs,  # 2
+    migrate_participants,  # 3
+    migrate_plugin_admin,  # 4
+    migrate_corrections,  # 5
+    migrate_outbox,  # 6
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database, path: Path | str = "") -> None:
+    """Apply the missing migrations, each in its own write transaction.
+
+    The version is read again inside each transaction, so two processes opening
+    a new database at once do not both apply the same migration. Raises
+    ``StorageError`` for a database newer than this rollcall.
+    """
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"database {path} has schema version {version}, newer than this rollcall "
+            f"understands ({SCHEMA_VERSION}); upgrade rollcall"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        with write_transaction(db):
+            if schema_version(db) >= number:
+                continue
+            MIGRATIONS[number - 1](db)
+            db.conn.execute(f"PRAGMA user_version = {number}")
