@@ -24,6 +24,7 @@ from rollcall.config import load_config
 from rollcall.enrollment.enroll import enroll_photos
 from rollcall.pipeline.orchestrator import analyze_recording
 from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
+from rollcall.reports.results import meeting_report
 from rollcall.store import storage
 from rollcall.synthetic.evaluation import build_test_meeting, save_photos, score_report
 from rollcall.synthetic.meeting import GroundTruth, render_meeting, truth_path_for
@@ -79,7 +80,8 @@ def main() -> None:
             started = time.monotonic()
             outcome = analyze_recording(db, pm, models, config, video, "BENCH")
             wall = time.monotonic() - started
-        score = score_report(outcome.report, truth, config.attendance.min_seconds_per_minute)
+        report = meeting_report(db, outcome.meeting_id, rules=config.attendance)
+        score = score_report(report, truth, config.attendance.min_seconds_per_minute)
         tiles = n_students - n_absent + n_strangers
         rows.append(
             {

@@ -251,3 +251,32 @@ class OutgoingMessage:
     @property
     def message_id_seed(self) -> str:
         return f"rollcall-{self.id}-{self.summary.meeting_id}"
+
+
+# ---------------------------------------------------------------- plugins
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``rollcall plugins list`` shows about one plugin."""
+
+    name: str
+    version: str
+    source: str  # "built-in" or the distribution that provides it
+    core: bool  # core plugins always run and cannot be disabled
+    hooks: tuple[str, ...]
+    problem: str = ""  # why the plugin cannot be used; "" = usable
+
+    @property
+    def usable(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True, slots=True)
+class PluginFailure:
+    """An optional plugin that raised during a job."""
+
+    plugin: str
+    hook: str
+    error: str  # "ExceptionType: message"
+    traceback: str

@@ -221,8 +221,8 @@ def test_worker_processes_analyse_recordings_in_parallel(e2e_env, short_clip):
     """[analysis] workers = 2: two recordings go to two processes, each with its own models."""
     import asyncio
 
-    from rollcall.analysis.pool import AnalysisPool, config_for_workers
     from rollcall.config import load_config
+    from rollcall.service.pool import AnalysisPool, config_for_workers
     from rollcall.store import jobs
 
     config = load_config()
@@ -335,7 +335,7 @@ def test_process_recording_purges_warns_writes_and_queues(short_clip, tmp_path, 
     assert "speaker view analysed" in meeting["warnings"]
     assert result.report_paths == () and result.notifications == ()
     assert outbox.list_messages(db, meeting_id=result.meeting_id) == []
-    assert seen and result.meeting.report.students is not None
+    assert seen and result.report.students is not None
 
     out = tmp_path / "report"
     again = process_recording(

@@ -449,7 +449,7 @@ def test_admin_api(tmp_path, base_env, caplog):
 
     async def scenario() -> None:
         app = web.Application()
-        app.add_routes(admin_routes(config, lambda: db))
+        app.add_routes(admin_routes(config))
         async with TestClient(TestServer(app)) as client:
             r = await client.get("/api/plugins")
             assert r.status == 401
@@ -504,11 +504,11 @@ def test_admin_api_off_without_token(tmp_path, base_env):
     from rollcall.web.admin_api import admin_routes
 
     config = load_config(None, {**base_env, "ROLLCALL_HOME": str(tmp_path)})
-    db = storage.open_db(tmp_path)
+    storage.open_db(tmp_path).conn.close()  # the database the routes will open
 
     async def scenario() -> int:
         app = web.Application()
-        app.add_routes(admin_routes(config, lambda: db))
+        app.add_routes(admin_routes(config))
         async with TestClient(TestServer(app)) as client:
             r = await client.get("/api/plugins", headers={"Authorization": "Bearer x"})
             _check(_load_openapi(), "get", "/api/plugins", r.status, await r.json())
@@ -542,7 +542,7 @@ def test_meeting_page_linked_from_chat_needs_the_token(tmp_path, base_env, caplo
 
     async def scenario() -> None:
         app = web.Application()
-        app.add_routes(admin_routes(config, lambda: db))
+        app.add_routes(admin_routes(config))
         async with TestClient(TestServer(app)) as client:
             r = await client.get(f"/admin/meetings/{meeting_id}")
             assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic ")

@@ -1,2 +1,2 @@
-"""Analysing recordings end to end: one function from a video file to stored results,
-reports and queued notifications, and a pool of processes that runs it."""
+"""Analysing a recording end to end: one function from a video file to stored results,
+report files, retention and queued notifications, used by `rollcall analyze` and the service."""

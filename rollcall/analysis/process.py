@@ -28,7 +28,9 @@ import pluggy
 import sqlite_utils
 
 from rollcall.config import Config
+from rollcall.reports.results import meeting_report
 from rollcall.store import storage
+from rollcall.types import AttendanceReport, MeetingContext
 
 if TYPE_CHECKING:  # the orchestrator pulls in the frame pipeline: imported when used
     from rollcall.pipeline.orchestrator import MeetingOutcome, Progress
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 class ProcessedRecording:
     """What :func:`process_recording` did."""
 
-    meeting: MeetingOutcome  # the stored analysis (meeting id, report, counts, timing)
+    meeting: MeetingOutcome  # the stored analysis (meeting id, counts, timing)
+    report: AttendanceReport  # the meeting's results as stored (with corrections)
     purged: int  # meetings deleted by the retention purge before the analysis
     report_paths: tuple[Path, ...]  # files the ``rollcall_report`` plugins wrote
     notifications: tuple[str, ...]  # channels queued now (empty when already queued)
@@ -76,7 +79,7 @@ def process_recording(
     view). A failure to queue notifications never fails the analysis: it is logged
     and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
     """
-    from rollcall.pipeline.orchestrator import analyze_recording, write_meeting_reports
+    from rollcall.pipeline.orchestrator import analyze_recording
 
     purged = storage.purge_older_than(db, config.privacy.retention_days, config.home)
     if purged:
@@ -99,7 +102,8 @@ def process_recording(
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)
-    paths = tuple(write_meeting_reports(pm, outcome, report_dir)) if report_dir else ()
+    report = meeting_report(db, outcome.meeting_id, rules=config.attendance)
+    paths = write_report_files(pm, outcome.context, report, report_dir) if report_dir else ()
     channels: tuple[str, ...] = ()
     notify_error = ""
     if notify:
@@ -121,7 +125,17 @@ def process_recording(
             "notifications": list(channels),
         },
     )
-    return ProcessedRecording(outcome, purged, paths, channels, notify_error)
+    return ProcessedRecording(outcome, report, purged, paths, channels, notify_error)
+
+
+def write_report_files(
+    pm: pluggy.PluginManager, meeting: MeetingContext, report: AttendanceReport, out_dir: Path
+) -> tuple[Path, ...]:
+    """Let every reporting plugin write its files for the meeting into ``out_dir``."""
+    paths: list[Path] = []
+    for written in pm.hook.rollcall_report(meeting=meeting, report=report, out_dir=out_dir):
+        paths.extend(written or [])
+    return tuple(paths)
 
 
 def queue_notifications(db: sqlite_utils.Database, config: Config, meeting_id: int) -> list[str]:

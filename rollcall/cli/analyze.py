@@ -72,10 +72,10 @@ def run_analysis(
             progress=progress,
         )
     outcome = result.meeting
-    console.print(summary_table(outcome.report))
+    console.print(summary_table(result.report))
     console.print(
         f"meeting {outcome.meeting_id}: {outcome.samples} frames sampled, {outcome.faces} faces, "
-        f"{outcome.tracks} tracks, {outcome.report.unknown_clusters} unknown face cluster(s); "
+        f"{outcome.tracks} tracks, {result.report.unknown_clusters} unknown face cluster(s); "
         f"analysed in {outcome.seconds:.1f} s",
         highlight=False,
     )

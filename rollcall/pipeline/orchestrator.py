@@ -38,11 +38,10 @@ from rollcall.pipeline.gallery import TileGate
 from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
 from rollcall.pipeline.tracking import FaceTracker
 from rollcall.pipeline.unknowns import cluster_rows, cluster_unknown_tracks
-from rollcall.reports.results import meeting_report
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
-from rollcall.types import AttendanceReport, MeetingContext, SampledFrame
+from rollcall.types import MeetingContext, SampledFrame
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, float], None]  # (seconds done, seconds total)
@@ -53,7 +52,6 @@ LINK_SIMILARITY = 0.3  # same face in consecutive samples is far above this for 
 class MeetingOutcome:
     meeting_id: int
     context: MeetingContext
-    report: AttendanceReport
     results: dict[str, Any] = field(default_factory=dict)
     samples: int = 0
     faces: int = 0
@@ -257,7 +255,6 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             "error": "",
         },
     )
-    report = meeting_report(db, meeting_id, rules=config.attendance)
     log.info(
         "meeting analysed",
         extra={
@@ -273,7 +270,6 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
     return MeetingOutcome(
         meeting_id=meeting_id,
         context=context,
-        report=report,
         results=results,
         samples=samples,
         faces=faces_seen,
@@ -291,15 +287,3 @@ def _detect(pm: pluggy.PluginManager, frame: SampledFrame, image: np.ndarray) ->
 def _embed(pm: pluggy.PluginManager, frame: SampledFrame, faces: list) -> np.ndarray:
     """Embeddings of some faces of ``frame``, in one recognizer call."""
     return np.asarray(pm.hook.rollcall_embed_faces(frame=frame, faces=faces), np.float32)
-
-
-def write_meeting_reports(
-    pm: pluggy.PluginManager, outcome: MeetingOutcome, out_dir: Path
-) -> list[Path]:
-    """Let every reporting plugin write its files for the meeting into ``out_dir``."""
-    paths: list[Path] = []
-    for written in pm.hook.rollcall_report(
-        meeting=outcome.context, report=outcome.report, out_dir=out_dir
-    ):
-        paths.extend(written or [])
-    return paths

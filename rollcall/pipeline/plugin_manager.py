@@ -35,10 +35,11 @@ from pydantic import BaseModel
 
 from rollcall import hookspecs
 from rollcall.config import Config, ConfigError, validate_plugin_settings
+from rollcall.types import PluginFailure, PluginInfo
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rollcall.plugins"
-CORE_PLUGINS = ("detector", "recognizer", "attendance")
+CORE_PLUGINS = ("detector", "recognizer", "attendance", "report_files")
 BUILTIN_ANALYZERS = ("emotion", "engagement")
 NOTIFIER_PLUGINS = ("notify_email", "notify_chat")  # built-in, always on (outbox delivery)
 BUILTIN_SOURCE = "built-in"
@@ -93,12 +94,35 @@ def resolve_face_models(
     )
 
 
+#: The built-in plugins by name: where their classes live. Core code names them here
+#: and loads them like any other plugin, never by importing the plugin package (an
+#: import-linter contract in pyproject.toml keeps it so), the way datasette
+#: registers its own built-ins. The analyzers' model wrappers live beside them.
+BUILTINS: dict[str, str] = {
+    "detector": "rollcall.plugins.detector:DetectorPlugin",
+    "recognizer": "rollcall.plugins.recognizer:RecognizerPlugin",
+    "attendance": "rollcall.plugins.attendance:AttendancePlugin",
+    "report_files": "rollcall.reports.plugin:ReportFilesPlugin",
+    "emotion": "rollcall.plugins.emotion:EmotionPlugin",
+    "emotion.model": "rollcall.plugins.emotion:EmotionModel",
+    "engagement": "rollcall.plugins.engagement:EngagementPlugin",
+    "engagement.model": "rollcall.plugins.engagement:HeadPoseModel",
+    "notify_email": "rollcall.plugins.notifiers.email:EmailNotifier",
+    "notify_chat": "rollcall.plugins.notifiers.chat:ChatNotifier",
+}
+
+
+def builtin(name: str) -> Any:
+    """The class of the built-in plugin ``name`` (a key of :data:`BUILTINS`)."""
+    module, _, attr = BUILTINS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
     """The core plugins, which every job runs."""
-    from rollcall.plugins.attendance import AttendancePlugin
-    from rollcall.plugins.detector import DetectorPlugin
-    from rollcall.plugins.recognizer import RecognizerPlugin
-
+    DetectorPlugin, RecognizerPlugin, AttendancePlugin, ReportFilesPlugin = (
+        builtin(n) for n in CORE_PLUGINS
+    )
     a, r = config.analysis, config.recognition
     return [
         DetectorPlugin(
@@ -122,15 +146,15 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
             left_early_pct=config.attendance.left_early_pct,
             max_gap_s=r.max_gap_s,
         ),
+        ReportFilesPlugin(),
     ]
 
 
 def analyzer_plugins(config: Config) -> list[object]:
     """The built-in optional analyzers, built from their validated ``[plugins.<name>]``
     settings; their models load on first use."""
-    from rollcall.plugins.emotion import EmotionModel, EmotionPlugin
-    from rollcall.plugins.engagement import EngagementPlugin, HeadPoseModel
-
+    EmotionPlugin, EmotionModel = builtin("emotion"), builtin("emotion.model")
+    EngagementPlugin, HeadPoseModel = builtin("engagement"), builtin("engagement.model")
     e, g = config.plugins.emotion, config.plugins.engagement
     return [
         EmotionPlugin(EmotionModel(config.models.dir, config.models.threads), e),
@@ -153,10 +177,7 @@ def report_manager(plugins: list[object] | None = None) -> RollcallPluginManager
 
 def notifier_plugins() -> list[object]:
     """The built-in notifiers (email, chat); they run in the outbox, not in jobs."""
-    from rollcall.plugins.notifiers.chat import ChatNotifier
-    from rollcall.plugins.notifiers.email import EmailNotifier
-
-    return [EmailNotifier(), ChatNotifier()]
+    return [builtin(name)() for name in NOTIFIER_PLUGINS]
 
 
 def notifier_manager(
@@ -191,32 +212,6 @@ def notifier_manager(
 
 
 # ---------------------------------------------------------------- discovery
-
-
-@dataclass(frozen=True, slots=True)
-class PluginInfo:
-    """What ``rollcall plugins list`` shows about one plugin."""
-
-    name: str
-    version: str
-    source: str  # "built-in" or the distribution that provides it
-    core: bool  # core plugins always run and cannot be disabled
-    hooks: tuple[str, ...]
-    problem: str = ""  # why the plugin cannot be used; "" = usable
-
-    @property
-    def usable(self) -> bool:
-        return not self.problem
-
-
-@dataclass(frozen=True, slots=True)
-class PluginFailure:
-    """An optional plugin that raised during a job."""
-
-    plugin: str
-    hook: str
-    error: str  # "ExceptionType: message"
-    traceback: str
 
 
 def rollcall_version() -> str:
@@ -346,14 +341,6 @@ def discover_entry_points(
 
 def describe_plugins(config: Config, *, entry_points: bool = True) -> list[PluginInfo]:
     """Every plugin with its version, source and hooks, without loading any model."""
-    from rollcall.plugins.attendance import AttendancePlugin
-    from rollcall.plugins.detector import DetectorPlugin
-    from rollcall.plugins.emotion import EmotionPlugin
-    from rollcall.plugins.engagement import EngagementPlugin
-    from rollcall.plugins.notifiers.chat import ChatNotifier
-    from rollcall.plugins.notifiers.email import EmailNotifier
-    from rollcall.plugins.recognizer import RecognizerPlugin
-
     version = rollcall_version()
     infos = [
         PluginInfo(
@@ -363,15 +350,7 @@ def describe_plugins(config: Config, *, entry_points: bool = True) -> list[Plugi
             cls.name in CORE_PLUGINS or cls.name in NOTIFIER_PLUGINS,
             implemented_hooks(cls),
         )
-        for cls in (
-            DetectorPlugin,
-            RecognizerPlugin,
-            AttendancePlugin,
-            EmotionPlugin,
-            EngagementPlugin,
-            EmailNotifier,
-            ChatNotifier,
-        )
+        for cls in map(builtin, (*CORE_PLUGINS, *BUILTIN_ANALYZERS, *NOTIFIER_PLUGINS))
     ]
     if entry_points:
         infos += [d.info for d in discover_entry_points({i.name for i in infos}, config)]

@@ -9,10 +9,8 @@ are bridged: the face was on screen, the detector blinked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from rollcall import (
-    AttendanceReport,
     MeetingContext,
     Roster,
     TrackSummary,
@@ -90,11 +88,3 @@ class AttendancePlugin:
             )
             rows.append(self.presence_for(seconds, meeting.duration_s, index))
         return {"attendance": rows}
-
-    @hookimpl
-    def rollcall_report(
-        self, meeting: MeetingContext, report: AttendanceReport, out_dir: Path
-    ) -> list[Path]:
-        from rollcall.reports.meeting import write_reports
-
-        return list(write_reports(report, out_dir).values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from rollcall import PluginSettings
+from rollcall.plugin_settings import PluginSettings
 
 
 class EmotionSettings(PluginSettings):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from rollcall import PluginSettings
+from rollcall.plugin_settings import PluginSettings
 
 
 class EngagementSettings(PluginSettings):

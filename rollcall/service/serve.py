@@ -27,10 +27,10 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from rollcall.analysis.pool import AnalysisPool
 from rollcall.bot.intake import Intake
 from rollcall.bot.webhook import webhook_routes
 from rollcall.config import Config
+from rollcall.service.pool import AnalysisPool
 from rollcall.service.worker import WorkerContext, analysis_for, in_thread, worker_loop
 from rollcall.store import jobs, storage
 

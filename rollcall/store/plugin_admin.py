@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from rollcall.pipeline.plugin_manager import PluginFailure, PluginInfo
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
+from rollcall.types import PluginFailure, PluginInfo
 
 log = logging.getLogger(__name__)
 GLOBAL = ""  # course_id of a global setting

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from rollcall.store.db import StorageError, write_transaction
+from rollcall.store.common import StorageError, write_transaction
 
 
 def migrate_core(db: sqlite_utils.Database) -> None:

@@ -22,21 +22,10 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from rollcall.store import db as _db
-from rollcall.store.db import DB_NAME, StorageError, now_iso, write_transaction
+from rollcall.store.db import DB_NAME, StorageError, now_iso, open_db, write_transaction
 from rollcall.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "StorageError", "now_iso", "open_db"]
-
-
-def open_db(home: Path) -> sqlite_utils.Database:
-    """Open the database in ``home`` (see ``rollcall.store.db.open_db``).
-
-    Kept for the callers that still share one connection between threads
-    (``rollcall serve`` today), so it opens without SQLite's same-thread check;
-    new code calls ``rollcall.store.db.open_db``, which enforces the rule.
-    """
-    return _db.open_db(home, check_same_thread=False)
 
 
 # ---------------------------------------------------------------- courses & students

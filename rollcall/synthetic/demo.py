@@ -129,14 +129,14 @@ def run_demo(config: Config, console: Console, out: Path, run_analysis) -> int:
             f"{len(paths)} photos accepted",
             highlight=False,
         )
-    outcome = run_analysis(
+    report = run_analysis(
         config, console, video, COURSE, out / "report", "Demo: Intro to CS, week 1"
-    ).meeting
+    ).report
     expected = truth.presence_matrix(config.attendance.min_seconds_per_minute)
     table = Table(
         "student", "detected per minute", "ground truth", title="detected vs. ground truth"
     )
-    for row in outcome.report.students:
+    for row in report.students:
         want = expected.get(row.student_id, [0] * len(row.minutes))
         table.add_row(
             f"{row.student_id} {row.name}",
@@ -144,10 +144,10 @@ def run_demo(config: Config, console: Console, out: Path, run_analysis) -> int:
             " ".join(map(str, want)),
         )
     console.print(table)
-    score = score_report(outcome.report, truth, config.attendance.min_seconds_per_minute)
+    score = score_report(report, truth, config.attendance.min_seconds_per_minute)
     console.print(
         f"per-minute precision {score.precision:.2f}, recall {score.recall:.2f}; the stranger "
-        f"(Guest 7) is in {outcome.report.unknown_clusters} unknown-face cluster(s), not the roster.\n"
+        f"(Guest 7) is in {report.unknown_clusters} unknown-face cluster(s), not the roster.\n"
         f"video: {video}\nground truth: {truth_path_for(video)}\nreports: {out / 'report'}",
         highlight=False,
     )

@@ -78,12 +78,10 @@ def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Ha
     return wrapped
 
 
-def admin_routes(
-    config: Config, db_factory: Callable[[], sqlite_utils.Database] | None = None
-) -> list[web.RouteDef]:
+def admin_routes(config: Config) -> list[web.RouteDef]:
     """The admin routes. Each request's database work runs in a worker thread with a
-    connection of ``[storage] home`` opened and closed there; ``db_factory`` (tests)
-    supplies a connection instead, which the caller keeps and closes."""
+    connection of ``[storage] home`` opened and closed there (a connection never
+    crosses threads)."""
     from rollcall.pipeline.plugin_manager import describe_plugins
     from rollcall.store.plugin_admin import (
         ConfirmationRequired,
@@ -94,9 +92,6 @@ def admin_routes(
 
     @contextmanager
     def connection() -> Iterator[sqlite_utils.Database]:
-        if db_factory is not None:
-            yield db_factory()
-            return
         db = storage.open_db(config.home)
         try:
             yield db
