@@ -13,9 +13,10 @@ instead of mixing incompatible vectors.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +135,39 @@ def tables_with_column(db: sqlite_utils.Database, column: str) -> list[str]:
 
 
 def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -> None:
-    """Delete a student with every photo, embedding and result that belongs to them."""
-    pk = get_student(db, course_id, student_id)["id"]
+    """Delete a student with every photo, embedding and result that belongs to them,
+    and every line naming them in the warnings of the course's meetings (Zoom's
+    participants reconciliation); the deleted content is overwritten
+    (``secure_delete``) and the WAL checkpointed, so it stays in neither file."""
+    student = get_student(db, course_id, student_id)
+    pk = student["id"]
     with write_transaction(db):
         for table in tables_with_column(db, "student_pk"):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
             "update unknown_clusters set label_student_pk = null where label_student_pk = ?", [pk]
         )
+        _scrub_warnings(db, course_id, [student["student_id"], student["name"]])
         db.execute("delete from students where id = ?", [pk])
+    _db.checkpoint_erased(db)
+
+
+def _scrub_warnings(db: sqlite_utils.Database, course_id: str, words: list[str]) -> None:
+    """Drop every warning line of the course's meetings that names one of ``words``
+    (as a whole word: "Ana" does not match "Analysis")."""
+    words = [w for w in words if w and w.strip()]
+    if not words:
+        return
+    pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words))
+    for m in db.query(
+        "select id, warnings from meetings where course_id = ? and warnings is not null "
+        "and warnings != ''",
+        [course_id],
+    ):
+        lines = m["warnings"].split("\n")
+        kept = [line for line in lines if not pattern.search(line)]
+        if len(kept) != len(lines):
+            db.execute("update meetings set warnings = ? where id = ?", ["\n".join(kept), m["id"]])
 
 
 # ---------------------------------------------------------------- photos & embeddings
@@ -166,6 +191,7 @@ def remove_photo(db: sqlite_utils.Database, course_id: str, student_id: str, fil
     with write_transaction(db):
         db.execute("delete from embeddings where photo_id = ?", [rows[0]["id"]])
         db.execute("delete from photos where id = ?", [rows[0]["id"]])
+    _db.checkpoint_erased(db)
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
@@ -322,28 +348,17 @@ def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[st
     return rows
 
 
-def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = None) -> int:
-    """Delete meetings analysed more than ``days`` days ago with all their results.
-
-    Returns the number of meetings deleted; ``days == 0`` keeps everything.
+def purge_older_than(
+    db: sqlite_utils.Database,
+    days: int,
+    home: Path | None = None,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Delete the meetings older than ``days`` days with all their results (see
+    :func:`rollcall.store.retention.purge`: age counts from the class's start when
+    known). Returns the number of meetings deleted; ``days == 0`` keeps everything.
     """
-    if days <= 0:
-        return 0
-    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
-    ids = [
-        r["id"]
-        for r in db.query(
-            "select id from meetings where coalesce(analyzed_at, created_at) < ?", [cutoff]
-        )
-    ]
-    with write_transaction(db):
-        for meeting_id in ids:
-            for table in tables_with_column(db, "meeting_id"):
-                db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-            db.execute("delete from meetings where id = ?", [meeting_id])
-    if home is not None:
-        import shutil
+    from rollcall.store import retention
 
-        for meeting_id in ids:
-            shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
-    return len(ids)
+    return len(retention.purge(db, days, home, now=now))
