@@ -274,6 +274,12 @@ def upsert_meeting(db: sqlite_utils.Database, meeting: dict[str, Any]) -> int:
     return db["meetings"].insert(dict(meeting, created_at=now_iso())).last_pk
 
 
+def find_meeting(db: sqlite_utils.Database, source_key: str) -> dict[str, Any] | None:
+    """The meeting stored for this recording (``source_key``), or None."""
+    rows = list(db["meetings"].rows_where("source_key = ?", [source_key]))
+    return rows[0] if rows else None
+
+
 def get_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict[str, Any]:
     try:
         return db["meetings"].get(meeting_id)
@@ -301,13 +307,18 @@ def replace_results(
 ) -> None:
     """Atomically replace a meeting's automatic results (a re-run never duplicates rows).
 
+    A presence row's ``auto_seconds`` (what the analysis saw, before unknown-face labels
+    add to ``seconds_seen``) defaults to its ``seconds_seen``.
+
     Called inside the caller's ``write_transaction`` it is a savepoint of it, so the
     caller can store more (the plugins' rows) and commit or roll back everything at once.
     """
     with write_transaction(db):
         for table in ("presence", "attendance", "unknown_clusters"):
             db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-        db["presence"].insert_all(presence_rows)
+        db["presence"].insert_all(
+            dict(r, auto_seconds=r.get("auto_seconds", r["seconds_seen"])) for r in presence_rows
+        )
         db["attendance"].insert_all(attendance_rows)
         db["unknown_clusters"].insert_all(
             dict(c, seconds_by_minute=json.dumps(c["seconds_by_minute"])) for c in clusters
