@@ -19,6 +19,7 @@ of such folders.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,7 @@ def process_recording(
     report_dir: Path | None = None,
     notify: bool = True,
     progress: Progress | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -75,6 +77,7 @@ def process_recording(
     ``warning`` is added to the meeting's stored warnings (e.g. Zoom had no gallery
     view). A failure to queue notifications never fails the analysis: it is logged
     and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
+    ``announce`` is told when the recording's meeting exists and is being replaced.
     """
     from rollcall.pipeline.orchestrator import analyze_recording, write_meeting_reports
 
@@ -96,6 +99,7 @@ def process_recording(
         source=source,
         source_key=source_key,
         progress=progress,
+        announce=announce,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)
