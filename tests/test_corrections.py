@@ -12,7 +12,7 @@ import pytest
 from rollcall.cli.main import main
 from rollcall.config import AttendanceConfig
 from rollcall.reports.results import meeting_report
-from rollcall.store import corrections, storage
+from rollcall.store import corrections, retention, storage
 from rollcall.synthetic.evaluation import save_photos
 from tests.reportdata import add_course, add_meeting
 from tests.test_end_to_end import short_clip  # noqa: F401  (session fixture: a 30 s clip)
@@ -218,7 +218,7 @@ def test_student_removal_and_retention_delete_corrections(meeting):
     storage.remove_student(db, COURSE, "S1")
     assert [c.student_id for c in corrections.list_corrections(db, mid)] == ["S2"]
     db["meetings"].update(mid, {"analyzed_at": "2000-01-01T00:00:00+00:00"})
-    assert storage.purge_older_than(db, 30) == 1
+    assert retention.purge_older_than(db, 30) == 1
     assert db["corrections"].count == 0
 
 

@@ -137,6 +137,53 @@ def test_reanalysis_replaces_results_without_duplicates(e2e_env, short_clip, cap
     assert "present" in capsys.readouterr().out
 
 
+def test_reanalysis_keeps_title_start_and_unknown_face_labels(e2e_env, short_clip, capsys):
+    """Analysing a recording again without --title/--start keeps what was given the
+    first time, says which meeting is replaced, and keeps the unknown-face labels on
+    the matching clusters (with the minutes they credit). Its own course, so the
+    short clip's meeting of the other tests is not touched."""
+    db, work = e2e_env["db"], e2e_env["work"]
+    course = "REAN"
+    clip_people = {"Hu_Jintao", "Yao_Ming", "Norah_Jones", "Tony_Blair"}
+    student = next(s for s in e2e_env["meeting"].enroll if s not in clip_people)
+    photos = sorted((work / "photos" / student).iterdir())
+    assert main(["course", "add", course, "--title", "Re-analysis"]) == 0
+    assert main(["student", "add", course, student, *map(str, photos)]) == 0
+    out = str(work / "rean")
+    args = ["analyze", str(short_clip), "--course", course, "--out", out]
+    assert main([*args, "--title", "Week 3", "--start", "2026-09-03T10:00"]) == 0
+    first = storage.list_meetings(db, course)[0]
+    meeting_id = first["id"]
+    clusters = storage.unknown_clusters(db, meeting_id)
+    assert clusters  # the four people of the clip are strangers to this course
+    biggest = max(clusters, key=lambda c: sum(c["seconds_by_minute"]))
+    cluster = str(biggest["cluster_no"])
+    assert main(["unknown", "label", str(meeting_id), cluster, student, "--by", "prof"]) == 0
+    credited = {r.student_id: r for r in meeting_report(db, meeting_id).students}[student]
+    assert credited.present_minutes >= 1
+    capsys.readouterr()
+
+    assert main(args) == 0  # again, without --title and --start
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"meeting {meeting_id} (Week 3) was analysed from this recording before" in text
+    assert "results are being replaced" in text
+    assert "unknown-face labels: 1 kept" in text
+    again = storage.get_meeting(db, meeting_id)
+    assert again["title"] == "Week 3"
+    assert again["start_time"] == first["start_time"] == "2026-09-03T10:00:00"
+    assert [m["id"] for m in storage.list_meetings(db, course)] == [meeting_id]
+    labelled = [c for c in storage.unknown_clusters(db, meeting_id) if c["label_student_pk"]]
+    assert len(labelled) == 1 and labelled[0]["labeled_by"] == "prof"
+    assert sum(labelled[0]["seconds_by_minute"]) == pytest.approx(
+        sum(biggest["seconds_by_minute"]), rel=0.05
+    )
+    row = {r.student_id: r for r in meeting_report(db, meeting_id).students}[student]
+    assert row.present_minutes == credited.present_minutes
+    # a title given anew wins
+    assert main([*args, "--title", "Week 3 (repeat)"]) == 0
+    assert storage.get_meeting(db, meeting_id)["title"] == "Week 3 (repeat)"
+
+
 @pytest.mark.parametrize("kind", ["text", "truncated"])
 def test_bad_recording_fails_clearly_and_keeps_stored_data(e2e_env, capsys, kind):
     db = e2e_env["db"]

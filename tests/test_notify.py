@@ -16,6 +16,7 @@ import email
 import email.policy
 import io
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -484,6 +485,97 @@ def test_notify_cli_list_resend_send(db, home, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "sent" in out and PASSWORD not in out
     assert main(["notify", "list", "--meeting", "99"]) == 1
+
+
+def _cli_config(tmp_path, monkeypatch, port: int) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"[smtp]\nhost = '127.0.0.1'\nport = {port}\nsecurity = 'none'\n"
+        f"username = '{USER}'\nfrom_address = 'rollcall@example.edu'\ntimeout_s = 5\n"
+        "[notify]\nretry_base_s = 600\n"
+        "[[notify.courses]]\ncourse = 'CS101'\nemails = ['prof@example.edu']\n"
+    )
+    monkeypatch.setenv("ROLLCALL_CONFIG", str(path))
+    monkeypatch.setenv("ROLLCALL_SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+def test_notify_send_names_a_waiting_message_and_resend_makes_no_copy(
+    db, home, tmp_path, monkeypatch, capsys
+):
+    """Mail server down, then up before the backoff ends: `notify send` must not look
+    like "nothing to do", and `resend` then `send` delivers the summary exactly once."""
+    from rollcall.cli.main import main
+
+    meeting_id = seed_meeting(db)
+    port = free_port()  # nothing listens yet
+    _cli_config(tmp_path, monkeypatch, port)
+    assert main(["notify", "resend", str(meeting_id)]) == 0
+    capsys.readouterr()
+    assert main(["notify", "send"]) == 1  # refused: retried later
+    assert "1 to retry later" in capsys.readouterr().out
+    sink = Sink()
+    controller = smtp_server(port, sink)
+    try:
+        # the server is back, the message waits for its backoff (600 s)
+        assert main(["notify", "send"]) == 1
+        out = capsys.readouterr().out
+        assert "0 sent, 0 to retry later, 0 failed, 1 waiting" in out
+        row = outbox.list_messages(db, meeting_id)[0]
+        assert f"message {row['id']} (meeting {meeting_id}, email to prof@example.edu)" in out
+        assert "next attempt " + row["next_attempt_at"][:10] in out
+        assert "notify send --now" in out
+        assert sink.envelopes == []
+        # the obvious follow-up: resend. It must not queue a second copy
+        assert main(["notify", "resend", str(meeting_id)]) == 0
+        out = capsys.readouterr().out
+        assert "still in the queue, no copy made" in out and "made due now" in out
+        assert len(outbox.list_messages(db, meeting_id)) == 1
+        assert main(["notify", "send"]) == 0
+        assert "1 sent, 0 to retry later, 0 failed, 0 waiting" in capsys.readouterr().out
+        assert main(["notify", "send"]) == 0
+        assert main(["notify", "resend", str(meeting_id)]) == 0  # sent: a deliberate new copy
+        assert main(["notify", "send"]) == 0
+    finally:
+        controller.stop()
+    assert len(sink.envelopes) == 2
+    rows = outbox.list_messages(db, meeting_id)
+    assert [(r["generation"], r["state"]) for r in rows] == [(0, "sent"), (1, "sent")]
+
+
+def test_notify_send_now_delivers_the_waiting_messages(db, home, tmp_path, monkeypatch, capsys):
+    from rollcall.cli.main import main
+
+    meeting_id = seed_meeting(db)
+    port = free_port()
+    _cli_config(tmp_path, monkeypatch, port)
+    config = load_config(None, dict(os.environ))
+    messages.enqueue_meeting(db, config, meeting_id)
+    assert main(["notify", "send"]) == 1
+    sink = Sink()
+    controller = smtp_server(port, sink)
+    try:
+        assert main(["notify", "send"]) == 1
+        assert "1 waiting" in capsys.readouterr().out
+        assert main(["notify", "send", "--now"]) == 0
+        assert "1 sent, 0 to retry later, 0 failed, 0 waiting" in capsys.readouterr().out
+        assert main(["notify", "send", "--now"]) == 0
+    finally:
+        controller.stop()
+    assert len(sink.envelopes) == 1
+
+
+def test_resend_of_a_message_being_sent_makes_no_copy(db, home):
+    meeting_id = seed_meeting(db)
+    config = make_config(home, smtp_port=free_port())
+    messages.enqueue_meeting(db, config, meeting_id, now=T0)
+    claimed = outbox.claim_next(db, now=T0)
+    done = outbox.resend(db, config, meeting_id, now=T0)
+    assert [(r.channel, r.row_id, r.queued, r.state) for r in done] == [
+        ("email", claimed["id"], False, "sending")
+    ]
+    assert outbox.waiting(db, now=T0)[0]["id"] == claimed["id"]
+    assert len(outbox.list_messages(db, meeting_id)) == 1
 
 
 def test_plugins_list_shows_the_notifiers(config):

@@ -12,7 +12,7 @@ import pytest
 import sqlite_utils
 
 from rollcall.store import db as store_db
-from rollcall.store import jobs, schema, storage
+from rollcall.store import jobs, retention, schema, storage
 from rollcall.store.db import (
     ForeignTransactionError,
     backoff_delay,
@@ -179,7 +179,7 @@ def test_rolled_back_purge_never_takes_an_accepted_job_with_it(tmp_path, monkeyp
         db = shared or open_db(home)
         try:
             with write_transaction(db):  # the purge and whatever its caller does, as one
-                storage.purge_older_than(db, 30)
+                retention.purge_older_than(db, 30)
         except sqlite3.OperationalError as exc:
             purge_errors.append(exc)
 
@@ -236,7 +236,7 @@ def test_a_purge_that_fails_half_way_deletes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(storage, "tables_with_column", fail_on_the_second_meeting)
     with pytest.raises(sqlite3.OperationalError):
-        storage.purge_older_than(db, 30)
+        retention.purge_older_than(db, 30)
     assert db["meetings"].count == 2
 
 
@@ -279,7 +279,7 @@ def test_new_database_has_the_core_tables_only(tmp_path):
     tables = set(db.table_names())
     assert {"jobs", "participants", "plugin_audit", "corrections", "outbox"} <= tables
     assert not {t for t in tables if t.startswith(("emotion_", "engagement_"))}
-    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 6
+    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 7
 
 
 def test_an_old_database_upgrades_and_keeps_its_analyzer_tables(tmp_path):

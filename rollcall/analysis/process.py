@@ -19,6 +19,7 @@ of such folders.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ import sqlite_utils
 
 from rollcall.config import Config
 from rollcall.reports.results import meeting_report
-from rollcall.store import storage
+from rollcall.store import retention
 from rollcall.types import AttendanceReport, MeetingContext
 
 if TYPE_CHECKING:  # the orchestrator pulls in the frame pipeline: imported when used
@@ -70,6 +71,7 @@ def process_recording(
     report_dir: Path | None = None,
     notify: bool = True,
     progress: Progress | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -78,10 +80,11 @@ def process_recording(
     ``warning`` is added to the meeting's stored warnings (e.g. Zoom had no gallery
     view). A failure to queue notifications never fails the analysis: it is logged
     and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
+    ``announce`` is told when the recording's meeting exists and is being replaced.
     """
     from rollcall.pipeline.orchestrator import analyze_recording
 
-    purged = storage.purge_older_than(db, config.privacy.retention_days, config.home)
+    purged = retention.purge_older_than(db, config.privacy.retention_days, config.home)
     if purged:
         log.info(
             "retention: old meetings deleted",
@@ -99,6 +102,7 @@ def process_recording(
         source=source,
         source_key=source_key,
         progress=progress,
+        announce=announce,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)

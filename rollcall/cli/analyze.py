@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from rollcall.analysis.process import ProcessedRecording, process_recording
 from rollcall.cli.common import CliError, models_and_pm, open_db
@@ -70,6 +71,7 @@ def run_analysis(
             report_dir=out,
             notify=notify,
             progress=progress,
+            announce=lambda text: console.print(Text(text)),
         )
     outcome = result.meeting
     console.print(summary_table(result.report))
@@ -79,6 +81,20 @@ def run_analysis(
         f"analysed in {outcome.seconds:.1f} s",
         highlight=False,
     )
+    labels = outcome.labels
+    if labels.carried or labels.dropped:
+        console.print(
+            Text(
+                f"unknown-face labels: {len(labels.carried)} kept on the matching cluster(s) "
+                + ", ".join(f"{a}->{b}" for a, b in labels.carried)
+                + (
+                    f"; {len(labels.dropped)} matched no cluster and were dropped "
+                    f"(cluster(s) {', '.join(map(str, labels.dropped))})"
+                    if labels.dropped
+                    else ""
+                )
+            )
+        )
     for path in result.report_paths:
         console.print(f"wrote {path}", highlight=False)
     return result

@@ -8,8 +8,10 @@ signature.
 from __future__ import annotations
 
 import argparse
+import getpass
 
 from rich.table import Table
+from rich.text import Text
 
 from rollcall.cli.args import command, command_group
 from rollcall.cli.common import open_db
@@ -37,12 +39,15 @@ def cmd_unknown_list(args, config, console) -> int:
 
     db = open_db(config)
     table = Table(
-        "cluster", "tracks", "seconds seen", "first seen", "last seen", "minutes seen", "label"
-    )
+        "cluster", "tracks", "seconds seen", "first seen", "last seen", "minutes seen", "label",
+        "labelled by", "labelled at",
+    )  # fmt: skip
     for c in storage.unknown_clusters(db, args.meeting):
         label = ""
         if c["label_student_pk"]:
             label = db["students"].get(c["label_student_pk"])["student_id"]
+            if c["enrolled_embedding_id"]:
+                label += " (enrolled)"
         minutes = sum(1 for s in c["seconds_by_minute"] if s > 0)
         table.add_row(
             str(c["cluster_no"]),
@@ -51,7 +56,9 @@ def cmd_unknown_list(args, config, console) -> int:
             f"{c['first_s']:.0f} s",
             f"{c['last_s']:.0f} s",
             f"{minutes}/{len(minute_lengths(storage.get_meeting(db, args.meeting)['duration_s']))}",
-            label,
+            Text(label),
+            Text(c["labeled_by"] or "") if c["label_student_pk"] else "",
+            (c["labeled_at"] or "") if c["label_student_pk"] else "",
         )
     console.print(table)
     return 0
@@ -60,21 +67,62 @@ def cmd_unknown_list(args, config, console) -> int:
 def cmd_unknown_label(args, config, console) -> int:
     from rollcall.pipeline.unknowns import label_cluster
 
+    db = open_db(config)
+    previous = _label_of(db, args.meeting, args.cluster)
     row = label_cluster(
-        open_db(config),
+        db,
         args.meeting,
         args.cluster,
         args.student,
         attendance_settings=config.attendance,
         enroll=args.enroll,
+        by=args.by or default_user(),
     )
     console.print(
-        f"cluster {args.cluster} of meeting {args.meeting} labelled {args.student}: now "
-        f"{row['present_minutes']} minute(s) present ({row['attendance_pct']}%, {row['status']})"
-        + ("; its embedding was added to the student's template" if args.enroll else ""),
-        highlight=False,
+        Text(
+            f"cluster {args.cluster} of meeting {args.meeting} labelled {args.student}: now "
+            f"{row['present_minutes']} minute(s) present ({row['attendance_pct']}%, "
+            f"{row['status']})"
+            + ("; its embedding was added to the student's template" if args.enroll else "")
+            + (f"; taken back from {previous}" if previous and previous != args.student else "")
+        )
     )
     return 0
+
+
+def cmd_unknown_unlabel(args, config, console) -> int:
+    from rollcall.pipeline.unknowns import unlabel_cluster
+
+    db = open_db(config)
+    previous = _label_of(db, args.meeting, args.cluster)
+    row = unlabel_cluster(db, args.meeting, args.cluster, attendance_settings=config.attendance)
+    if row is None:
+        console.print(f"cluster {args.cluster} of meeting {args.meeting} was not labelled")
+        return 0
+    console.print(
+        Text(
+            f"cluster {args.cluster} of meeting {args.meeting} is no longer {previous}: "
+            f"{previous} now {row['present_minutes']} minute(s) present "
+            f"({row['attendance_pct']}%, {row['status']})"
+        )
+    )
+    return 0
+
+
+def _label_of(db, meeting_id: int, cluster_no: int) -> str:
+    """The student id a cluster is labelled with ("" when none)."""
+    for c in storage.unknown_clusters(db, meeting_id):
+        if c["cluster_no"] == cluster_no and c["label_student_pk"]:
+            return db["students"].get(c["label_student_pk"])["student_id"]
+    return ""
+
+
+def default_user() -> str:
+    """Who is labelling: the OS login name ("unknown" when there is none)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,9 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--course")
 
     unknown = command_group(sub, "unknown", "faces that matched no student")
-    p = command(unknown, "list", cmd_unknown_list, "list a meeting's unknown-face clusters")
+    text = "list a meeting's unknown-face clusters, with their labels: who labelled them and when"
+    p = command(unknown, "list", cmd_unknown_list, text)
     p.add_argument("meeting", type=int)
-    p = command(unknown, "label", cmd_unknown_label, "attribute a cluster to a student")
+    text = "attribute a cluster to a student (relabelling moves its minutes to the new student)"
+    p = command(unknown, "label", cmd_unknown_label, text)
     p.add_argument("meeting", type=int)
     p.add_argument("cluster", type=int)
     p.add_argument("student")
@@ -95,3 +145,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also add the cluster's embedding to the student's template",
     )
+    p.add_argument("--by", help="who labels the cluster (default: the OS user)")
+    text = "undo a cluster's label: its minutes no longer count for the student"
+    p = command(unknown, "unlabel", cmd_unknown_unlabel, text)
+    p.add_argument("meeting", type=int)
+    p.add_argument("cluster", type=int)

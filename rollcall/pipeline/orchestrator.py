@@ -37,7 +37,13 @@ from rollcall.pipeline.evidence import EvidenceKeeper
 from rollcall.pipeline.gallery import TileGate
 from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
 from rollcall.pipeline.tracking import FaceTracker
-from rollcall.pipeline.unknowns import cluster_rows, cluster_unknown_tracks
+from rollcall.pipeline.unknowns import (
+    CarriedLabels,
+    carry_labels,
+    cluster_rows,
+    cluster_unknown_tracks,
+    credit_labels,
+)
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
@@ -57,6 +63,7 @@ class MeetingOutcome:
     faces: int = 0
     tracks: int = 0
     seconds: float = 0.0  # wall time of the analysis
+    labels: CarriedLabels = field(default_factory=CarriedLabels)  # labels kept from before
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -80,12 +87,35 @@ def analyze_recording(
     source: str = "file",
     source_key: str | None = None,
     progress: Progress | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> MeetingOutcome:
-    """Analyse ``path`` for ``course_id``, store the results and return them."""
+    """Analyse ``path`` for ``course_id``, store the results and return them.
+
+    When the recording was analysed before (same ``source_key``) its meeting is
+    replaced: ``announce`` is told so, the title and start time given then are kept
+    unless given anew, and unknown-face labels move to the matching new clusters.
+    """
     started = time.monotonic()
     course = storage.get_course(db, course_id)
     if source_key is None:
         source_key = f"file:{course_id}:{file_sha256(path)}"
+    previous = storage.find_meeting(db, source_key)
+    if previous is not None:
+        # Analysing the same recording again: what was given the first time stays
+        # unless it is given anew (a missing title must not become the file name,
+        # a missing start must not become unknown or the file's date).
+        title = title or previous["title"] or ""
+        if start_time is None and previous["start_time"]:
+            start_time = datetime.fromisoformat(previous["start_time"])
+        text = (
+            f"meeting {previous['id']} ({title or path.stem}) was analysed from this recording "
+            f"before ({previous['status'] or 'unknown state'}"
+            + (f", {previous['analyzed_at']}" if previous["analyzed_at"] else "")
+            + "): its results are being replaced; corrections and unknown-face labels are kept"
+        )
+        log.info("meeting replaced", extra={"meeting_id": previous["id"], "course_id": course_id})
+        if announce is not None:
+            announce(text)
     meeting_id = storage.upsert_meeting(
         db,
         {
@@ -210,7 +240,24 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
                 "status": row.status,
             }
         )
+    new_clusters = cluster_rows(
+        clusters,
+        meeting_id=meeting_id,
+        model=models.model_key,
+        duration_s=info.duration_s,
+        interval_s=interval,
+        max_gap_s=rec.max_gap_s,
+    )
+    labels = carry_labels(
+        storage.unknown_clusters(db, meeting_id), new_clusters, threshold=models.cluster_threshold
+    )
     warnings = []
+    if labels.dropped:
+        warnings.append(
+            "unknown-face label(s) of cluster(s) "
+            + ", ".join(map(str, labels.dropped))
+            + " from the previous analysis matched no cluster of this one and were dropped"
+        )
     if not any(len(e) for e in roster.photo_embeddings):
         warnings.append("no student of this course has an enrolled photo: everyone is absent")
     # One transaction: the core results and every plugin's rows commit or roll back together.
@@ -220,14 +267,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             meeting_id,
             presence_rows,
             attendance_rows,
-            cluster_rows(
-                clusters,
-                meeting_id=meeting_id,
-                model=models.model_key,
-                duration_s=info.duration_s,
-                interval_s=interval,
-                max_gap_s=rec.max_gap_s,
-            ),
+            new_clusters,
             {
                 "status": "done",
                 "error": "",
@@ -238,6 +278,9 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
                 "analyzed_at": storage.now_iso(),
             },
         )
+        stored = storage.get_meeting(db, meeting_id)
+        for student_pk in sorted({c["label_student_pk"] for c in new_clusters} - {None}):
+            credit_labels(db, stored, student_pk, attendance_settings=config.attendance)
         pm.hook.rollcall_create_tables(db=db)
         pm.hook.rollcall_save_results(db=db, meeting=context, results=results, roster=roster)
     save_plugin_failures(db, meeting_id, plugin_failures(pm))
@@ -264,6 +307,8 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
             "faces": faces_seen,
             "tracks": len(tracks),
             "unknown_clusters": len(clusters),
+            "labels_carried": len(labels.carried),
+            "labels_dropped": len(labels.dropped),
             **gate.stats.as_dict(),
         },
     )
@@ -274,6 +319,7 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
         samples=samples,
         faces=faces_seen,
         tracks=len(tracks),
+        labels=labels,
     )
 
 

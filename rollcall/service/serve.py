@@ -32,7 +32,7 @@ from rollcall.bot.webhook import webhook_routes
 from rollcall.config import Config
 from rollcall.service.pool import AnalysisPool
 from rollcall.service.worker import WorkerContext, analysis_for, in_thread, worker_loop
-from rollcall.store import jobs, storage
+from rollcall.store import jobs, retention, storage
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def purge_retention(config: Config) -> int:
     """The scheduler's daily retention clean-up (a scheduler thread; own connection)."""
     db = storage.open_db(config.home)
     try:
-        deleted = storage.purge_older_than(db, config.privacy.retention_days, config.home)
+        deleted = retention.purge_older_than(db, config.privacy.retention_days, config.home)
     finally:
         db.conn.close()
     if deleted:

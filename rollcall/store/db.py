@@ -15,7 +15,15 @@ re-exported here:
 * :func:`write_transaction` - the one write transaction: ``BEGIN IMMEDIATE``,
   a savepoint when nested inside a transaction that the same code path opened
   with it, and an error (never a silent join) when the connection is inside a
-  transaction nobody on this path opened.
+  transaction nobody on this path opened;
+* :func:`checkpoint_erased` - after deleting personal data: copy the WAL into the
+  database file and truncate it, so the deleted rows survive in neither file.
+
+**Erasure.** Every connection runs with ``PRAGMA secure_delete = ON`` (SQLite
+overwrites deleted content with zeros instead of leaving it in free pages; some
+builds have it off by default), and the code that deletes photos, embeddings,
+students or meetings calls :func:`checkpoint_erased` once its transaction is
+committed.
 """
 
 from __future__ import annotations
@@ -64,8 +72,25 @@ def open_db(home: Path) -> sqlite_utils.Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")
         db = sqlite_utils.Database(conn)
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from None
     migrate(db, path)
     return db
+
+
+def checkpoint_erased(db: sqlite_utils.Database | sqlite3.Connection) -> bool:
+    """Checkpoint the WAL into the database file and truncate the WAL (after deletions).
+
+    With ``secure_delete`` the pages that held deleted rows are written zeroed; this
+    moves them into the database file and empties the WAL, whose older frames still
+    hold the rows as they were. Returns False when another connection's open read
+    kept the checkpoint from completing (SQLite finishes it at a later checkpoint);
+    inside a transaction it does nothing and returns False.
+    """
+    conn = db.conn if isinstance(db, sqlite_utils.Database) else db
+    if conn.in_transaction:
+        return False
+    busy, _log_frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0

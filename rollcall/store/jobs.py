@@ -747,3 +747,25 @@ def queue_depth(db: sqlite_utils.Database) -> dict[str, int]:
     for r in db.query("select state, count(*) as n from jobs group by state"):
         counts[r["state"]] = r["n"]
     return counts
+
+
+def delete_for_meetings(db: sqlite_utils.Database, meeting_ids: list[int]) -> int:
+    """Delete the finished jobs (and their events) that produced these meetings.
+
+    Used when the meetings are erased (retention): a job row holds the Zoom topic,
+    the host's email, the Zoom meeting id and the download URL. Jobs still in
+    progress are left alone. Runs inside the caller's write transaction (or opens
+    one); returns the number of jobs deleted.
+    """
+    if not meeting_ids:
+        return 0
+    marks = ", ".join("?" * len(meeting_ids))
+    finished = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+    where = f"result_meeting_id in ({marks}) and state in ({finished})"
+    with write_transaction(db):
+        db.execute(
+            f"delete from job_events where job_id in (select id from jobs where {where})",
+            list(meeting_ids),
+        )
+        cur = db.execute(f"delete from jobs where {where}", list(meeting_ids))
+    return cur.rowcount

@@ -11,7 +11,9 @@ Life of a message:
   course uses (``email``, ``slack``, ``teams``) when a meeting has been analysed.
   The row's ``dedupe_key`` (``meeting:channel:generation``) is unique, so analysing
   the same meeting again, a retried job or a restarted service never queue a
-  second summary; :func:`resend` queues a new generation on purpose.
+  second summary; :func:`resend` queues a new generation on purpose, but never
+  while an earlier message of the meeting on that channel is still in the queue
+  (``pending`` or ``sending``): a pending one is made due now instead.
 - :func:`rollcall.notify.delivery.deliver_due` (``rollcall notify send`` and
   ``rollcall serve`` every ``[notify] send_interval_s``) claims due rows
   (:func:`claim_next`: ``pending`` -> ``sending``), renders each message and hands
@@ -19,6 +21,8 @@ Life of a message:
   -> back to ``pending`` with ``next_attempt_at`` doubled each time
   (:func:`backoff_s`: ``retry_base_s`` .. ``retry_max_s``), ``failed`` after
   ``max_attempts`` (:func:`mark_failed`).
+- :func:`waiting` names what is queued but not due yet (``rollcall notify send``
+  says so and exits 1); :func:`make_due` moves it to now (``notify send --now``).
 - A row left in ``sending`` by a process that died is taken again after
   :data:`STALE_SENDING_S` (:func:`requeue_stale`). Emails carry a Message-ID
   derived from the row, so in that rare case a mail client shows the message once.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -131,6 +136,21 @@ def enqueue(
     return queued
 
 
+@dataclass(frozen=True, slots=True)
+class Resent:
+    """What :func:`resend` did on one channel.
+
+    ``queued`` is True for a new message (a new generation); False when an earlier
+    message was still in the queue (``state`` ``pending``: made due now; ``sending``:
+    being delivered right now) and no copy was made.
+    """
+
+    channel: str
+    row_id: int
+    queued: bool
+    state: str
+
+
 def resend(
     db: sqlite_utils.Database,
     config: Config,
@@ -138,8 +158,12 @@ def resend(
     channels: Iterable[str] | None = None,
     *,
     now: datetime | None = None,
-) -> list[int]:
-    """Queue the meeting's summary again (a new generation); returns the new row ids."""
+) -> list[Resent]:
+    """Queue the meeting's summary again (a new generation) on each channel.
+
+    A channel whose earlier message is still queued gets no second copy: a
+    ``pending`` one is made due now, a ``sending`` one is left to finish.
+    """
     meeting = storage.get_meeting(db, meeting_id)
     targets = channel_targets(config, meeting["course_id"])
     wanted = list(channels) if channels else list(targets)
@@ -150,9 +174,23 @@ def resend(
             f"course {meeting['course_id']} does not use {', '.join(missing) or 'any channel'} "
             f"(configured: {configured}; see [[notify.courses]] and [smtp] host)"
         )
-    ids = []
+    out = []
+    stamp = _iso(utc_now(now))
     with write_transaction(db):
         for channel in wanted:
+            queued = db.execute(
+                "select id, state from outbox where meeting_id = ? and channel = ? "
+                "and state in ('pending', 'sending') order by id limit 1",
+                [meeting_id, channel],
+            ).fetchone()
+            if queued is not None:
+                if queued[1] == "pending":
+                    db.execute(
+                        "update outbox set next_attempt_at = ? where id = ? and next_attempt_at > ?",
+                        [stamp, queued[0], stamp],
+                    )
+                out.append(Resent(channel, queued[0], False, queued[1]))
+                continue
             row = db.execute(
                 "select coalesce(max(generation), -1) from outbox where meeting_id = ? and channel = ?",
                 [meeting_id, channel],
@@ -166,8 +204,41 @@ def resend(
                 row[0] + 1,
                 utc_now(now),
             )
-            ids.append(db.execute("select last_insert_rowid()").fetchone()[0])
-    return ids
+            new_id = db.execute("select last_insert_rowid()").fetchone()[0]
+            out.append(Resent(channel, new_id, True, "pending"))
+    log.info(
+        "notifications resent",
+        extra={
+            "meeting_id": meeting_id,
+            "queued": [r.row_id for r in out if r.queued],
+            "already_queued": [r.row_id for r in out if not r.queued],
+        },
+    )
+    return out
+
+
+def waiting(db: sqlite_utils.Database, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Messages still in the queue but not deliverable now: ``pending`` with a later
+    ``next_attempt_at`` (a backoff), or ``sending`` (another process has them)."""
+    return list(
+        db.query(
+            "select * from outbox where (state = 'pending' and next_attempt_at > ?) "
+            "or state = 'sending' order by next_attempt_at, id",
+            [_iso(utc_now(now))],
+        )
+    )
+
+
+def make_due(db: sqlite_utils.Database, *, now: datetime | None = None) -> int:
+    """Make every ``pending`` message due now (``rollcall notify send --now``); returns how
+    many were waiting. Rows another process is sending are left alone."""
+    stamp = _iso(utc_now(now))
+    with write_transaction(db):
+        cur = db.execute(
+            "update outbox set next_attempt_at = ? where state = 'pending' and next_attempt_at > ?",
+            [stamp, stamp],
+        )
+    return cur.rowcount
 
 
 def list_messages(

@@ -331,6 +331,31 @@ def migrate_outbox(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["meeting_id"])
 
 
+def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
+    """Migration 7: unknown-face labels that can be undone, moved and carried over.
+
+    ``presence.auto_seconds`` keeps what the analysis saw, so a label's credit
+    (``seconds_seen`` = automatic + labelled clusters) can be taken back; rows stored
+    before get it back-filled as ``seconds_seen`` minus the seconds of the clusters
+    labelled with that student (exact unless a minute was capped at its length).
+    ``unknown_clusters.labeled_by`` says who labelled, ``enrolled_embedding_id`` which
+    embedding ``--enroll`` added (removed when the label is).
+    """
+    db.execute("alter table presence add column auto_seconds float")
+    db.execute("alter table unknown_clusters add column labeled_by text")
+    db.execute("alter table unknown_clusters add column enrolled_embedding_id integer")
+    db.execute(
+        """
+        update presence set auto_seconds = max(0.0, seconds_seen - coalesce((
+            select sum(coalesce(json_extract(c.seconds_by_minute, '$[' || presence.minute || ']'),
+                                0))
+            from unknown_clusters c
+            where c.meeting_id = presence.meeting_id and c.label_student_pk = presence.student_pk
+        ), 0.0))
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -338,6 +363,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_plugin_admin,  # 4
     migrate_corrections,  # 5
     migrate_outbox,  # 6
+    migrate_unknown_labels,  # 7
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,16 +13,22 @@ instead of mixing incompatible vectors.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlite_utils
 
-from rollcall.store.db import DB_NAME, StorageError, now_iso, open_db, write_transaction
+from rollcall.store.db import (
+    DB_NAME,
+    StorageError,
+    checkpoint_erased,
+    now_iso,
+    open_db,
+    write_transaction,
+)
 from rollcall.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "StorageError", "now_iso", "open_db"]
@@ -123,15 +129,39 @@ def tables_with_column(db: sqlite_utils.Database, column: str) -> list[str]:
 
 
 def remove_student(db: sqlite_utils.Database, course_id: str, student_id: str) -> None:
-    """Delete a student with every photo, embedding and result that belongs to them."""
-    pk = get_student(db, course_id, student_id)["id"]
+    """Delete a student with every photo, embedding and result that belongs to them,
+    and every line naming them in the warnings of the course's meetings (Zoom's
+    participants reconciliation); the deleted content is overwritten
+    (``secure_delete``) and the WAL checkpointed, so it stays in neither file."""
+    student = get_student(db, course_id, student_id)
+    pk = student["id"]
     with write_transaction(db):
         for table in tables_with_column(db, "student_pk"):
             db.execute(f"delete from {table} where student_pk = ?", [pk])
         db.execute(
             "update unknown_clusters set label_student_pk = null where label_student_pk = ?", [pk]
         )
+        _scrub_warnings(db, course_id, [student["student_id"], student["name"]])
         db.execute("delete from students where id = ?", [pk])
+    checkpoint_erased(db)
+
+
+def _scrub_warnings(db: sqlite_utils.Database, course_id: str, words: list[str]) -> None:
+    """Drop every warning line of the course's meetings that names one of ``words``
+    (as a whole word: "Ana" does not match "Analysis")."""
+    words = [w for w in words if w and w.strip()]
+    if not words:
+        return
+    pattern = re.compile("|".join(rf"(?<!\w){re.escape(w)}(?!\w)" for w in words))
+    for m in db.query(
+        "select id, warnings from meetings where course_id = ? and warnings is not null "
+        "and warnings != ''",
+        [course_id],
+    ):
+        lines = m["warnings"].split("\n")
+        kept = [line for line in lines if not pattern.search(line)]
+        if len(kept) != len(lines):
+            db.execute("update meetings set warnings = ? where id = ?", ["\n".join(kept), m["id"]])
 
 
 # ---------------------------------------------------------------- photos & embeddings
@@ -155,6 +185,7 @@ def remove_photo(db: sqlite_utils.Database, course_id: str, student_id: str, fil
     with write_transaction(db):
         db.execute("delete from embeddings where photo_id = ?", [rows[0]["id"]])
         db.execute("delete from photos where id = ?", [rows[0]["id"]])
+    checkpoint_erased(db)
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
@@ -237,6 +268,12 @@ def upsert_meeting(db: sqlite_utils.Database, meeting: dict[str, Any]) -> int:
     return db["meetings"].insert(dict(meeting, created_at=now_iso())).last_pk
 
 
+def find_meeting(db: sqlite_utils.Database, source_key: str) -> dict[str, Any] | None:
+    """The meeting stored for this recording (``source_key``), or None."""
+    rows = list(db["meetings"].rows_where("source_key = ?", [source_key]))
+    return rows[0] if rows else None
+
+
 def get_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict[str, Any]:
     try:
         return db["meetings"].get(meeting_id)
@@ -264,13 +301,18 @@ def replace_results(
 ) -> None:
     """Atomically replace a meeting's automatic results (a re-run never duplicates rows).
 
+    A presence row's ``auto_seconds`` (what the analysis saw, before unknown-face labels
+    add to ``seconds_seen``) defaults to its ``seconds_seen``.
+
     Called inside the caller's ``write_transaction`` it is a savepoint of it, so the
     caller can store more (the plugins' rows) and commit or roll back everything at once.
     """
     with write_transaction(db):
         for table in ("presence", "attendance", "unknown_clusters"):
             db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-        db["presence"].insert_all(presence_rows)
+        db["presence"].insert_all(
+            dict(r, auto_seconds=r.get("auto_seconds", r["seconds_seen"])) for r in presence_rows
+        )
         db["attendance"].insert_all(attendance_rows)
         db["unknown_clusters"].insert_all(
             dict(c, seconds_by_minute=json.dumps(c["seconds_by_minute"])) for c in clusters
@@ -309,30 +351,3 @@ def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[st
     for r in rows:
         r["seconds_by_minute"] = json.loads(r["seconds_by_minute"] or "[]")
     return rows
-
-
-def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = None) -> int:
-    """Delete meetings analysed more than ``days`` days ago with all their results.
-
-    Returns the number of meetings deleted; ``days == 0`` keeps everything.
-    """
-    if days <= 0:
-        return 0
-    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")
-    ids = [
-        r["id"]
-        for r in db.query(
-            "select id from meetings where coalesce(analyzed_at, created_at) < ?", [cutoff]
-        )
-    ]
-    with write_transaction(db):
-        for meeting_id in ids:
-            for table in tables_with_column(db, "meeting_id"):
-                db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-            db.execute("delete from meetings where id = ?", [meeting_id])
-    if home is not None:
-        import shutil
-
-        for meeting_id in ids:
-            shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
-    return len(ids)
