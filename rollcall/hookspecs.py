@@ -165,7 +165,7 @@ def rollcall_save_results(
 @hookspec
 def rollcall_report_sheets(
     db: sqlite_utils.Database, meeting_id: int
-) -> list[tuple[str, list[str], list[tuple]]] | None:
+) -> list[tuple[str, list[str], list[tuple[Any, ...]]]] | None:
     """Extra report sheets for a meeting, read from this plugin's tables.
 
     Return ``(title, header, rows)`` per sheet, only sheets with rows (an empty

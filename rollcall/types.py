@@ -125,7 +125,7 @@ class AttendanceReport:
     unknown_clusters: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
     # Optional analyzers' sheets (title, header, rows); empty unless an analyzer ran.
-    extra_sheets: tuple[tuple[str, tuple[str, ...], tuple[tuple, ...]], ...] = ()
+    extra_sheets: tuple[tuple[str, tuple[str, ...], tuple[tuple[Any, ...], ...]], ...] = ()
 
     @property
     def n_minutes(self) -> int:
@@ -149,7 +149,7 @@ class MeetingContext:
     duration_s: float
     interval_s: float
     start_time: datetime | None = None
-    settings: dict = field(default_factory=dict)  # the validated config, as plain dicts
+    settings: dict[str, Any] = field(default_factory=dict)  # the validated config, as plain dicts
 
 
 # ---------------------------------------------------------------- tracks (hook values)
@@ -183,8 +183,8 @@ class TrackSummary:
 
     track_id: int
     times: list[float] = field(default_factory=list)
-    votes: Counter = field(default_factory=Counter)  # roster index -> matched samples
-    similarity_sum: Counter = field(default_factory=Counter)  # roster index -> summed similarity
+    votes: Counter[int] = field(default_factory=Counter)  # roster index -> matched samples
+    similarity_sum: Counter[int] = field(default_factory=Counter)  # index -> summed similarity
     embedding_sum: np.ndarray | None = None
     last_bbox: np.ndarray | None = None
     last_embedding: np.ndarray | None = None
@@ -226,7 +226,10 @@ class TrackSummary:
     @property
     def centroid(self) -> np.ndarray:
         c = self.embedding_sum
-        return c / max(float(np.linalg.norm(c)), 1e-9)
+        if c is None:
+            raise ValueError(f"track {self.track_id} has no measured embedding")
+        result: np.ndarray = c / max(float(np.linalg.norm(c)), 1e-9)
+        return result
 
 
 @dataclass(frozen=True, slots=True)
