@@ -11,7 +11,7 @@ import argparse
 
 from rich.table import Table
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, record_id
 from rollcall.cli.common import open_db
 from rollcall.store import storage
 
@@ -85,10 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     unknown = command_group(sub, "unknown", "faces that matched no student")
     p = command(unknown, "list", cmd_unknown_list, "list a meeting's unknown-face clusters")
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
     p = command(unknown, "label", cmd_unknown_label, "attribute a cluster to a student")
-    p.add_argument("meeting", type=int)
-    p.add_argument("cluster", type=int)
+    p.add_argument("meeting", type=record_id)
+    p.add_argument("cluster", type=record_id)
     p.add_argument("student")
     p.add_argument(
         "--enroll",
