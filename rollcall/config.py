@@ -59,6 +59,12 @@ PLUGINS_ENV_PREFIX = f"{ENV_PREFIX}PLUGINS_"
 LEGACY_PLUGIN_SECTIONS = {"emotion": "emotion", "engagement": "engagement"}
 
 
+# Upper bounds of durations: a value that validates must not overflow a date later.
+DAY_S = 86_400.0
+MAX_WAIT_S = 30 * DAY_S  # the longest retry wait
+MAX_DAYS = 36_500  # a hundred years
+
+
 class ConfigError(Exception):
     """The configuration is unusable; the message names the key and the problem."""
 
@@ -137,7 +143,7 @@ class AttendanceConfig(_Section):
 
 class EnrollmentConfig(_Section):
     min_face_px: int = Field(48, ge=16, le=1024)
-    min_sharpness: float = Field(15.0, ge=0.0)
+    min_sharpness: float = Field(15.0, ge=0.0, le=100_000.0)
     min_det_score: float = Field(0.6, gt=0.0, lt=1.0)
     duplicate_similarity: float = Field(0.97, gt=0.0, le=1.0)
     recommended_photos: int = Field(5, ge=1, le=50)
@@ -149,7 +155,7 @@ class EnrollmentConfig(_Section):
 class PrivacyConfig(_Section):
     store_frames: bool = False
     store_face_crops: bool = False
-    retention_days: int = Field(365, ge=0)  # 0 = keep forever
+    retention_days: int = Field(365, ge=0, le=MAX_DAYS)  # 0 = keep forever
 
 
 class LoggingConfig(_Section):
@@ -184,18 +190,33 @@ class ZoomConfig(_Section):
 
 class JobsConfig(_Section):
     max_attempts: int = Field(5, ge=1, le=100)
-    retry_base_s: float = Field(60.0, ge=0.0)
-    retry_max_s: float = Field(3600.0, ge=0.0)
-    lease_s: float = Field(300.0, ge=5.0)
+    retry_base_s: float = Field(60.0, ge=0.0, le=DAY_S)
+    retry_max_s: float = Field(3600.0, ge=0.0, le=MAX_WAIT_S)
+    lease_s: float = Field(300.0, ge=5.0, le=DAY_S)
     poll_lookback_days: int = Field(7, ge=1, le=365)
 
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(1_000_000, ge=1024)
-    shutdown_grace_s: float = Field(30.0, ge=0.0)
+    max_body_bytes: int = Field(1_000_000, ge=1024, le=100_000_000)
+    # A connection must send a request's headers within this long of opening (or of the
+    # previous answer); a request's body must arrive whole within body_timeout_s.
+    header_timeout_s: float = Field(10.0, gt=0.0, le=600.0)
+    body_timeout_s: float = Field(30.0, gt=0.0, le=3600.0)
+    max_connections: int = Field(100, ge=1, le=10_000)  # more are answered 503 and closed
+    shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
     admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and not token.strip():
+            raise ValueError('must not be blank (only whitespace); "" turns the admin API off')
+        if token != token.strip():
+            raise ValueError("must not start or end with whitespace")
+        return value
 
 
 class ReportsConfig(_Section):
@@ -259,8 +280,8 @@ class NotifyConfig(_Section):
     """The notification outbox: delivery retries and the per-course channels."""
 
     max_attempts: int = Field(8, ge=1, le=100)
-    retry_base_s: float = Field(30.0, ge=0.0)
-    retry_max_s: float = Field(3600.0, ge=0.0)
+    retry_base_s: float = Field(30.0, ge=0.0, le=DAY_S)
+    retry_max_s: float = Field(3600.0, ge=0.0, le=MAX_WAIT_S)
     send_interval_s: float = Field(10.0, gt=0.0, le=3600.0)
     courses: list[CourseNotify] = Field(default_factory=list)
 

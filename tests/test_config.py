@@ -251,3 +251,88 @@ def test_third_party_tables_are_kept_for_their_plugin(tmp_path):
         validate_plugin_settings(load_config(path, {}), "face_counter", Settings)
     with pytest.raises(ConfigError, match="declares no settings"):
         validate_plugin_settings(load_config(path, {}), "face_counter", None)
+
+
+def _numeric_fields():
+    """(key, field) of every number in the configuration, built-in plugins' included."""
+    from rollcall.config import BUILTIN_PLUGIN_SETTINGS
+
+    models = {
+        name: field.annotation for name, field in Config.model_fields.items() if name != "plugins"
+    }
+    models.update({f"plugins.{n}": m for n, m in BUILTIN_PLUGIN_SETTINGS.items()})
+    for section, model in models.items():
+        for key, field in model.model_fields.items():
+            if field.annotation in (int, float):
+                yield f"{section}.{key}", field
+
+
+def test_every_number_has_an_upper_bound():
+    """A value that validates must not overflow later (dates, timers, SQLite integers)."""
+    unbounded = [
+        key
+        for key, field in _numeric_fields()
+        if not any(hasattr(m, "le") or hasattr(m, "lt") for m in field.metadata)
+    ]
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ROLLCALL_PRIVACY_RETENTION_DAYS", "9" * 30),
+        ("ROLLCALL_PRIVACY_RETENTION_DAYS", "3000000"),
+        ("ROLLCALL_JOBS_LEASE_S", "1e12"),
+        ("ROLLCALL_JOBS_RETRY_MAX_S", "inf"),
+        ("ROLLCALL_NOTIFY_RETRY_BASE_S", "1e300"),
+        ("ROLLCALL_SERVER_MAX_BODY_BYTES", "9" * 25),
+        ("ROLLCALL_SERVER_SHUTDOWN_GRACE_S", "nan"),
+        ("ROLLCALL_ENROLLMENT_MIN_SHARPNESS", "inf"),
+    ],
+)
+def test_huge_environment_values_are_refused_naming_the_key(variable, value):
+    with pytest.raises(ConfigError) as exc_info:
+        load_config(None, {variable: value})
+    key = variable.removeprefix("ROLLCALL_").lower().replace("_", ".", 1)
+    assert key in str(exc_info.value)
+
+
+def test_largest_values_that_validate_do_not_overflow(tmp_path):
+    """Each bound is usable: the retention cut-off, retry waits and leases at their maximum."""
+    from datetime import timedelta
+
+    from rollcall.config import DAY_S, MAX_DAYS, MAX_WAIT_S
+    from rollcall.store import jobs, outbox, retention, storage
+    from rollcall.store.db import utc_now
+
+    config = load_config(
+        None,
+        {
+            "ROLLCALL_PRIVACY_RETENTION_DAYS": str(MAX_DAYS),
+            "ROLLCALL_JOBS_LEASE_S": str(DAY_S),
+            "ROLLCALL_NOTIFY_RETRY_BASE_S": str(DAY_S),
+            "ROLLCALL_NOTIFY_RETRY_MAX_S": str(MAX_WAIT_S),
+        },
+    )
+    db = storage.open_db(tmp_path)
+    assert retention.purge_older_than(db, config.privacy.retention_days, tmp_path) == 0
+    jobs.enqueue(db, course_id="C", meeting_uuid="u", file_id="f", payload={})
+    assert jobs.claim(db, "w", lease_s=config.jobs.lease_s) is not None
+    wait = outbox.backoff_s(config, 100)
+    assert wait == MAX_WAIT_S
+    assert utc_now() + timedelta(seconds=wait) > utc_now()
+
+
+@pytest.mark.parametrize("token", [" ", "   ", "\t\n", " tok", "tok "])
+def test_blank_or_padded_admin_token_is_refused(token):
+    with pytest.raises(ConfigError) as exc_info:
+        load_config(None, {"ROLLCALL_SERVER_ADMIN_TOKEN": token})
+    text = str(exc_info.value)
+    assert "server.admin_token" in text and "whitespace" in text
+    assert repr(token) not in text  # a secret is never echoed
+
+
+def test_admin_token_empty_or_set_is_accepted():
+    assert load_config(None, {}).server.admin_token.get_secret_value() == ""
+    config = load_config(None, {"ROLLCALL_SERVER_ADMIN_TOKEN": "s3cret"})
+    assert config.server.admin_token.get_secret_value() == "s3cret"

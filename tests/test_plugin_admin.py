@@ -567,3 +567,63 @@ def test_meeting_page_linked_from_chat_needs_the_token(tmp_path, base_env, caplo
     with caplog.at_level("DEBUG"):
         asyncio.run(scenario())
     assert token not in caplog.text
+
+
+def test_admin_api_hostile_input_is_400_or_404_not_500(tmp_path, base_env):
+    """Deeply nested JSON, a meeting id too large for SQLite and a body too large are the
+    client's fault: 400/404/413, never a 500 with a traceback."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rollcall.config import load_config
+    from rollcall.web.admin_api import admin_routes
+
+    token = "hostile-admin-token"
+    env = {
+        **base_env,
+        "ROLLCALL_HOME": str(tmp_path),
+        "ROLLCALL_SERVER_ADMIN_TOKEN": token,
+        "ROLLCALL_SERVER_MAX_BODY_BYTES": "4096",
+    }
+    config = load_config(None, env)
+    storage.open_db(tmp_path).conn.close()  # the database the routes will open
+    spec = _load_openapi()
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.add_routes(admin_routes(config))
+        async with TestClient(TestServer(app)) as client:
+            for depth in (100_000, 1_000, 40):
+                body = '{"enabled": ' + "[" * depth + "]" * depth + "}"
+                if len(body) > 4096:
+                    body = "[" * 4000
+                r = await client.put("/api/plugins/emotion", data=body, headers=auth)
+                assert r.status == 400, depth
+                _check(spec, "put", "/api/plugins/{name}", 400, await r.json())
+            r = await client.put("/api/plugins/emotion", data="[" * 5000, headers=auth)
+            assert r.status == 413
+            _check(spec, "put", "/api/plugins/{name}", 413, await r.json())
+            for meeting in ("9" * 20, str(2**63), "-1", "0", "1e3"):
+                r = await client.get(f"/admin/meetings/{meeting}", headers=auth)
+                assert r.status == 404, meeting
+                _check(spec, "get", "/admin/meetings/{meeting_id}", 404, await r.json())
+
+    asyncio.run(scenario())
+
+
+def test_blank_passwords_and_blank_tokens_never_match():
+    """Whatever the token, HTTP Basic with a blank password and an empty Bearer fail; a
+    blank token (which the configuration refuses) matches nothing either."""
+    import base64
+
+    from rollcall.web.admin_api import authorized
+
+    def basic(password: str) -> str:
+        return "Basic " + base64.b64encode(f"user:{password}".encode()).decode()
+
+    for token in (" ", "   ", "\t"):
+        for header in (basic(token), basic(""), f"Bearer {token}", "Bearer ", basic(" ")):
+            assert not authorized(header, token), (header, token)
+    assert authorized(basic("s3cret"), "s3cret") and authorized("Bearer s3cret", "s3cret")
+    assert not authorized(basic("s3cre"), "s3cret") and not authorized("Bearer s3cret2", "s3cret")

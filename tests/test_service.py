@@ -467,3 +467,87 @@ def test_event_loop_answers_while_another_process_holds_the_write_lock(tmp_path,
         wait_for(lambda: job_states(home) == ["skipped"], 30, "the job after the lock", log)
     finally:
         assert service.stop() == 0
+
+
+def _read_until_closed(
+    sock: socket.socket, limit_s: float, trickle: bytes = b""
+) -> tuple[bytes, float | None]:
+    """What the server sends until it closes the connection, and after how many seconds
+    (None if still open after ``limit_s``). ``trickle`` is sent one byte per 0.2 s."""
+    started = time.monotonic()
+    received = b""
+    sock.settimeout(0.2)
+    for i in range(int(limit_s / 0.2) + 1):  # bounded: at most limit_s
+        if i < len(trickle):
+            try:
+                sock.sendall(trickle[i : i + 1])
+            except OSError:  # closed by the server
+                return received, time.monotonic() - started
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return received, time.monotonic() - started
+        if not chunk:
+            return received, time.monotonic() - started
+        received += chunk
+    return received, None
+
+
+def test_slow_and_idle_clients_are_cut_off_and_connections_are_limited(tmp_path, base_env):
+    """Raw sockets on 127.0.0.1 against `rollcall serve` with [server] header_timeout_s = 1,
+    body_timeout_s = 1, max_connections = 4: an idle connection, trickled headers, an idle
+    kept-alive connection and a trickled body are all closed within seconds; a fifth
+    connection is answered 503 at once, and the service answers normally afterwards."""
+    env = dict(os.environ, **base_env, ROLLCALL_HOME=str(tmp_path / "home"))
+    for key in [k for k in env if k.startswith("ROLLCALL_ZOOM_")]:
+        del env[key]
+    env.update(
+        ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN=SECRET,
+        ROLLCALL_SERVER_HEADER_TIMEOUT_S="1.0",
+        ROLLCALL_SERVER_BODY_TIMEOUT_S="1.0",
+        ROLLCALL_SERVER_MAX_CONNECTIONS="4",
+    )
+    log = tmp_path / "log"
+    service = Service(env, free_port(), log).start()
+    address = ("127.0.0.1", service.port)
+    try:
+        with socket.create_connection(address) as idle:
+            _, closed_after = _read_until_closed(idle, 10)
+        assert closed_after is not None and closed_after < 4, "idle connection held"
+
+        with socket.create_connection(address) as slow:
+            trickle = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+            _, closed_after = _read_until_closed(slow, 10, trickle)
+        assert closed_after is not None and closed_after < 4, "trickled headers held"
+
+        with socket.create_connection(address) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer, closed_after = _read_until_closed(kept, 10)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        assert closed_after is not None and closed_after < 4, "idle kept-alive connection held"
+
+        with socket.create_connection(address) as body:
+            body.sendall(b"POST /zoom/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            answer, closed_after = _read_until_closed(body, 10, b"{" * 100)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        assert closed_after is not None and closed_after < 4, "trickled body held"
+
+        held = [socket.create_connection(address) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            with socket.create_connection(address) as extra:
+                answer, closed_after = _read_until_closed(extra, 3)
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
+            assert closed_after is not None and closed_after < 1
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.3)
+        assert requests.get(service.url("/healthz"), timeout=5).status_code == 200
+    finally:
+        assert service.stop() == 0
+    text = log.read_text()
+    assert "no complete request headers in time" in text
+    assert "connection limit reached" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -334,3 +335,107 @@ def test_keys_name_the_file_across_event_kinds_and_paths() -> None:
     assert [event_key(done, f) for f in recording_files(done)] == list(event_keys(done))
     assert polled.download_token is None
     assert event_keys(ended) == () and recording_files(ended) == []
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def nested(depth: int) -> bytes:
+    """A signed-looking event whose payload holds arrays nested ``depth`` deep."""
+    inner = "[" * depth + "]" * depth
+    return (
+        '{"event":"recording.completed","event_ts":1,"payload":{"object":{"uuid":"u","x":'
+        + inner
+        + "}}}"
+    ).encode()
+
+
+def test_deeply_nested_json_is_400_not_500() -> None:
+    """Zoom retries a 500 for days; a body the parser cannot take is the sender's fault."""
+    sink = RecordingSink()
+
+    async def scenario() -> list[int]:
+        async with (
+            webhook_server(sink, max_body_bytes=1_000_000) as url,
+            WebhookSender(url, SECRET) as zoom,
+        ):
+            return [(await zoom.send(nested(depth))).status for depth in (100_000, 5_000, 40)]
+
+    assert run(scenario()) == [400, 400, 400]
+    assert sink.events == []
+
+
+@pytest.mark.parametrize(
+    "meeting_id", ["abc", "12345678901234567890", 12345678901234567890, 2**64, -1, 1.5, [1]]
+)
+def test_meeting_ids_that_are_not_numbers_or_too_large_are_400(tmp_path, meeting_id) -> None:
+    """Through the service's own sink: such an id used to end in a 500 (ValueError, or
+    SQLite's 'Python int too large') and Zoom retried it."""
+    from rollcall.bot.intake import Intake
+    from rollcall.config import load_config
+    from rollcall.store import jobs, storage
+
+    intake = Intake(load_config(None, {"ROLLCALL_HOME": str(tmp_path)}))
+    body = completed()
+    body["payload"]["object"]["id"] = meeting_id
+
+    async def scenario() -> tuple[int, str]:
+        async with webhook_server(intake) as url, WebhookSender(url, SECRET) as zoom:
+            answer = await zoom.send(body)
+            return answer.status, answer.text
+
+    status, text = run(scenario())
+    assert status == 400 and "payload.object.id" in text, text
+    assert jobs.list_jobs(storage.open_db(tmp_path), None, 10) == []
+
+
+def test_largest_meeting_id_and_numeric_strings_are_accepted(tmp_path) -> None:
+    from rollcall.bot.intake import Intake
+    from rollcall.config import load_config
+    from rollcall.store import jobs, storage
+
+    intake = Intake(load_config(None, {"ROLLCALL_HOME": str(tmp_path)}))
+    first, second = completed(), recording_completed("other-uuid==", 1)
+    first["payload"]["object"]["id"] = 2**63 - 1
+    second["payload"]["object"]["id"] = "85012345678"
+
+    async def scenario() -> list[int]:
+        async with webhook_server(intake) as url, WebhookSender(url, SECRET) as zoom:
+            return [(await zoom.send(body)).status for body in (first, second)]
+
+    assert run(scenario()) == [200, 200]
+    found = jobs.list_jobs(storage.open_db(tmp_path), None, 10)
+    assert sorted(j.zoom_meeting_id for j in found) == [85012345678, 2**63 - 1]
+
+
+def test_trickled_body_is_cut_off_with_408() -> None:
+    """Headers in, then one byte of the body per 0.2 s: answered 408 after body_timeout_s."""
+    sink = RecordingSink()
+
+    async def scenario() -> tuple[bytes, float]:
+        async with webhook_server(sink, body_timeout_s=0.5) as url:
+            port = int(url.split(":")[2].split("/")[0])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = time.monotonic()
+            writer.write(
+                b"POST /zoom/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            )
+            answer = b""
+            for _ in range(50):  # at most 10 s
+                writer.write(b"{")
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                try:
+                    answer = await asyncio.wait_for(reader.readline(), 0.2)
+                except TimeoutError:
+                    continue
+                break
+            elapsed = time.monotonic() - started
+            writer.close()
+            await asyncio.sleep(0.3)  # the server sees the close before it shuts down
+            return answer, elapsed
+
+    answer, elapsed = run(scenario())
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert elapsed < 3.0
+    assert sink.events == []

@@ -31,6 +31,7 @@ RECORDING_TRASHED = "recording.trashed"
 RECORDING_DELETED = "recording.deleted"
 RECORDING_RECOVERED = "recording.recovered"
 MEETING_ENDED = "meeting.ended"
+MAX_INT = 2**63 - 1  # numbers are stored in SQLite, whose INTEGER is 64-bit
 
 
 class EventError(ValueError):
@@ -69,8 +70,23 @@ class EventSink(Protocol):
     async def __call__(self, event: ZoomEvent) -> None: ...
 
 
+def _check_number(name: str, where: str, value: Any) -> None:
+    """EventError unless ``value`` is absent or a whole number in 0..MAX_INT (Zoom sends
+    numbers; digits in a string are accepted too)."""
+    if value is None or value == "":
+        return
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise EventError(f"{name}: '{where}' must be a whole number from 0 to {MAX_INT}")
+
+
 def parse_event(body: Any, source: EventSource) -> ZoomEvent:
-    """Check the shape of a decoded event body and wrap it, or raise :class:`EventError`."""
+    """Check the shape of a decoded event body and wrap it, or raise :class:`EventError`.
+
+    Numbers that end up in the database (the meeting id, durations, file sizes) must
+    be whole numbers that fit SQLite's 64-bit INTEGER.
+    """
     if source not in SOURCES:
         raise EventError(f"unknown event source {source!r} (known: {', '.join(SOURCES)})")
     if not isinstance(body, Mapping):
@@ -79,7 +95,7 @@ def parse_event(body: Any, source: EventSource) -> ZoomEvent:
     if not isinstance(name, str) or not name.strip():
         raise EventError("event body has no 'event' name")
     event_ts = body.get("event_ts")
-    if isinstance(event_ts, bool) or not isinstance(event_ts, int) or event_ts < 0:
+    if isinstance(event_ts, bool) or not isinstance(event_ts, int) or not 0 <= event_ts <= MAX_INT:
         raise EventError(f"{name}: 'event_ts' must be a non-negative integer")
     payload = body.get("payload")
     if not isinstance(payload, Mapping):
@@ -92,6 +108,11 @@ def parse_event(body: Any, source: EventSource) -> ZoomEvent:
         not isinstance(files, list) or not all(isinstance(f, Mapping) for f in files)
     ):
         raise EventError(f"{name}: 'payload.object.recording_files' must be a list of objects")
+    if obj is not None:
+        for key in ("id", "duration"):
+            _check_number(name, f"payload.object.{key}", obj.get(key))
+    for i, f in enumerate(files or ()):
+        _check_number(name, f"payload.object.recording_files[{i}].file_size", f.get("file_size"))
     token = body.get("download_token")
     if token is not None and not isinstance(token, str):
         raise EventError(f"{name}: 'download_token' must be a string")

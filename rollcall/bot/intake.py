@@ -86,6 +86,7 @@ def enqueue_recording(
         file_id=file.id,
         payload=payload,
         state=state,
+        max_attempts=config.jobs.max_attempts,
         zoom_meeting_id=recording.meeting_id,
         topic=recording.topic,
         host_email=recording.host_email,

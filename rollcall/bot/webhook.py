@@ -13,7 +13,10 @@ Zoom's rules, applied to every request (URL validation included):
   Zoom wants an answer within 3 seconds.
 
 Bodies larger than ``max_body_bytes`` are refused with 413 without being read
-whole. The secret token, signatures and download tokens are never logged.
+whole, bodies not received within ``body_timeout_s`` with 408; signed bodies that
+are not a usable event (not JSON, nested too deeply, ids that are not numbers
+or do not fit a 64-bit integer) with 400, so Zoom does not retry them. The
+secret token, signatures and download tokens are never logged.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -30,12 +32,20 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from rollcall.bot.events import URL_VALIDATION, EventError, EventSink, log_context, parse_event
+from rollcall.http_input import (
+    BodyTimeout,
+    BodyTooLarge,
+    JsonInputError,
+    loads_json,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/zoom/webhook"
 MAX_SKEW_S = 300  # Zoom's published replay window
 SINK_TIMEOUT_S = 2.0  # leaves headroom under Zoom's 3-second limit
+BODY_TIMEOUT_S = 30.0  # [server] body_timeout_s
 DISABLED_MESSAGE = "webhooks disabled: [zoom] webhook_secret_token is not set"
 TIMESTAMP_HEADER = "x-zm-request-timestamp"
 SIGNATURE_HEADER = "x-zm-signature"
@@ -76,22 +86,14 @@ def check_signature(
     return None
 
 
-async def read_bounded(request: web.Request, max_bytes: int) -> bytes | None:
-    """The raw body, or ``None`` as soon as it proves larger than ``max_bytes``."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _text(status: int, reason: str) -> web.Response:
     return web.Response(status=status, text=reason)
+
+
+def _closing(response: web.Response) -> web.Response:
+    """The answer, then the connection is closed: the rest of the body is not waited for."""
+    response.force_close()
+    return response
 
 
 def webhook_handler(
@@ -102,6 +104,7 @@ def webhook_handler(
     clock: Callable[[], float] = time.time,
     sink_timeout_s: float = SINK_TIMEOUT_S,
     max_skew_s: float = MAX_SKEW_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> Callable[[web.Request], object]:
     """The request handler behind :func:`webhook_routes`."""
     secret = (
@@ -113,13 +116,20 @@ def webhook_handler(
         peer = request.remote
         if not secret:
             return _text(503, DISABLED_MESSAGE)
-        body = await read_bounded(request, max_body_bytes)
-        if body is None:
+        try:
+            body = await read_body(request, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+        except BodyTooLarge as exc:
             log.warning(
                 "webhook refused: body too large",
                 extra={"remote": peer, "max_body_bytes": max_body_bytes},
             )
-            return _text(413, f"body larger than {max_body_bytes} bytes")
+            return _closing(_text(413, str(exc)))
+        except BodyTimeout as exc:
+            log.warning(
+                "webhook refused: body too slow",
+                extra={"remote": peer, "body_timeout_s": body_timeout_s},
+            )
+            return _closing(_text(408, str(exc)))
         problem = check_signature(
             secret,
             request.headers.get(TIMESTAMP_HEADER),
@@ -132,12 +142,13 @@ def webhook_handler(
             log.warning("webhook refused: %s", problem, extra={"remote": peer})
             return _text(401, problem)
         try:
-            decoded = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            log.warning("webhook refused: body is not JSON", extra={"remote": peer})
-            return _text(400, "body is not JSON")
+            decoded = loads_json(body)
+        except JsonInputError as exc:
+            log.warning("webhook refused: %s", exc, extra={"remote": peer})
+            return _text(400, str(exc))
         if isinstance(decoded, dict) and decoded.get("event") == URL_VALIDATION:
-            plain = (decoded.get("payload") or {}).get("plainToken")
+            payload = decoded.get("payload")
+            plain = payload.get("plainToken") if isinstance(payload, dict) else None
             if not isinstance(plain, str) or not plain:
                 return _text(400, "endpoint.url_validation without payload.plainToken")
             log.info("webhook endpoint validated by Zoom", extra={"remote": peer})
@@ -178,6 +189,7 @@ def webhook_routes(
     clock: Callable[[], float] = time.time,
     sink_timeout_s: float = SINK_TIMEOUT_S,
     max_skew_s: float = MAX_SKEW_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     path: str = WEBHOOK_PATH,
 ) -> list[web.RouteDef]:
     """``POST /zoom/webhook`` for ``app.add_routes(...)``.
@@ -185,7 +197,8 @@ def webhook_routes(
     ``secret_token`` is the event subscription's Secret Token
     (``config.zoom.webhook_secret_token``, a ``SecretStr`` is accepted as is);
     empty means the route answers 503. ``max_body_bytes`` is
-    ``config.server.max_body_bytes``. ``clock`` (seconds since the epoch) is
+    ``config.server.max_body_bytes``, ``body_timeout_s`` is
+    ``config.server.body_timeout_s``. ``clock`` (seconds since the epoch) is
     for tests.
     """
     handler = webhook_handler(
@@ -195,5 +208,6 @@ def webhook_routes(
         clock=clock,
         sink_timeout_s=sink_timeout_s,
         max_skew_s=max_skew_s,
+        body_timeout_s=body_timeout_s,
     )
     return [web.post(path, handler)]

@@ -13,7 +13,7 @@ import getpass
 from rich.table import Table
 from rich.text import Text
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, record_id
 from rollcall.cli.common import open_db
 from rollcall.store import storage
 
@@ -134,11 +134,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     unknown = command_group(sub, "unknown", "faces that matched no student")
     text = "list a meeting's unknown-face clusters, with their labels: who labelled them and when"
     p = command(unknown, "list", cmd_unknown_list, text)
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
     text = "attribute a cluster to a student (relabelling moves its minutes to the new student)"
     p = command(unknown, "label", cmd_unknown_label, text)
-    p.add_argument("meeting", type=int)
-    p.add_argument("cluster", type=int)
+    p.add_argument("meeting", type=record_id)
+    p.add_argument("cluster", type=record_id)
     p.add_argument("student")
     p.add_argument(
         "--enroll",
@@ -148,5 +148,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", help="who labels the cluster (default: the OS user)")
     text = "undo a cluster's label: its minutes no longer count for the student"
     p = command(unknown, "unlabel", cmd_unknown_unlabel, text)
-    p.add_argument("meeting", type=int)
-    p.add_argument("cluster", type=int)
+    p.add_argument("meeting", type=record_id)
+    p.add_argument("cluster", type=record_id)

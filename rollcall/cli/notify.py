@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, record_id
 from rollcall.config import Config
 from rollcall.notify.delivery import deliver_due
 from rollcall.store import outbox, storage
@@ -168,10 +168,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = command_group(sub, "notify", "instructor notifications (the outbox)")
 
     p = command(actions, "list", cmd_notify_list, "list queued, sent and failed notifications")
-    p.add_argument("--meeting", type=int)
+    p.add_argument("--meeting", type=record_id)
     p.add_argument("--state", choices=outbox.STATES)
     p = command(actions, "resend", cmd_notify_resend, "queue a meeting's summary again")
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
     p.add_argument("--channel", choices=outbox.CHANNELS, help="default: every configured channel")
     text = (
         "deliver the notifications that are due now; name those waiting for a retry "

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, count
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -142,4 +142,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                 help="confirm enabling a sensitive analyzer (emotion, engagement)",
             )
     p = command(actions, "audit", cmd_plugins_audit, "the plugin audit log, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=count, default=50)

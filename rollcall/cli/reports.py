@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, record_id
 from rollcall.cli.common import CliError
 from rollcall.config import Config
 from rollcall.store import storage
@@ -159,7 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     text = "show a meeting's report (corrections applied) and write it with --out"
     p = command(actions, "meeting", cmd_report_meeting, text)
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
     p.add_argument("--out", help="folder to write attendance.csv/.xlsx/.png/.html into")
     p.add_argument("--format", help=FORMATS_HELP)
 
@@ -182,7 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "re-analysis keeps it)"
     )
     p = command(actions, "set", cmd_attendance_set, text)
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
     p.add_argument("student", help="the student's id in the meeting's course")
     p.add_argument(
         "--minutes",
@@ -197,8 +197,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     text = "list a meeting's corrections (who, when, why, which minutes)"
     p = command(actions, "list", cmd_attendance_list, text)
-    p.add_argument("meeting", type=int)
+    p.add_argument("meeting", type=record_id)
 
     text = "remove a correction (the automatic result shows again)"
     p = command(actions, "remove", cmd_attendance_remove, text)
-    p.add_argument("correction", type=int, metavar="CORRECTION_ID")
+    p.add_argument("correction", type=record_id, metavar="CORRECTION_ID")

@@ -12,7 +12,7 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from rollcall.cli.args import command, command_group
+from rollcall.cli.args import command, command_group, count, job_ref, record_id, tcp_port
 from rollcall.cli.common import open_db
 
 
@@ -56,7 +56,7 @@ def cmd_jobs_show(args, config, console) -> int:
     from rollcall.store import jobs
 
     db = open_db(config)
-    job = jobs.get(db, int(args.job) if args.job.isdigit() else args.job)
+    job = jobs.get(db, args.job)
     console.print(_job_table([job]))
     if job.error:
         console.print(Text(f"error: {job.error}"))
@@ -76,9 +76,7 @@ def cmd_jobs_retry(args, config, console) -> int:
 def cmd_jobs_cancel(args, config, console) -> int:
     from rollcall.store import jobs
 
-    job = jobs.cancel(
-        open_db(config), int(args.job) if args.job.isdigit() else args.job, args.reason
-    )
+    job = jobs.cancel(open_db(config), args.job, args.reason)
     console.print(f"job {job.id} cancelled")
     return 0
 
@@ -114,18 +112,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the Zoom service (webhook, polling, workers)")
     p.set_defaults(func=cmd_serve)
     p.add_argument("--host", help="listen address (default: [server] host)")
-    p.add_argument("--port", type=int, help="listen port (default: [server] port)")
+    p.add_argument("--port", type=tcp_port, help="listen port (default: [server] port)")
 
     job_cmds = command_group(sub, "jobs", "the service's recording jobs")
     p = command(job_cmds, "list", cmd_jobs_list, "list jobs, newest first")
     p.add_argument("--state")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=count, default=50)
     p = command(job_cmds, "show", cmd_jobs_show, "one job with its history and error")
-    p.add_argument("job")
+    p.add_argument("job", type=job_ref)
     p = command(job_cmds, "retry", cmd_jobs_retry, "queue a failed or cancelled job again")
-    p.add_argument("job", type=int)
+    p.add_argument("job", type=record_id)
     p = command(job_cmds, "cancel", cmd_jobs_cancel, "cancel a job")
-    p.add_argument("job")
+    p.add_argument("job", type=job_ref)
     p.add_argument("--reason", default="cancelled by an admin")
 
     zoom = command_group(sub, "zoom", "Zoom account")

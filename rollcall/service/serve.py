@@ -1,7 +1,8 @@
 """``rollcall serve``: the long-running service, wired together.
 
 One asyncio process: the aiohttp server (``POST /zoom/webhook``,
-``GET /healthz``), the optional WebSocket event subscription, APScheduler
+``GET /healthz``; headers and bodies must arrive within ``[server]
+header_timeout_s`` / ``body_timeout_s``, at most ``max_connections`` at once), the optional WebSocket event subscription, APScheduler
 (polling backstop, retention clean-up), and ``[analysis] workers`` job
 workers. Zoom parts whose credentials are missing are switched off with a
 clear log line; the local parts run regardless. SIGTERM stops claiming new
@@ -33,6 +34,7 @@ from rollcall.config import Config
 from rollcall.service.pool import AnalysisPool
 from rollcall.service.worker import WorkerContext, analysis_for, in_thread, worker_loop
 from rollcall.store import jobs, retention, storage
+from rollcall.web.connections import ConnectionGuard, http_limits, start_listener
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +113,25 @@ def requeue_workers(config: Config, worker_ids: list[str]) -> list[int]:
         db.conn.close()
 
 
-def build_app(config: Config, intake: Intake, state: ServiceState, scheduler) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+def build_app(
+    config: Config,
+    intake: Intake,
+    state: ServiceState,
+    scheduler,
+    guard: ConnectionGuard | None = None,
+) -> web.Application:
+    """The routes; ``guard`` (the listener's) learns from its middleware when a
+    request is being handled."""
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[guard.middleware] if guard is not None else [],
+    )
     app.add_routes(
         webhook_routes(
-            config.zoom.webhook_secret_token, intake, max_body_bytes=config.server.max_body_bytes
+            config.zoom.webhook_secret_token,
+            intake,
+            max_body_bytes=config.server.max_body_bytes,
+            body_timeout_s=config.server.body_timeout_s,
         )
     )
 
@@ -269,10 +285,14 @@ async def serve(
     worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
     workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]
 
-    runner = web.AppRunner(build_app(config, intake, state, scheduler), access_log=None)
+    guard = ConnectionGuard(http_limits(config))
+    runner = web.AppRunner(
+        build_app(config, intake, state, scheduler, guard),
+        access_log=None,
+        keepalive_timeout=config.server.header_timeout_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    listener = await start_listener(runner, guard, host, port)
     log.info(
         "rollcall serve listening", extra={"host": host, "port": port, "workers": len(workers)}
     )
@@ -283,6 +303,7 @@ async def serve(
     log.info(
         "shutting down: finishing running jobs", extra={"grace_s": config.server.shutdown_grace_s}
     )
+    listener.close()
     await runner.cleanup()
     scheduler.shutdown(wait=False)
     done, pending = await asyncio.wait(workers, timeout=config.server.shutdown_grace_s)

@@ -5,7 +5,8 @@ the meeting pages that chat notifications link to.
 ``{"enabled": bool, "course": str | null, "yes": bool}``, documented in
 ``docs/openapi.yaml``. Every request needs ``Authorization: Bearer <token>``
 with ``[server] admin_token``: 401 without it or with a wrong one, 503 when no
-token is configured. The token is compared in constant time and never logged.
+token is configured (a blank token is refused when the configuration is loaded,
+and never matches here). The token is compared in constant time and never logged.
 Changes are audited with ``who = "api"``. ``GET /admin/meetings/{id}`` shows
 a meeting's attendance report as HTML; it also accepts HTTP Basic with the
 token as password, so a browser can open it.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +30,14 @@ import sqlite_utils
 from aiohttp import web
 
 from rollcall.config import Config
+from rollcall.http_input import (
+    BodyTimeout,
+    BodyTooLarge,
+    JsonInputError,
+    loads_json,
+    read_body,
+    record_id,
+)
 from rollcall.store import storage
 
 log = logging.getLogger(__name__)
@@ -52,9 +62,12 @@ def authorized(header: str, token: str) -> bool:
             return False
     elif scheme.lower() != "bearer":
         return False
-    if not value:
+    if not value.strip() or not token.strip():
         return False
-    return hmac.compare_digest(value.encode(), token.encode())
+    # Digests of equal length: the comparison takes the same time whatever was sent.
+    sent = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+    expected = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    return hmac.compare_digest(sent, expected)
 
 
 def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Handler:
@@ -124,9 +137,19 @@ def admin_routes(config: Config) -> list[web.RouteDef]:
     async def put_plugin(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+            raw = await read_body(
+                request,
+                max_bytes=config.server.max_body_bytes,
+                timeout_s=config.server.body_timeout_s,
+            )
+        except (BodyTooLarge, BodyTimeout) as exc:
+            answer = _error(413 if isinstance(exc, BodyTooLarge) else 408, str(exc))
+            answer.force_close()  # the rest of the body is not waited for
+            return answer
+        try:
+            body = loads_json(raw)
+        except JsonInputError as exc:
+            return _error(400, f"body must be JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
             return _error(400, 'body must be {"enabled": true|false, "course": ..., "yes": ...}')
         course = body.get("course")
@@ -193,7 +216,7 @@ def admin_routes(config: Config) -> list[web.RouteDef]:
                 return render_meeting_html(meeting_report(db, meeting_id, rules=config.attendance))
 
         try:
-            page = await asyncio.to_thread(render, int(request.match_info["meeting_id"]))
+            page = await asyncio.to_thread(render, record_id(request.match_info["meeting_id"]))
         except (ValueError, storage.NotFound):
             return _error(404, f"no meeting {request.match_info['meeting_id']}")
         return web.Response(text=page, content_type="text/html")
