@@ -19,10 +19,11 @@ of such folders.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import sqlite_utils
@@ -67,6 +68,7 @@ def process_recording(
     report_dir: Path | None = None,
     notify: bool = True,
     progress: Progress | None = None,
+    commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -75,6 +77,10 @@ def process_recording(
     ``warning`` is added to the meeting's stored warnings (e.g. Zoom had no gallery
     view). A failure to queue notifications never fails the analysis: it is logged
     and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
+
+    ``commit_guard(db)`` runs in the transaction that stores the results; when it
+    raises, nothing is stored, no notification is queued and the error propagates
+    (the service's check that its worker still holds the job).
     """
     from rollcall.pipeline.orchestrator import analyze_recording, write_meeting_reports
 
@@ -96,6 +102,7 @@ def process_recording(
         source=source,
         source_key=source_key,
         progress=progress,
+        commit_guard=commit_guard,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)
