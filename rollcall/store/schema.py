@@ -331,6 +331,26 @@ def migrate_outbox(db: sqlite_utils.Database) -> None:
     db["outbox"].create_index(["meeting_id"])
 
 
+def migrate_participant_reports(db: sqlite_utils.Database) -> None:
+    """Migration 7: Zoom participants reports still to fetch (retried on their own schedule)."""
+    db["participant_reports"].create(
+        {
+            "meeting_id": int,
+            "meeting_uuid": str,
+            "start_time": str,
+            "state": str,  # pending, done, missing (given up)
+            "attempts": int,
+            "first_attempt_at": str,
+            "next_attempt_at": str,
+            "give_up_at": str,
+            "last_error": str,
+            "updated_at": str,
+        },
+        pk="meeting_id",
+    )
+    db["participant_reports"].create_index(["state", "next_attempt_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -338,6 +358,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_plugin_admin,  # 4
     migrate_corrections,  # 5
     migrate_outbox,  # 6
+    migrate_participant_reports,  # 7
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
