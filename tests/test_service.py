@@ -317,11 +317,17 @@ def check_result(setup, config) -> None:
 
 
 def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
+    """...while the events' download token has expired (the service falls back to the
+    OAuth token) and the participants report is not ready at first (asked again)."""
+    state = zoom_setup["state"]
+    state.expired_download_tokens.add(state.meetings[0].download_access_token)
+    state.meetings[0].participants_not_ready = 1
     events = EventServerThread("sub-1").__enter__()
     env = dict(
         zoom_setup["env"],
         ROLLCALL_ZOOM_WEBSOCKET_SUBSCRIPTION_ID="sub-1",
         ROLLCALL_ZOOM_WEBSOCKET_URL=events.server.url,
+        ROLLCALL_ZOOM_PARTICIPANTS_RETRY_S="1",
     )
     service = Service(env, free_port(), zoom_setup["log"]).start()
     try:
@@ -348,8 +354,15 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
             "the job to finish",
             zoom_setup["log"],
         )
+        wait_for(
+            lambda: with_db(zoom_setup["home"], lambda db: db["participants"].count),
+            60,
+            "the participants report, asked again",
+            zoom_setup["log"],
+        )
         health = requests.get(service.url("/healthz"), timeout=5).json()
         assert health["queue"]["done"] == 1 and health["scheduler"] == "running"
+        assert health["workers"] == {"running": 1, "stopped": 0}
         assert health["last_successful_poll"]
         assert service.stop() == 0
     finally:
@@ -364,11 +377,18 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
     sources = {r.get("source") for r in records if r.get("meeting_uuid") == zoom_setup["uuid"]}
     assert {"websocket", "webhook", "poll"} <= sources  # all three paths reached the intake
     check_result(zoom_setup, config)
+    (job,) = with_db(zoom_setup["home"], jobs.list_jobs)
+    assert job.attempts == 0  # no attempt failed on the expired token
+    assert state.requests["participants"] == 2
     log_text = zoom_setup["log"].read_text()
     assert "client-secret" not in log_text and SECRET not in log_text
 
 
 def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
+    # the webhook's download token expired: Zoom's sign-in page, then the OAuth path
+    zoom_setup["state"].expired_download_tokens.add(
+        zoom_setup["state"].meetings[0].download_access_token
+    )
     zoom_setup["state"].files["file-gallery"].behaviour = "slow_body"
     zoom_setup["state"].files["file-gallery"].slow_chunk = 64 * 1024
     zoom_setup["state"].files["file-gallery"].slow_delay = 0.3
@@ -393,6 +413,7 @@ def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
     finally:
         assert service.stop() == 0
     assert "recording analysed in a worker process" in log.read_text()
+    assert "Zoom refused the download token; using the OAuth token" in log.read_text()
     check_result(zoom_setup, config)
 
 
