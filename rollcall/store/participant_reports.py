@@ -8,8 +8,9 @@ every ``[zoom] participants_retry_s`` seconds until it arrives (``done``) or
 the meeting's warnings say that the report is missing, so reports and
 ``rollcall meeting list`` show it.
 
-Schema: migration 7 in ``rollcall.store.schema``; the ``meeting_id`` column
-makes the retention purge and meeting removal delete a row with its meeting.
+Schema: migration 7 in ``rollcall.store.schema`` (one row per meeting); the
+``meeting_id`` column makes the retention purge and meeting removal delete a
+row with its meeting.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def schedule(
         "last_error": error,
         "updated_at": now_iso(moment),
     }
-    with write_transaction(db):
-        db["participant_reports"].upsert(row, pk="meeting_id")
+    with write_transaction(db):  # one row per meeting
+        db.execute("delete from participant_reports where meeting_id = ?", [meeting_id])
+        db["participant_reports"].insert(row)
         _set_warning(
             db,
             meeting_id,
@@ -148,19 +150,14 @@ def record_failure(
     moment = utc_now(now)
     error = error[:MAX_ERROR_CHARS]
     with write_transaction(db):
-        row = db["participant_reports"].get(meeting_id)
+        (row,) = db.query("select * from participant_reports where meeting_id = ?", [meeting_id])
         attempts = row["attempts"] + 1
         next_at = moment + timedelta(seconds=retry_s)
         state = MISSING if now_iso(next_at) > row["give_up_at"] else PENDING
-        db["participant_reports"].update(
-            meeting_id,
-            {
-                "state": state,
-                "attempts": attempts,
-                "next_attempt_at": now_iso(next_at),
-                "last_error": error,
-                "updated_at": now_iso(moment),
-            },
+        db.execute(
+            "update participant_reports set state = ?, attempts = ?, next_attempt_at = ?, "
+            "last_error = ?, updated_at = ? where meeting_id = ?",
+            [state, attempts, now_iso(next_at), error, now_iso(moment), meeting_id],
         )
         if state == MISSING:
             _set_warning(

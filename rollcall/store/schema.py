@@ -335,6 +335,7 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
     """Migration 7: Zoom participants reports still to fetch (retried on their own schedule)."""
     db["participant_reports"].create(
         {
+            "id": int,
             "meeting_id": int,
             "meeting_uuid": str,
             "start_time": str,
@@ -346,8 +347,9 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
             "last_error": str,
             "updated_at": str,
         },
-        pk="meeting_id",
+        pk="id",
     )
+    db["participant_reports"].create_index(["meeting_id"])
     db["participant_reports"].create_index(["state", "next_attempt_at"])
 
 
