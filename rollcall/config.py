@@ -186,14 +186,21 @@ class ZoomConfig(_Section):
     websocket_url: str = "wss://ws.zoom.us/ws"
     download_hosts: list[str] = Field(default_factory=lambda: ["zoom.us", "*.zoom.us"])
     course_map: list[CourseRule] = Field(default_factory=list)
+    # Zoom builds the participants report minutes after the meeting: ask again this often,
+    # for at most this many hours after the first try.
+    participants_retry_s: float = Field(600.0, ge=1.0, le=DAY_S)
+    participants_give_up_h: float = Field(24.0, ge=0.0, le=720.0)
 
 
 class JobsConfig(_Section):
+    # Upper bounds keep every value within what timedelta and SQLite can hold later.
     max_attempts: int = Field(5, ge=1, le=100)
     retry_base_s: float = Field(60.0, ge=0.0, le=DAY_S)
     retry_max_s: float = Field(3600.0, ge=0.0, le=MAX_WAIT_S)
     lease_s: float = Field(300.0, ge=5.0, le=DAY_S)
     poll_lookback_days: int = Field(7, ge=1, le=365)
+    # How many times polling may put a failed job back in the queue with fresh download data.
+    poll_revivals: int = Field(3, ge=0, le=100)
 
 
 class ServerConfig(_Section):

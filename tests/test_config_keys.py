@@ -514,6 +514,12 @@ NOT_CHEAP: dict[str, str] = {
     "jobs.retry_max_s": "read by the service worker when a job fails (retry backoff)",
     "jobs.lease_s": "read by the service worker when it claims a job and heart-beats",
     "server.shutdown_grace_s": "how long rollcall serve waits for running jobs on SIGTERM",
+    "zoom.participants_retry_s": "the interval of rollcall serve's participants-report retries "
+    "(tests/test_service.py runs them with a short one)",
+    "zoom.participants_give_up_h": "when rollcall serve stops asking for a participants report "
+    "(tests/test_service.py gives up with 0)",
+    "jobs.poll_revivals": "how often the Zoom poller may requeue a failed job with fresh download "
+    "data (tests/test_service.py)",
 }
 
 

@@ -287,6 +287,10 @@ def test_worker_processes_analyse_recordings_in_parallel(e2e_env, short_clip):
         )[0]
         for i in range(2)
     ]
+    # as the service's workers do: a job is analysed by the worker that claimed it
+    # (its results are stored only while that worker holds it)
+    queued = [jobs.claim(db, f"worker-{i}", lease_s=600) for i in range(2)]
+    assert sorted(j.topic for j in queued) == ["pool 0", "pool 1"]
 
     async def run_both() -> list[tuple[int, int]]:
         pool = AnalysisPool(config, workers=2)

@@ -243,6 +243,76 @@ def test_cancel_leaves_finished_jobs_alone_and_cancels_whole_meeting(db):
     assert jobs.get(db, other.id).state == "queued"
 
 
+def test_writes_conditional_on_holding_the_job_roll_back_when_it_was_cancelled(db):
+    """The service stores a job's results in one transaction with ``assert_held``: a
+    worker whose job was cancelled meanwhile writes nothing."""
+    db.execute("create table results (job_id integer)")
+    job = add(db)
+    jobs.claim(db, "w1", lease_s=30, now=T0)
+
+    def store() -> None:
+        with write_transaction(db):
+            db.execute("insert into results values (?)", [job.id])
+            jobs.assert_held(db, job.id, "w1")
+
+    store()
+    jobs.cancel(db, job.id, "recording.trashed")
+    with pytest.raises(jobs.JobCancelled):
+        store()
+    assert db.execute("select count(*) from results").fetchone()[0] == 1
+    with pytest.raises(jobs.LeaseLost):
+        jobs.assert_held(db, job.id, "w2")
+
+
+def test_recovered_meeting_requeues_only_its_cancelled_jobs(db):
+    cancelled = add(db, 1, meeting_uuid="M", payload={"download_url": "u", "download_token": "t"})
+    done = add(db, 2, meeting_uuid="M")
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    jobs.complete(db, done.id, "w", result_meeting_id=1)
+    jobs.cancel_meeting(db, "M", "recording.trashed")
+    assert "download_token" not in jobs.get(db, cancelled.id).payload
+    requeued = jobs.recover_meeting(
+        db, "M", "recording.recovered", payload_changes={"download_token": "fresh"}
+    )
+    assert [j.id for j in requeued] == [cancelled.id]
+    job = jobs.get(db, cancelled.id)
+    assert job.state == "queued" and job.attempts == 0 and job.payload["download_token"] == "fresh"
+    assert jobs.get(db, done.id).state == "done"
+    assert jobs.recover_meeting(db, "M", "again") == []
+
+
+def test_revive_failed_is_bounded_and_only_for_failed_jobs(db):
+    job = add(db, max_attempts=1)
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    assert jobs.revive_failed(db, job.id, {}, max_revivals=2, reason="poll") is None  # running
+    jobs.fail(db, job.id, "w", "sign-in page", now=T0)
+    for n in (1, 2):
+        revived = jobs.revive_failed(
+            db,
+            job.id,
+            {"download_url": f"https://zoom.us/{n}"},
+            max_revivals=2,
+            reason="poll",
+            now=T0 + timedelta(days=n),
+        )
+        assert revived.state == "queued" and revived.payload["revivals"] == n
+        assert revived.payload["download_url"] == f"https://zoom.us/{n}"
+        jobs.claim(db, "w", lease_s=30, now=T0 + timedelta(days=n))
+        jobs.fail(db, job.id, "w", "sign-in page again")
+    assert jobs.revive_failed(db, job.id, {}, max_revivals=2, reason="poll") is None
+    assert jobs.get(db, job.id).state == "failed"
+
+
+def test_update_payload_is_for_the_lease_owner_and_drops_none(db):
+    job = add(db, payload={"download_url": "u", "download_token": "t"})
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    updated = jobs.update_payload(db, job.id, "w", {"download_url": "v", "download_token": None})
+    assert updated.payload == {"download_url": "v"}
+    with pytest.raises(jobs.LeaseLost):
+        jobs.update_payload(db, job.id, "other", {"x": 1})
+
+
 def test_skip(db):
     queued = add(db, 1)
     assert jobs.skip(db, queued.id, "no course for meeting").state == "skipped"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -316,11 +317,17 @@ def check_result(setup, config) -> None:
 
 
 def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
+    """...while the events' download token has expired (the service falls back to the
+    OAuth token) and the participants report is not ready at first (asked again)."""
+    state = zoom_setup["state"]
+    state.expired_download_tokens.add(state.meetings[0].download_access_token)
+    state.meetings[0].participants_not_ready = 1
     events = EventServerThread("sub-1").__enter__()
     env = dict(
         zoom_setup["env"],
         ROLLCALL_ZOOM_WEBSOCKET_SUBSCRIPTION_ID="sub-1",
         ROLLCALL_ZOOM_WEBSOCKET_URL=events.server.url,
+        ROLLCALL_ZOOM_PARTICIPANTS_RETRY_S="1",
     )
     service = Service(env, free_port(), zoom_setup["log"]).start()
     try:
@@ -347,8 +354,15 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
             "the job to finish",
             zoom_setup["log"],
         )
+        wait_for(
+            lambda: with_db(zoom_setup["home"], lambda db: db["participants"].count),
+            60,
+            "the participants report, asked again",
+            zoom_setup["log"],
+        )
         health = requests.get(service.url("/healthz"), timeout=5).json()
         assert health["queue"]["done"] == 1 and health["scheduler"] == "running"
+        assert health["workers"] == {"running": 1, "stopped": 0}
         assert health["last_successful_poll"]
         assert service.stop() == 0
     finally:
@@ -363,11 +377,18 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
     sources = {r.get("source") for r in records if r.get("meeting_uuid") == zoom_setup["uuid"]}
     assert {"websocket", "webhook", "poll"} <= sources  # all three paths reached the intake
     check_result(zoom_setup, config)
+    (job,) = with_db(zoom_setup["home"], jobs.list_jobs)
+    assert job.attempts == 0  # no attempt failed on the expired token
+    assert state.requests["participants"] == 2
     log_text = zoom_setup["log"].read_text()
     assert "client-secret" not in log_text and SECRET not in log_text
 
 
 def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
+    # the webhook's download token expired: Zoom's sign-in page, then the OAuth path
+    zoom_setup["state"].expired_download_tokens.add(
+        zoom_setup["state"].meetings[0].download_access_token
+    )
     zoom_setup["state"].files["file-gallery"].behaviour = "slow_body"
     zoom_setup["state"].files["file-gallery"].slow_chunk = 64 * 1024
     zoom_setup["state"].files["file-gallery"].slow_delay = 0.3
@@ -392,6 +413,7 @@ def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
     finally:
         assert service.stop() == 0
     assert "recording analysed in a worker process" in log.read_text()
+    assert "Zoom refused the download token; using the OAuth token" in log.read_text()
     check_result(zoom_setup, config)
 
 
@@ -551,3 +573,537 @@ def test_slow_and_idle_clients_are_cut_off_and_connections_are_limited(tmp_path,
     text = log.read_text()
     assert "no complete request headers in time" in text
     assert "connection limit reached" in text
+
+
+# ---------------------------------------------------------------- the job path under faults
+# A worker of the service run in this process against the fake Zoom over loopback:
+# real downloads, real OAuth, the real analysis where the results matter.
+
+SHORT_UUID = "short-uuid=="
+SHORT_ID = 85550001111
+
+
+@pytest.fixture(scope="session")
+def short_class(tmp_path_factory, faces_dir):
+    work = tmp_path_factory.mktemp("shortclass")
+    meeting = build_test_meeting(
+        faces_dir, seed=33, n_students=3, n_absent=1, n_strangers=0, duration_s=60.0, crf=30
+    )
+    video = work / "gallery.mp4"
+    truth = render_meeting(meeting.script, video)
+    return meeting, video, truth
+
+
+@pytest.fixture
+def worker_setup(tmp_path, short_class, base_env, config, face_models, plugin_manager):
+    """An enrolled course, a fake Zoom with its recording, and the worker's config."""
+    from rollcall.config import load_config
+
+    meeting, video, truth = short_class
+    state = FakeZoomState(
+        accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
+        token_lifetime=30.0,
+        users=[FakeUser(id="host-1", email="teacher@example.edu")],
+    )
+    start = datetime.now(UTC).replace(microsecond=0)
+    state.meetings.append(
+        FakeMeeting(
+            uuid=SHORT_UUID,
+            id=SHORT_ID,
+            host_id="host-1",
+            topic="Biology 101 - short",
+            start_time=start,
+            duration=1,
+            host_email="teacher@example.edu",
+            files=[FakeRecordingFile("short-gallery")],
+            participants=[
+                {
+                    "id": f"p{i}",
+                    "user_id": f"u{i}",
+                    "name": sid,
+                    "user_email": "",
+                    "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "leave_time": (start + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "duration": 60,
+                }
+                for i, sid in enumerate(meeting.students)
+            ],
+        )
+    )
+    state.files["short-gallery"] = FakeFile(video)
+    home = tmp_path / "home"
+    enroll(home, meeting, config, face_models, plugin_manager)
+    with FakeZoomServer(state) as zoom:
+        env = dict(
+            base_env,
+            ROLLCALL_HOME=str(home),
+            ROLLCALL_ZOOM_ACCOUNT_ID="acc-1",
+            ROLLCALL_ZOOM_CLIENT_ID="client-1",
+            ROLLCALL_ZOOM_CLIENT_SECRET="client-secret",
+            ROLLCALL_ZOOM_API_BASE_URL=zoom.api_base_url,
+            ROLLCALL_ZOOM_OAUTH_URL=zoom.oauth_url,
+            ROLLCALL_ZOOM_USERS="host-1",
+            ROLLCALL_ZOOM_DOWNLOAD_HOSTS="127.0.0.1,localhost",
+            ROLLCALL_ZOOM_COURSE_MAP=json.dumps([{"course": COURSE, "topics": ["Biology 101*"]}]),
+            ROLLCALL_JOBS_RETRY_BASE_S="0",
+        )
+        yield {
+            "state": state,
+            "zoom": zoom,
+            "config": load_config(None, env),
+            "home": home,
+            "meeting": meeting,
+            "video": video,
+        }
+
+
+def event_of(body: dict):
+    from rollcall.bot.events import parse_event
+
+    return parse_event(body, "webhook")
+
+
+def short_completed(setup, *, download_token: str) -> dict:
+    m = setup["state"].meetings[0]
+    files = [
+        recording_file(
+            "short-gallery",
+            m.uuid,
+            download_url=setup["zoom"].download_url("short-gallery"),
+            file_size=setup["video"].stat().st_size,
+        )
+    ]
+    return recording_completed(
+        m.uuid,
+        m.id,
+        topic=m.topic,
+        host_email=m.host_email,
+        files=files,
+        download_token=download_token,
+        start_time=m.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def worker_context(setup, analyze=None, *, wrap=None, oauth: bool = True):
+    """The service's WorkerContext for this setup: the real analysis unless ``analyze``
+    stands in for it, wrapped by ``wrap`` if given."""
+    from rollcall.bot.zoom_client import ZoomClient
+    from rollcall.service.worker import WorkerContext, analysis_for, in_thread
+
+    config = setup["config"]
+    client = ZoomClient.from_config(config.zoom)
+    step = analyze or analysis_for(config)
+    if wrap is not None:
+        step = wrap(step)
+    ctx = WorkerContext(
+        config=config,
+        analyze=in_thread(step),
+        get_token=client.tokens.token if oauth else None,
+        fetch_participants=client.participants_report,
+    )
+    ctx.refresh_recording = client.get_meeting_recordings
+    return ctx
+
+
+def run_one_job(setup, ctx) -> jobs.Job | None:
+    """Claim the next due job and run it as a service worker does; the job afterwards."""
+    from rollcall.service.db_thread import DbThread
+    from rollcall.service.worker import run_job
+
+    async def go():
+        db = DbThread(setup["home"])
+        try:
+            job = await db.run(jobs.claim, "test-worker", lease_s=60)
+            if job is None:
+                return None
+            await run_job(db, ctx, job, "test-worker")
+            return await db.run(jobs.get, job.id)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+def copy_analysis(video_of: list):
+    """A stand-in analysis (the download is what is tested): keeps the downloaded bytes."""
+
+    def analyze(video: Path, job: jobs.Job) -> int:
+        video_of.append(video.read_bytes())
+        return 1
+
+    return analyze
+
+
+def with_db(home: Path, fn, *args, **kwargs):
+    """``fn(db, ...)`` with a connection of its own; what it changed is committed."""
+    db = storage.open_db(home)
+    try:
+        result = fn(db, *args, **kwargs)
+        if db.conn.in_transaction:
+            db.conn.commit()
+        return result
+    finally:
+        db.conn.close()
+
+
+def test_expired_download_token_falls_back_to_oauth_and_fresh_files(worker_setup):
+    """Issue 16.1: the webhook's token has expired (Zoom answers with its sign-in page):
+    the worker reads the recording's files again from the API and downloads them with
+    the OAuth token, without a second failed attempt."""
+    from rollcall.bot.intake import Intake
+
+    setup = worker_setup
+    setup["state"].expired_download_tokens.add("expired-token")
+    Intake(setup["config"]).record(event_of(short_completed(setup, download_token="expired-token")))
+    got: list[bytes] = []
+    job = run_one_job(setup, worker_context(setup, copy_analysis(got)))
+    assert job.state == jobs.DONE, job.error
+    assert job.attempts == 0 and got == [setup["video"].read_bytes()]
+    assert "download_token" not in job.payload  # the refused credential is not kept
+    downloads = setup["state"].calls_to("download")
+    assert [c.headers["Authorization"] for c in downloads][0] == "Bearer expired-token"
+    assert downloads[-1].headers["Authorization"].startswith("Bearer tok")  # OAuth
+    assert setup["state"].requests["meeting_recordings"] == 1  # files read again
+
+
+def test_old_download_token_is_not_tried(worker_setup):
+    """A token older than its lifetime goes straight to the OAuth path."""
+    from rollcall.bot.intake import Intake
+
+    setup = worker_setup
+    Intake(setup["config"]).record(event_of(short_completed(setup, download_token="old-token")))
+    old = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
+    with_db(
+        setup["home"],
+        lambda db: db.execute(
+            "update jobs set payload = json_set(payload, '$.token_received_at', ?)", [old]
+        ),
+    )
+    got: list[bytes] = []
+    job = run_one_job(setup, worker_context(setup, copy_analysis(got)))
+    assert job.state == jobs.DONE, job.error
+    downloads = setup["state"].calls_to("download")
+    assert downloads and all("old-token" not in c.headers["Authorization"] for c in downloads)
+
+
+def test_jobs_retry_and_polling_revive_a_job_failed_on_an_expired_token(worker_setup, monkeypatch):
+    """A job that failed for good on an expired token (no OAuth then) runs again after
+    `rollcall jobs retry`, and polling requeues a failed job with fresh download data,
+    a bounded number of times."""
+    from rollcall.bot.intake import Intake
+    from rollcall.bot.poller import poll_once
+    from rollcall.bot.zoom_client import ZoomClient
+    from rollcall.cli.main import main
+
+    setup = worker_setup
+    setup["state"].expired_download_tokens.add("expired-token")
+    Intake(setup["config"]).record(event_of(short_completed(setup, download_token="expired-token")))
+    with_db(setup["home"], lambda db: db.execute("update jobs set max_attempts = 1"))
+    got: list[bytes] = []
+    job = run_one_job(setup, worker_context(setup, copy_analysis(got), oauth=False))
+    assert job.state == jobs.FAILED and "instead of a video" in job.error
+    # `rollcall jobs retry`, now with OAuth credentials: done
+    monkeypatch.setenv("ROLLCALL_HOME", str(setup["home"]))
+    assert main(["jobs", "retry", str(job.id)]) == 0
+    job = run_one_job(setup, worker_context(setup, copy_analysis(got)))
+    assert job.state == jobs.DONE, job.error
+    # polling: a failed job is requeued with the recording's current download data
+    config = setup["config"].model_copy(
+        update={"jobs": setup["config"].jobs.model_copy(update={"poll_revivals": 1})}
+    )
+    with_db(
+        setup["home"],
+        lambda db: db.execute(
+            "update jobs set state = 'failed', error = 'sign-in page', finished_at = updated_at"
+        ),
+    )
+    client = ZoomClient.from_config(config.zoom)
+    assert with_db(setup["home"], poll_once, config, client) == 0
+    revived = with_db(setup["home"], jobs.get, job.id)
+    assert revived.state == jobs.QUEUED and revived.payload["revivals"] == 1
+    assert revived.payload["download_url"] == setup["zoom"].download_url("short-gallery")
+    assert not revived.payload.get("download_token")
+    job = run_one_job(setup, worker_context(setup, copy_analysis(got)))
+    assert job.state == jobs.DONE, job.error
+    with_db(setup["home"], lambda db: db.execute("update jobs set state = 'failed'"))
+    with_db(setup["home"], poll_once, config, client)
+    assert with_db(setup["home"], jobs.get, job.id).state == jobs.FAILED  # bounded
+
+
+def meeting_rows(home: Path) -> list[dict]:
+    return with_db(home, lambda db: list(db.query("select * from meetings order by id")))
+
+
+def test_recording_trashed_during_analysis_stores_nothing_and_recovered_runs_again(
+    worker_setup,
+):
+    """Issue 16.2: a trash event that arrives while the recording is analysed cancels the
+    job; the analysis then stores no attendance, queues no message and fetches no
+    participants report. `recording.recovered` makes the job run again."""
+    from rollcall.bot.intake import Intake
+    from tests.fakezoom.events import recording_recovered, recording_trashed
+
+    setup = worker_setup
+    intake = Intake(setup["config"])
+    m = setup["state"].meetings[0]
+    intake.record(event_of(short_completed(setup, download_token=m.download_access_token)))
+
+    def trashed_midway(real):
+        def analyze(video: Path, job: jobs.Job) -> int:
+            intake.record(event_of(recording_trashed(m.uuid, m.id, topic=m.topic)))
+            return real(video, job)
+
+        return analyze
+
+    job = run_one_job(setup, worker_context(setup, wrap=trashed_midway))
+    assert job.state == jobs.CANCELLED, job.error
+    assert [e.state for e in with_db(setup["home"], jobs.events, job.id)][-1] == jobs.CANCELLED
+    for table in ("presence", "attendance", "unknown_clusters", "outbox", "participants"):
+        assert with_db(setup["home"], lambda db, t=table: db[t].count) == 0, table
+    (meeting,) = meeting_rows(setup["home"])
+    assert meeting["status"] == "cancelled"
+    assert not (setup["home"] / "evidence" / str(meeting["id"])).exists()
+    assert setup["state"].requests["participants"] == 0
+
+    intake.record(event_of(recording_recovered(m.uuid, m.id, topic=m.topic)))
+    assert with_db(setup["home"], jobs.get, job.id).state == jobs.QUEUED
+    job = run_one_job(setup, worker_context(setup))
+    assert job.state == jobs.DONE, job.error
+    (meeting,) = meeting_rows(setup["home"])
+    assert meeting["status"] == "done" and job.result_meeting_id == meeting["id"]
+    assert with_db(setup["home"], lambda db: db["attendance"].count) == len(
+        setup["meeting"].students
+    )
+    assert setup["state"].requests["participants"] == 1
+
+
+def test_recovered_recording_that_was_never_queued_becomes_a_job(worker_setup):
+    from rollcall.bot.intake import Intake
+    from tests.fakezoom.events import recording_recovered
+
+    setup = worker_setup
+    m = setup["state"].meetings[0]
+    body = recording_recovered(
+        m.uuid,
+        m.id,
+        topic=m.topic,
+        files=short_completed(setup, download_token="x")["payload"]["object"]["recording_files"],
+    )
+    (result,) = Intake(setup["config"]).record(event_of(body))
+    assert result.created and result.state == jobs.QUEUED
+
+
+def test_participants_report_not_ready_is_asked_again_until_it_comes(
+    worker_setup, monkeypatch, capsys
+):
+    """Issue 16.4: Zoom has not built the participants report yet when the analysis ends:
+    the meeting says it is missing (warnings, `meeting list`) and it is asked for again
+    every `[zoom] participants_retry_s` until it comes."""
+    from rollcall.bot.intake import Intake
+    from rollcall.bot.zoom_client import ZoomClient
+    from rollcall.cli.main import main
+
+    setup = worker_setup
+    m = setup["state"].meetings[0]
+    m.participants_not_ready = 2
+    Intake(setup["config"]).record(
+        event_of(short_completed(setup, download_token=m.download_access_token))
+    )
+    job = run_one_job(setup, worker_context(setup))
+    assert job.state == jobs.DONE, job.error
+    (meeting,) = meeting_rows(setup["home"])
+    assert "Zoom participants report not available yet" in meeting["warnings"]
+    report = with_db(setup["home"], meeting_report, meeting["id"])
+    assert any("participants report" in w for w in report.warnings)
+    monkeypatch.setenv("ROLLCALL_HOME", str(setup["home"]))
+    monkeypatch.setenv("COLUMNS", "250")
+    capsys.readouterr()
+    assert main(["meeting", "list"]) == 0
+    assert "participants report pending" in " ".join(capsys.readouterr().out.split())
+
+    from rollcall.bot.participants import retry_due_reports
+    from rollcall.store import participant_reports
+
+    config = setup["config"]
+    fetch = ZoomClient.from_config(config.zoom).participants_report
+    now = datetime.now(UTC)
+    assert with_db(setup["home"], retry_due_reports, config, fetch, now=now) == 0  # not due yet
+    assert setup["state"].requests["participants"] == 1
+    later = now + timedelta(seconds=config.zoom.participants_retry_s + 1)
+    assert with_db(setup["home"], retry_due_reports, config, fetch, now=later) == 0  # not ready
+    assert with_db(setup["home"], participant_reports.status_by_meeting) == {
+        meeting["id"]: "pending"
+    }
+    later += timedelta(seconds=config.zoom.participants_retry_s + 1)
+    assert with_db(setup["home"], retry_due_reports, config, fetch, now=later) == 1
+    assert setup["state"].requests["participants"] == 3
+    (meeting,) = meeting_rows(setup["home"])
+    assert "Zoom participants report" not in (meeting["warnings"] or "")
+    assert with_db(setup["home"], lambda db: db["participants"].count) == len(m.participants)
+    assert with_db(setup["home"], participant_reports.status_by_meeting) == {}
+
+
+def test_participants_report_gives_up_after_the_configured_hours(tmp_path):
+    from rollcall.bot.participants import retry_due_reports
+    from rollcall.config import load_config
+    from rollcall.store import participant_reports
+
+    config = load_config(
+        None,
+        {"ROLLCALL_HOME": str(tmp_path), "ROLLCALL_ZOOM_PARTICIPANTS_GIVE_UP_H": "1"},
+    )
+    db = storage.open_db(tmp_path)
+    storage.add_course(db, COURSE, "Biology")
+    meeting_id = storage.upsert_meeting(
+        db, {"course_id": COURSE, "source_key": "k", "title": "t", "status": "done"}
+    )
+    t0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    participant_reports.schedule(
+        db, meeting_id, "u==", None, "not ready", retry_s=600, give_up_h=1, now=t0
+    )
+    calls = []
+
+    def not_ready(uuid):
+        calls.append(uuid)
+        raise RuntimeError("Meeting does not exist.")
+
+    for minutes in range(10, 61, 10):
+        retry_due_reports(db, config, not_ready, now=t0 + timedelta(minutes=minutes, seconds=1))
+    assert len(calls) == 5  # every 10 minutes within the hour, then no more
+    assert participant_reports.status_by_meeting(db) == {meeting_id: "missing"}
+    warnings = db["meetings"].get(meeting_id)["warnings"]
+    assert "Zoom participants report missing" in warnings and "6 attempts" in warnings
+    retry_due_reports(db, config, not_ready, now=t0 + timedelta(hours=5))
+    assert len(calls) == 5
+    db.conn.close()
+
+
+def test_worker_loop_survives_a_locked_database(worker_setup, monkeypatch):
+    """Issue 16.14: another process holds SQLite's write lock longer than the busy
+    timeout: the worker's claim fails with "database is locked", the worker logs it,
+    backs off and goes on, and processes the job once the lock is free."""
+    import sqlite3
+
+    from rollcall.bot.intake import Intake
+    from rollcall.service import worker
+    from rollcall.store import db as store_db
+
+    setup = worker_setup
+    m = setup["state"].meetings[0]
+    Intake(setup["config"]).record(
+        event_of(short_completed(setup, download_token=m.download_access_token))
+    )
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(worker, "LOOP_BACKOFF_S", (0.1, 0.2), raising=False)
+    errors: list[str] = []
+    got: list[bytes] = []
+    ctx = worker_context(setup, copy_analysis(got))
+    locker = sqlite3.connect(
+        setup["home"] / storage.DB_NAME, isolation_level=None, check_same_thread=False
+    )
+    locker.execute("begin immediate")  # held for 2 s, as another process would
+
+    def release() -> None:
+        time.sleep(2.0)
+        locker.execute("rollback")
+
+    async def go() -> tuple[bool, list]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.worker_loop(ctx, "w-locked", stop))
+        releaser = asyncio.create_task(asyncio.to_thread(release))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not got:
+            await asyncio.sleep(0.2)
+        alive = not task.done()
+        stop.set()
+        await releaser
+        await asyncio.wait_for(task, 10)
+        return alive, errors
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            if record.getMessage() == "worker error; backing off":
+                errors.append(getattr(record, "error", ""))
+
+    handler = Grab()
+    logging.getLogger("rollcall.service.worker").addHandler(handler)
+    try:
+        alive, errors = asyncio.run(go())
+    finally:
+        logging.getLogger("rollcall.service.worker").removeHandler(handler)
+        locker.close()
+    assert errors and all("locked" in e for e in errors)
+    assert alive and got == [setup["video"].read_bytes()]
+    assert with_db(setup["home"], jobs.list_jobs)[0].state == jobs.DONE
+
+
+def test_healthz_reports_a_stopped_worker(tmp_path):
+    """A worker task that ended makes /healthz answer 503."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from rollcall.bot.intake import Intake
+    from rollcall.config import load_config
+    from rollcall.service.serve import ServiceState, build_app
+
+    config = load_config(None, {"ROLLCALL_HOME": str(tmp_path / "home")})
+
+    async def go() -> list[tuple[int, dict]]:
+        from aiohttp import web
+
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.start()
+
+        async def dies():
+            raise RuntimeError("database is locked")
+
+        async def runs():
+            await asyncio.sleep(60)
+
+        running, dead = asyncio.create_task(runs()), asyncio.create_task(dies())
+        await asyncio.sleep(0.05)
+        state = ServiceState()
+        runner = web.AppRunner(build_app(config, Intake(config), state, scheduler))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        out = []
+        try:
+            for workers in ([running], [running, dead]):
+                state.workers = workers
+                answer = await asyncio.to_thread(
+                    requests.get, f"http://127.0.0.1:{port}/healthz", timeout=5
+                )
+                out.append((answer.status_code, answer.json()))
+        finally:
+            running.cancel()
+            assert isinstance(dead.exception(), RuntimeError)
+            await runner.cleanup()
+            scheduler.shutdown(wait=False)
+        return out
+
+    (ok_status, ok), (bad_status, bad) = asyncio.run(go())
+    assert ok_status == 200 and ok["workers"] == {"running": 1, "stopped": 0}
+    assert bad_status == 503 and bad["status"] == "degraded"
+    assert bad["workers"] == {"running": 1, "stopped": 1}
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("ROLLCALL_JOBS_LEASE_S", "1e12"),
+        ("ROLLCALL_JOBS_RETRY_BASE_S", "1e300"),
+        ("ROLLCALL_JOBS_RETRY_MAX_S", "1e18"),
+        ("ROLLCALL_ZOOM_PARTICIPANTS_RETRY_S", "1e12"),
+    ],
+)
+def test_values_that_would_overflow_later_are_refused_at_load(tmp_path, key, value):
+    """`[jobs] lease_s = 1e12` validated, then every claim overflowed in the worker."""
+    from datetime import timedelta
+
+    from rollcall.config import ConfigError, load_config
+
+    with pytest.raises(OverflowError):
+        datetime.now(UTC) + timedelta(seconds=float(value))  # what the worker would do
+    with pytest.raises(ConfigError, match=key.split("_", 2)[2].lower()):
+        load_config(None, {"ROLLCALL_HOME": str(tmp_path), key: value})

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import sqlite_utils
@@ -72,6 +72,7 @@ def process_recording(
     notify: bool = True,
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
+    commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -81,6 +82,10 @@ def process_recording(
     view). A failure to queue notifications never fails the analysis: it is logged
     and returned as ``notify_error`` (re-queueing later is safe, it is idempotent).
     ``announce`` is told when the recording's meeting exists and is being replaced.
+
+    ``commit_guard(db)`` runs in the transaction that stores the results; when it
+    raises, nothing is stored, no notification is queued and the error propagates
+    (the service's check that its worker still holds the job).
     """
     from rollcall.pipeline.orchestrator import analyze_recording
 
@@ -103,6 +108,7 @@ def process_recording(
         source_key=source_key,
         progress=progress,
         announce=announce,
+        commit_guard=commit_guard,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)

@@ -33,12 +33,24 @@ Progress = Callable[[int, int | None], None]
 
 
 class DownloadError(Exception):
-    """The file could not be downloaded; ``retryable`` says whether trying again may help."""
+    """The file could not be downloaded; ``retryable`` says whether trying again may help.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    ``token_refused`` is set when Zoom refused the credential: 401/403, or a sign-in or
+    error page instead of the video (what an expired webhook ``download_token`` gets).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        token_refused: bool = False,
+    ):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.token_refused = token_refused
         self.retry_after: float | None = None
 
 
@@ -82,6 +94,7 @@ async def _refuse_body(resp: aiohttp.ClientResponse, url: URL) -> DownloadError:
         "instead of a video (expired or wrong token, deleted recording, or a sign-in page)"
         + (f": {detail}" if detail else ""),
         status=resp.status,
+        token_refused=True,
     )
 
 
@@ -130,7 +143,9 @@ async def _attempt(
                 raise error
             if resp.status not in (200, 206):
                 raise DownloadError(
-                    f"{safe_url(current)} answered HTTP {resp.status}", status=resp.status
+                    f"{safe_url(current)} answered HTTP {resp.status}",
+                    status=resp.status,
+                    token_refused=resp.status in (401, 403),
                 )
             content_type = resp.headers.get("Content-Type", "").lower()
             if any(content_type.startswith(t) for t in REFUSED_CONTENT_TYPES):
@@ -251,7 +266,9 @@ async def download_recording(
             if attempt >= max_attempts:
                 part.unlink(missing_ok=True)
                 raise DownloadError(
-                    f"gave up after {max_attempts} attempts: {error}", status=error.status
+                    f"gave up after {max_attempts} attempts: {error}",
+                    status=error.status,
+                    token_refused=error.token_refused,
                 ) from error
             delay = (
                 error.retry_after

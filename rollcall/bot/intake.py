@@ -4,7 +4,11 @@ A ``recording.completed`` event (or a recording found by polling) becomes one
 job for its best video file (gallery view first), keyed by meeting UUID and
 file id, so the same recording delivered three times is one job. A recording
 that maps to no course is stored as a skipped job with a log line.
-``recording.trashed``/``recording.deleted`` cancel the meeting's jobs.
+``recording.trashed``/``recording.deleted`` cancel the meeting's jobs and
+``recording.recovered`` puts them back in the queue. A recording that polling
+finds again while its job is failed gets one more chance with fresh download
+data (``[jobs] poll_revivals`` times at most): the webhook's download token
+may have expired, the worker then reads the files again with the OAuth token.
 
 The event loop never touches SQLite here: :class:`Intake` records each event
 in a worker thread with a connection opened and closed in that thread, so a
@@ -24,6 +28,7 @@ from rollcall.bot.events import (
     MEETING_ENDED,
     RECORDING_COMPLETED,
     RECORDING_DELETED,
+    RECORDING_RECOVERED,
     RECORDING_TRASHED,
     ZoomEvent,
     event_object,
@@ -32,6 +37,7 @@ from rollcall.bot.events import (
 from rollcall.bot.zoom_client import ZoomRecording, parse_recording, pick_video_file
 from rollcall.config import Config
 from rollcall.store import jobs, storage
+from rollcall.store.db import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ def enqueue_recording(
     payload = {
         "download_url": file.download_url,
         "download_token": download_token,
+        "token_received_at": now_iso() if download_token else None,
         "file_size": file.file_size,
         "recording_type": file.recording_type,
         "start_time": recording.start_time.isoformat() if recording.start_time else None,
@@ -99,6 +106,22 @@ def enqueue_recording(
         )
     elif created:
         log.info("recording queued", extra=dict(context, job_id=job.id, course_id=course))
+    elif source == "poll" and job.state == jobs.FAILED:
+        fresh = {k: payload[k] for k in ("download_url", "file_size")}
+        fresh |= {
+            "download_token": download_token,
+            "token_received_at": payload["token_received_at"],
+        }
+        revived = jobs.revive_failed(
+            db,
+            job.id,
+            fresh,
+            max_revivals=config.jobs.poll_revivals,
+            reason="polling found the recording again",
+        )
+        if revived is not None:
+            log.info("failed recording requeued by polling", extra=dict(context, job_id=job.id))
+            return IntakeResult(revived.id, False, revived.state)
     else:
         log.debug("recording already known", extra=dict(context, job_id=job.id))
     return IntakeResult(job.id, created, job.state)
@@ -149,9 +172,37 @@ class Intake:
                 extra={"meeting_uuid": uuid, "cancelled": len(cancelled)},
             )
             return [IntakeResult(j.id, False, j.state) for j in cancelled]
+        if event.event == RECORDING_RECOVERED and uuid:
+            return self._recovered(db, event, uuid)
         if event.event == MEETING_ENDED:
             # The participants report is fetched by the worker once the recording is analysed.
             log.info("meeting ended", extra={"meeting_uuid": uuid})
             return []
         log.debug("event ignored", extra={"event": event.event})
         return []
+
+    def _recovered(
+        self, db: sqlite_utils.Database, event: ZoomEvent, uuid: str
+    ) -> list[IntakeResult]:
+        """A recording restored from the trash: its cancelled jobs run again (an unknown
+        one is queued as if it had just completed)."""
+        changes = {}
+        if event.download_token:
+            changes = {"download_token": event.download_token, "token_received_at": now_iso()}
+        requeued = jobs.recover_meeting(
+            db, uuid, f"Zoom event {event.event}", payload_changes=changes
+        )
+        log.info(
+            "recording recovered in Zoom; cancelled jobs requeued",
+            extra={"meeting_uuid": uuid, "requeued": len(requeued)},
+        )
+        if requeued:
+            return [IntakeResult(j.id, False, j.state) for j in requeued]
+        recording = parse_recording(event_object(event))
+        if not recording.recording_files or jobs.list_jobs_of_meeting(db, uuid):
+            return []
+        return [
+            enqueue_recording(
+                db, self.config, recording, download_token=event.download_token, source=event.source
+            )
+        ]

@@ -6,18 +6,28 @@ face was recognised although no participant of that name joined (someone
 else's account, a shared device, or a recognition error worth checking).
 Participants are matched to students by email, else by name (case and
 accents ignored).
+
+The report is asked for right after the analysis; when Zoom has not built it
+yet, :func:`retry_due_reports` (the service's scheduler) asks again on its own
+schedule (``rollcall.store.participant_reports``).
 """
 
 from __future__ import annotations
 
+import logging
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlite_utils
 
 from rollcall.bot.zoom_client import Participant
+from rollcall.config import Config
 from rollcall.presence import minute_lengths
-from rollcall.store import storage
+from rollcall.store import participant_reports, storage
+from rollcall.store.db import write_transaction
+
+log = logging.getLogger(__name__)
 
 
 def _norm(text: str) -> str:
@@ -122,3 +132,43 @@ def _presence(db: sqlite_utils.Database, meeting_id: int) -> dict[int, list[int]
     ):
         out.setdefault(r["student_pk"], []).append(r["present"])
     return out
+
+
+def retry_due_reports(
+    db: sqlite_utils.Database,
+    config: Config,
+    fetch: Callable[[str], list[Participant]],
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Ask Zoom again for every participants report that is due; store those that came.
+
+    Returns the number stored. A report that is still not ready is due again in
+    ``[zoom] participants_retry_s`` seconds, until ``participants_give_up_h`` hours
+    after the first try (then the meeting says it is missing for good).
+    """
+    stored = 0
+    for pending in participant_reports.due(db, now=now):
+        extra = {"meeting_id": pending.meeting_id, "meeting_uuid": pending.meeting_uuid}
+        if not db["meetings"].count_where("id = ?", [pending.meeting_id]):
+            with write_transaction(db):
+                db.execute(
+                    "delete from participant_reports where meeting_id = ?", [pending.meeting_id]
+                )
+            continue
+        try:
+            participants = fetch(pending.meeting_uuid)
+        except Exception as exc:  # not ready, rate limited, Zoom down: try again later
+            participant_reports.record_failure(
+                db,
+                pending.meeting_id,
+                str(exc) or type(exc).__name__,
+                retry_s=config.zoom.participants_retry_s,
+                now=now,
+            )
+            continue
+        store_participants(db, pending.meeting_id, participants, pending.start_time)
+        participant_reports.record_done(db, pending.meeting_id, now=now)
+        log.info("participants report stored after retrying", extra=extra)
+        stored += 1
+    return stored

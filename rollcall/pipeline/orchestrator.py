@@ -88,12 +88,17 @@ def analyze_recording(
     source_key: str | None = None,
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
+    commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
 ) -> MeetingOutcome:
     """Analyse ``path`` for ``course_id``, store the results and return them.
 
     When the recording was analysed before (same ``source_key``) its meeting is
     replaced: ``announce`` is told so, the title and start time given then are kept
     unless given anew, and unknown-face labels move to the matching new clusters.
+
+    ``commit_guard(db)`` is called inside the transaction that stores the results,
+    before anything is written; when it raises, nothing is stored (the service passes
+    a check that its worker still holds the recording's job).
     """
     started = time.monotonic()
     course = storage.get_course(db, course_id)
@@ -143,6 +148,7 @@ def analyze_recording(
             title or path.stem,
             start_time,
             progress,
+            commit_guard,
         )
     except RecordingError as exc:
         storage.set_meeting_status(db, meeting_id, "failed", str(exc))
@@ -154,7 +160,9 @@ def analyze_recording(
     return outcome
 
 
-def _run(db, pm, models, config, path, course, meeting_id, info, title, start_time, progress):
+def _run(
+    db, pm, models, config, path, course, meeting_id, info, title, start_time, progress, guard
+):
     course_id = course["course_id"]
     roster = load_roster(db, pm, course_id, models.model_key)
     requested = [i for i in pm.hook.rollcall_sampling_interval(config=config, info=info) if i]
@@ -262,6 +270,8 @@ def _run(db, pm, models, config, path, course, meeting_id, info, title, start_ti
         warnings.append("no student of this course has an enrolled photo: everyone is absent")
     # One transaction: the core results and every plugin's rows commit or roll back together.
     with write_transaction(db):
+        if guard is not None:
+            guard(db)  # raises: nothing below is written
         storage.replace_results(
             db,
             meeting_id,

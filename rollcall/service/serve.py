@@ -47,6 +47,11 @@ class ServiceState:
     last_poll_ok: float | None = None
     last_poll_error: str = ""
     disabled: dict[str, str] = field(default_factory=dict)
+    workers: list[asyncio.Task] = field(default_factory=list)  # the job workers' tasks
+
+    def stopped_workers(self) -> int:
+        """Job worker tasks that ended (a worker loop only ends on shutdown)."""
+        return sum(1 for task in self.workers if task.done())
 
 
 def zoom_credentials_missing(config: Config) -> list[str]:
@@ -146,6 +151,10 @@ def build_app(
         body["scheduler"] = "running" if scheduler.running else "stopped"
         if not scheduler.running:
             body["status"] = "degraded"
+        stopped = state.stopped_workers()
+        body["workers"] = {"running": len(state.workers) - stopped, "stopped": stopped}
+        if stopped:
+            body["status"] = "degraded"
         body["last_successful_poll"] = (
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.last_poll_ok))
             if state.last_poll_ok
@@ -189,6 +198,33 @@ def _schedule_notifications(scheduler, config: Config) -> None:
         "interval",
         seconds=config.notify.send_interval_s,
         id="notify",
+        max_instances=1,
+        coalesce=True,
+    )
+
+
+def _schedule_participants_retry(scheduler, config: Config, fetch) -> None:
+    """Ask Zoom again for participants reports that were not ready (a thread; own connection)."""
+    from rollcall.bot.participants import retry_due_reports
+
+    def retry() -> int:
+        db = storage.open_db(config.home)
+        try:
+            return retry_due_reports(db, config, fetch)
+        finally:
+            db.conn.close()
+
+    async def retry_reports() -> None:
+        try:
+            await asyncio.to_thread(retry)
+        except Exception as exc:  # never stops the service; the rows stay due
+            log.error("participants report retry failed", extra={"error": str(exc)})
+
+    scheduler.add_job(
+        retry_reports,
+        "interval",
+        seconds=min(config.zoom.participants_retry_s, 60.0),
+        id="participants",
         max_instances=1,
         coalesce=True,
     )
@@ -248,6 +284,8 @@ async def serve(
             max_instances=1,
             coalesce=True,
         )
+    if client is not None:
+        _schedule_participants_retry(scheduler, config, client.participants_report)
     _schedule_notifications(scheduler, config)
     scheduler.start()
 
@@ -281,9 +319,11 @@ async def serve(
         analyze=pool.analyze if pool else in_thread(await asyncio.to_thread(analysis_for, config)),
         get_token=tokens.token if tokens else None,
         fetch_participants=client.participants_report if client else None,
+        refresh_recording=client.get_meeting_recordings if client else None,
     )
     worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
     workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]
+    state.workers = workers
 
     guard = ConnectionGuard(http_limits(config))
     runner = web.AppRunner(

@@ -11,7 +11,18 @@ results are replaced atomically by key, nothing is counted twice.
 
 The analysis step is :func:`rollcall.analysis.process.process_recording`, the
 same as ``rollcall analyze``'s: retention purge, analysis, stored results and
-the meeting's queued notifications.
+the meeting's queued notifications. Its results are stored only if the worker
+still holds the job, checked in the transaction that stores them: a recording
+trashed in Zoom while it was analysed (job cancelled) gets nothing stored and
+no participants report fetched.
+
+The download uses the webhook's ``download_token`` while it is fresh; when Zoom
+refuses it (its sign-in page, 401/403) or it is older than
+:data:`DOWNLOAD_TOKEN_MAX_AGE_S`, the recording's files are read again from the
+API and downloaded with the OAuth token.
+
+A worker loop survives any error of one iteration (a locked database, say): it
+logs it, backs off and goes on; ``/healthz`` reports a worker task that ended.
 """
 
 from __future__ import annotations
@@ -21,16 +32,22 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from rollcall.bot.download import download_recording
+from rollcall.bot.download import DownloadError, download_recording
 from rollcall.config import Config
 from rollcall.service.db_thread import DbThread
-from rollcall.store import jobs, storage
+from rollcall.store import jobs, participant_reports, storage
+from rollcall.store.db import backoff_delay
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
+#: A webhook download token lives 24 hours; one older than this is not tried.
+DOWNLOAD_TOKEN_MAX_AGE_S = 23 * 3600.0
+#: Back-off of a worker loop after an unexpected error: 1 s doubling up to 60 s.
+LOOP_BACKOFF_S = (1.0, 60.0)
 
 
 @dataclass
@@ -39,21 +56,76 @@ class WorkerContext:
     analyze: Callable[[Path, jobs.Job], Awaitable[int]]  # returns our meeting id
     get_token: Callable[[], str] | None  # OAuth token for downloads without an event token
     fetch_participants: Callable[[str], list] | None = None  # Zoom's participants report
+    # A meeting instance's recordings read again from the API (fresh download data)
+    refresh_recording: Callable[[str], Any] | None = None
 
 
 def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -> None:
-    """Fetch Zoom's participants report and store it beside the face presence (thread)."""
+    """Fetch Zoom's participants report and store it beside the face presence (thread).
+
+    When Zoom has not built it yet, it is scheduled to be asked for again
+    (``rollcall.store.participant_reports``) and the meeting says it is missing.
+    """
     from rollcall.bot.participants import store_participants
 
-    participants = ctx.fetch_participants(job.meeting_uuid)
     start = job.payload.get("start_time")
+    start_time = datetime.fromisoformat(start) if start else None
     db = storage.open_db(ctx.config.home)
     try:
-        store_participants(
-            db, meeting_id, participants, datetime.fromisoformat(start) if start else None
-        )
+        try:
+            participants = ctx.fetch_participants(job.meeting_uuid)
+        except Exception as exc:  # the attendance result stands without it; retried later
+            participant_reports.schedule(
+                db,
+                meeting_id,
+                job.meeting_uuid,
+                start_time,
+                str(exc) or type(exc).__name__,
+                retry_s=ctx.config.zoom.participants_retry_s,
+                give_up_h=ctx.config.zoom.participants_give_up_h,
+            )
+            raise
+        store_participants(db, meeting_id, participants, start_time)
     finally:
         db.conn.close()
+
+
+def holds_job(job: jobs.Job) -> Callable[[Any], Any]:
+    """The commit guard of a job's analysis: its worker (the lease owner the job was
+    claimed by) must still hold it when the results are stored."""
+    worker_id = job.lease_owner or ""
+
+    def guard(db) -> None:
+        jobs.assert_held(db, job.id, worker_id)
+
+    return guard
+
+
+def mark_cancelled(db, home: Path, job: jobs.Job, reason: str) -> None:
+    """The meeting row the cancelled analysis started says so; its evidence is removed."""
+    import shutil
+
+    from rollcall.store.db import write_transaction
+
+    with write_transaction(db):
+        rows = list(
+            db.query(
+                "select id from meetings where source_key = ? and status != 'done'",
+                [source_key(job)],
+            )
+        )
+        for row in rows:
+            storage.set_meeting_status(db, row["id"], "cancelled", reason)
+    for row in rows:
+        shutil.rmtree(home / "evidence" / str(row["id"]), ignore_errors=True)
+    log.info(
+        "analysis of a cancelled job stored nothing",
+        extra={"job_id": job.id, "meetings": [r["id"] for r in rows]},
+    )
+
+
+def source_key(job: jobs.Job) -> str:
+    return f"zoom:{job.meeting_uuid}:{job.file_id}"
 
 
 def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
@@ -81,12 +153,16 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
                 title=job.topic or f"Zoom meeting {job.zoom_meeting_id}",
                 start_time=datetime.fromisoformat(start) if start else None,
                 source="zoom",
-                source_key=f"zoom:{job.meeting_uuid}:{job.file_id}",
+                source_key=source_key(job),
                 warning=job.payload.get("warning") or "",
                 report_dir=None,  # reports are rendered from the database (see process.py)
                 notify=True,
+                commit_guard=holds_job(job),
             )
             return result.meeting_id
+        except jobs.JobCancelled as exc:
+            mark_cancelled(db, config.home, job, str(exc))
+            raise
         finally:
             db.conn.close()
 
@@ -107,7 +183,90 @@ def in_thread(
 async def _heartbeat(db: DbThread, job_id: int, worker_id: str, lease_s: float) -> None:
     while True:
         await asyncio.sleep(lease_s / 3)
-        await db.run(jobs.heartbeat, job_id, worker_id, lease_s)
+        try:
+            await db.run(jobs.heartbeat, job_id, worker_id, lease_s)
+        except jobs.LeaseLost:
+            return  # the worker learns it at its next state change
+        except Exception as exc:  # a locked database: the next beat may get through
+            log.warning("heartbeat failed", extra={"job_id": job_id, "error": str(exc)})
+
+
+def _token_is_old(job: jobs.Job) -> bool:
+    received = job.payload.get("token_received_at") or job.created_at
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(received)).total_seconds()
+    except (TypeError, ValueError):
+        return True
+    return age > DOWNLOAD_TOKEN_MAX_AGE_S
+
+
+async def _refresh_download(
+    db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str
+) -> tuple[str, int | None]:
+    """Read the recording's files again from the API; keep the new download data in the
+    job (dropping the refused token). Returns (download URL, expected size)."""
+    from rollcall.bot.zoom_client import pick_video_file
+
+    recording = await asyncio.to_thread(ctx.refresh_recording, job.meeting_uuid)
+    file = next((f for f in recording.recording_files if f.id == job.file_id), None)
+    if file is None or not file.download_url:
+        file, _ = pick_video_file(recording)
+    if file is None:
+        raise DownloadError(f"Zoom lists no usable video file for meeting {job.meeting_uuid}")
+    await db.run(
+        jobs.update_payload,
+        job.id,
+        worker_id,
+        {
+            "download_url": file.download_url,
+            "file_size": file.file_size,
+            "download_token": None,
+            "token_received_at": None,
+        },
+        message="download data read again from the Zoom API",
+    )
+    return file.download_url, file.file_size
+
+
+async def download_job(
+    db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str, video: Path
+) -> None:
+    """Download the job's recording: with the event's token while Zoom accepts it, else
+    with the OAuth token and the files read again from the API."""
+    config = ctx.config
+    extra = {"job_id": job.id, "meeting_uuid": job.meeting_uuid}
+
+    async def fetch(url: str, token: str, size: int | None) -> None:
+        await download_recording(
+            url,
+            video,
+            token=token,
+            expected_size=size,
+            allowed_hosts=config.zoom.download_hosts,
+            max_attempts=3,
+        )
+
+    url, size = job.payload["download_url"], job.payload.get("file_size")
+    event_token = job.payload.get("download_token")
+    if event_token and ctx.get_token is not None and _token_is_old(job):
+        log.info("download token too old; using the OAuth token", extra=extra)
+    elif event_token or ctx.get_token is None:
+        try:
+            await fetch(url, event_token or "", size)
+            return
+        except DownloadError as exc:
+            if not (exc.token_refused and event_token and ctx.get_token is not None):
+                raise
+            log.warning(
+                "Zoom refused the download token; using the OAuth token",
+                extra=dict(extra, error=str(exc)),
+            )
+    else:  # no event token: the OAuth token and the job's download data
+        await fetch(url, await asyncio.to_thread(ctx.get_token), size)
+        return
+    if ctx.refresh_recording is not None:
+        url, size = await _refresh_download(db, ctx, job, worker_id)
+    await fetch(url, await asyncio.to_thread(ctx.get_token), size)
 
 
 async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str) -> None:
@@ -117,21 +276,12 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
     video = config.home / "downloads" / f"job-{job.id}.mp4"
     beat = asyncio.create_task(_heartbeat(db, job.id, worker_id, config.jobs.lease_s))
     try:
-        token = job.payload.get("download_token")
-        if not token and ctx.get_token is not None:
-            token = await asyncio.to_thread(ctx.get_token)
         log.info("downloading recording", extra=extra)
-        await download_recording(
-            job.payload["download_url"],
-            video,
-            token=token or "",
-            expected_size=job.payload.get("file_size"),
-            allowed_hosts=config.zoom.download_hosts,
-            max_attempts=3,
-        )
+        await download_job(db, ctx, job, worker_id, video)
         await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
         log.info("analysing recording", extra=extra)
         meeting_id = await ctx.analyze(video, job)
+        await db.run(jobs.assert_held, job.id, worker_id)  # cancelled meanwhile: no report
         if ctx.fetch_participants is not None:
             try:
                 await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
@@ -166,16 +316,45 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
             await beat
 
 
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def worker_loop(ctx: WorkerContext, worker_id: str, stop: asyncio.Event) -> None:
-    """Claim and run jobs until ``stop`` is set."""
+    """Claim and run jobs until ``stop`` is set.
+
+    An error in one iteration (SQLite "database is locked", anything unexpected)
+    never ends the loop: it is logged and the worker backs off, 1 s doubling up
+    to 60 s, then goes on (a job it held is retried once its lease expires).
+    """
     db = DbThread(ctx.config.home, name=f"rollcall-worker-{worker_id}")
+    failures = 0
     try:
         while not stop.is_set():
-            job = await db.run(jobs.claim, worker_id, lease_s=ctx.config.jobs.lease_s)
-            if job is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_POLL_S)
-                continue
-            await run_job(db, ctx, job, worker_id)
+            try:
+                job = await db.run(jobs.claim, worker_id, lease_s=ctx.config.jobs.lease_s)
+                if job is None:
+                    failures = 0
+                    await _pause(stop, IDLE_POLL_S)
+                    continue
+                await run_job(db, ctx, job, worker_id)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = backoff_delay(min(failures, 30), *LOOP_BACKOFF_S)
+                log.error(
+                    "worker error; backing off",
+                    exc_info=True,
+                    extra={
+                        "worker_id": worker_id,
+                        "error": str(exc) or type(exc).__name__,
+                        "failures": failures,
+                        "delay_s": delay,
+                    },
+                )
+                await _pause(stop, delay)
     finally:
         await db.close()

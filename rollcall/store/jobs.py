@@ -394,6 +394,99 @@ def retry(db: sqlite_utils.Database, job_id: int, *, now: datetime | None = None
     return job
 
 
+def recover_meeting(
+    db: sqlite_utils.Database,
+    meeting_uuid: str,
+    reason: str,
+    *,
+    payload_changes: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> list[Job]:
+    """Put the cancelled jobs of a meeting back in the queue (recording recovered from
+    the trash), with ``payload_changes`` (e.g. the event's fresh download token) applied.
+
+    Jobs in any other state are left alone; returns the jobs requeued.
+    """
+    at = _iso(utc_now(now))
+    requeued = []
+    with write_transaction(db) as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "select id from jobs where meeting_uuid = ? and state = ? order by id",
+                [meeting_uuid, CANCELLED],
+            )
+        ]
+        for job_id in ids:
+            row = _row(conn, job_id)
+            payload = {**json.loads(row["payload"] or "{}"), **(payload_changes or {})}
+            requeued.append(
+                _update(
+                    conn,
+                    row,
+                    {
+                        "state": QUEUED,
+                        "attempts": 0,
+                        "next_attempt_at": at,
+                        "error": None,
+                        "finished_at": None,
+                        "lease_owner": None,
+                        "lease_until": None,
+                        "payload": json.dumps(payload, sort_keys=True),
+                        "updated_at": at,
+                    },
+                    actor=None,
+                    message=f"{reason} (was cancelled: {row['error'] or ''})",
+                )
+            )
+    for job in requeued:
+        log.info("cancelled job requeued: recording recovered", extra=_extra(job))
+    return requeued
+
+
+def revive_failed(
+    db: sqlite_utils.Database,
+    key_or_id: int | str,
+    payload_changes: Mapping[str, Any],
+    *,
+    max_revivals: int,
+    reason: str,
+    now: datetime | None = None,
+) -> Job | None:
+    """Requeue a failed job with fresh ``payload_changes`` (polling found its recording
+    again, with download data read anew), at most ``max_revivals`` times per job.
+
+    The count is kept in the payload (``revivals``). Returns the requeued job, or
+    ``None`` when the job is not failed or was revived often enough already.
+    """
+    at = _iso(utc_now(now))
+    with write_transaction(db) as conn:
+        row = _lookup(conn, key_or_id)
+        payload = json.loads(row["payload"] or "{}")
+        revivals = int(payload.get("revivals") or 0)
+        if row["state"] != FAILED or revivals >= max_revivals:
+            return None
+        payload = {**payload, **payload_changes, "revivals": revivals + 1}
+        job = _update(
+            conn,
+            row,
+            {
+                "state": QUEUED,
+                "attempts": 0,
+                "next_attempt_at": at,
+                "finished_at": None,
+                "lease_owner": None,
+                "lease_until": None,
+                "payload": json.dumps(payload, sort_keys=True),
+                "updated_at": at,
+            },
+            actor=None,
+            message=f"{reason} (revival {revivals + 1}/{max_revivals}; was failed: {row['error']})",
+        )
+    log.info("failed job requeued with fresh download data", extra=_extra(job))
+    return job
+
+
 def skip(
     db: sqlite_utils.Database,
     job_id: int,
@@ -585,6 +678,46 @@ def complete(
     return job
 
 
+def assert_held(db: sqlite_utils.Database, job_id: int, worker_id: str) -> Job:
+    """Check that ``worker_id`` still holds the running job; raise :class:`JobCancelled` or
+    :class:`LeaseLost` otherwise.
+
+    Called inside the caller's ``write_transaction`` (a savepoint of it, under SQLite's
+    write lock), it makes the caller's writes conditional on holding the job: a
+    worker whose job was cancelled or reclaimed meanwhile stores nothing.
+    """
+    with write_transaction(db) as conn:
+        row = _row(conn, job_id)
+        _check_owner(row, worker_id)
+    return Job.from_row(row)
+
+
+def update_payload(
+    db: sqlite_utils.Database,
+    job_id: int,
+    worker_id: str,
+    changes: Mapping[str, Any],
+    *,
+    message: str = "",
+    now: datetime | None = None,
+) -> Job:
+    """Merge ``changes`` into the running job's payload (lease owner only), e.g. the
+    recording's download data read again from Zoom. ``None`` values remove keys."""
+    with write_transaction(db) as conn:
+        row = _row(conn, job_id)
+        _check_owner(row, worker_id)
+        payload = {**json.loads(row["payload"] or "{}"), **changes}
+        payload = {k: v for k, v in payload.items() if v is not None}
+        job = _update(
+            conn,
+            row,
+            {"payload": json.dumps(payload, sort_keys=True), "updated_at": _iso(utc_now(now))},
+            actor=worker_id,
+            message=message or "payload updated",
+        )
+    return job
+
+
 def backoff_delay(
     attempts: int,
     *,
@@ -730,6 +863,14 @@ def list_jobs(
     return [
         Job.from_row(r)
         for r in db.query(f"select * from jobs {clause} order by id desc limit ?", [*args, limit])
+    ]
+
+
+def list_jobs_of_meeting(db: sqlite_utils.Database, meeting_uuid: str) -> list[Job]:
+    """Every job of one Zoom meeting instance, oldest first."""
+    return [
+        Job.from_row(r)
+        for r in db.query("select * from jobs where meeting_uuid = ? order by id", [meeting_uuid])
     ]
 
 

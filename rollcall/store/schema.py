@@ -356,6 +356,28 @@ def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def migrate_participant_reports(db: sqlite_utils.Database) -> None:
+    """Migration 8: Zoom participants reports still to fetch (retried on their own schedule)."""
+    db["participant_reports"].create(
+        {
+            "id": int,
+            "meeting_id": int,
+            "meeting_uuid": str,
+            "start_time": str,
+            "state": str,  # pending, done, missing (given up)
+            "attempts": int,
+            "first_attempt_at": str,
+            "next_attempt_at": str,
+            "give_up_at": str,
+            "last_error": str,
+            "updated_at": str,
+        },
+        pk="id",
+    )
+    db["participant_reports"].create_index(["meeting_id"])
+    db["participant_reports"].create_index(["state", "next_attempt_at"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -364,6 +386,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_corrections,  # 5
     migrate_outbox,  # 6
     migrate_unknown_labels,  # 7
+    migrate_participant_reports,  # 8
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

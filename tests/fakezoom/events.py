@@ -311,6 +311,22 @@ def recording_deleted(
     )
 
 
+def recording_recovered(
+    meeting_uuid: str,
+    meeting_id: int,
+    topic: str = "Biology 101",
+    host_email: str = "teacher@example.edu",
+    files: Iterable[dict[str, Any]] | None = None,
+    *,
+    event_ts: int | None = None,
+) -> dict[str, Any]:
+    """A ``recording.recovered`` body (recording restored from the trash); like Zoom's it
+    has the operator and the recording object with its files, and no download token."""
+    return _recording_removed(
+        "recording.recovered", meeting_uuid, meeting_id, topic, host_email, files, event_ts
+    )
+
+
 def meeting_ended(
     meeting_uuid: str,
     meeting_id: int,

@@ -2,7 +2,10 @@
 
 Written from Zoom's published API behaviour: S2S OAuth tokens that expire,
 ``next_page_token`` paging, the one-month limit of ``/users/{id}/recordings``,
-double-encoded meeting uuids, ``download_access_token``, ``Range`` downloads.
+double-encoded meeting uuids, ``download_access_token``, ``Range`` downloads,
+expired webhook download tokens (answered with the HTML sign-in page, as Zoom
+does once a ``download_token`` is past its 24 hours) and a participants report
+that is not ready for some time after the meeting.
 
 The test builds a :class:`FakeZoomState`, starts :class:`FakeZoomServer` (a
 background thread with its own event loop, usable from sync and async tests)
@@ -85,6 +88,8 @@ class FakeMeeting:
     files: list[FakeRecordingFile] = field(default_factory=list)
     participants: list[dict] = field(default_factory=list)
     download_access_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    # the first n participants-report requests get Zoom's "not ready" answer
+    participants_not_ready: int = 0
 
 
 @dataclass
@@ -142,6 +147,8 @@ class FakeZoomState:
     recordings_page_size: int | None = None  # force smaller pages than asked
     participants_page_size: int | None = None
     users_page_size: int | None = None
+    # download tokens past their lifetime: a download with one gets the sign-in page
+    expired_download_tokens: set[str] = field(default_factory=set)
     # Filled by the server
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
     requests: Counter = field(default_factory=Counter)
@@ -449,6 +456,10 @@ class _App:
         meeting = self.find_meeting(meeting_id) if meeting_id else None
         if meeting is None:
             return _json_error(404, 3001, "Meeting does not exist.")
+        if meeting.participants_not_ready > 0 and not request.query.get("next_page_token"):
+            meeting.participants_not_ready -= 1
+            # Zoom answers so until the report of a meeting that just ended is built
+            return _json_error(404, 3001, "Meeting does not exist.")
         return self.page(
             request,
             meeting.participants,
@@ -478,6 +489,11 @@ class _App:
         served = self.state.files.get(file_id)
         if served is None:
             return _json_error(404, 3301, "This recording does not exist.")
+        if self.bearer(request) in self.state.expired_download_tokens:
+            return web.Response(  # Zoom sends an expired token to its sign-in page
+                text="<html><head><title>Sign In - Zoom</title></head><body>Sign in</body></html>",
+                content_type="text/html",
+            )
         if not self.download_allowed(request, file_id):
             return web.json_response(
                 {"status": False, "errorCode": 401, "errorMessage": "Forbidden"}, status=401
