@@ -357,11 +357,9 @@ def test_an_unexpected_exception_is_one_line_and_the_traceback_only_with_v(
     assert main(["course", "list"]) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
-    lines = captured.err.strip().splitlines()
-    assert lines == [
-        "error: unexpected RuntimeError: the index is \\x1b[31mbroken (run with -v for the "
-        "traceback)"
-    ] or flat(captured.err).startswith("error: unexpected RuntimeError: the index is \\x1b")
+    line = flat(captured.err)
+    assert line.startswith("error: unexpected RuntimeError: the index is \\x1b[31mbroken")
+    assert line.endswith("(run with -v for the traceback)")
     assert main(["-v", "course", "list"]) == 1
     captured = capsys.readouterr()
     assert "Traceback" in captured.err and "raise RuntimeError" in captured.err
@@ -468,7 +466,6 @@ def test_analyze_on_a_full_disk_is_one_line(tmp_path, faces_dir, course, home, c
     error = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(error) == 1, text
     assert "full" in error[0] or "no space left" in error[0], text
-    print(error[0])
 
 
 @needs_mount_namespace
@@ -496,7 +493,6 @@ def test_student_import_on_a_full_disk_is_one_line(tmp_path, faces_dir, course, 
     assert "Traceback" not in text and "OperationalError" not in text, text
     error = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and ("full" in error[0] or "no space" in error[0]), text
-    print(error[0])
 
 
 @needs_mount_namespace
