@@ -10,6 +10,8 @@ import json
 import logging
 import sys
 
+from rollcall.printable import printable
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -32,9 +34,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record: time, level, message, ``key=value`` extras.
+
+    Messages and extra values often carry untrusted text (a request path, a Zoom
+    topic, a file name): their control characters are escaped
+    (:func:`rollcall.printable.printable`), so a newline or an ESC sequence in them
+    can neither forge a log line nor rewrite the terminal. Only a traceback spans lines.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        message = printable(record.getMessage())
+        base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {message}"
+        extras = " ".join(f"{printable(k)}={printable(v)}" for k, v in _extras(record).items())
         text = f"{base} {extras}" if extras else base
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)

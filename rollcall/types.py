@@ -126,6 +126,14 @@ class AttendanceReport:
     warnings: tuple[str, ...] = field(default_factory=tuple)
     # Optional analyzers' sheets (title, header, rows); empty unless an analyzer ran.
     extra_sheets: tuple[tuple[str, tuple[str, ...], tuple[tuple[Any, ...], ...]], ...] = ()
+    # The meeting's status in the database: anything but "done" (an analysis still
+    # running, interrupted or failed) means these results are not the meeting's.
+    meeting_status: str = "done"
+
+    @property
+    def complete(self) -> bool:
+        """True when the meeting's analysis finished (status ``done``)."""
+        return self.meeting_status == "done"
 
     @property
     def n_minutes(self) -> int:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from rollcall.analysis.process import ProcessedRecording, process_recording
-from rollcall.cli.common import CliError, models_and_pm, open_db
+from rollcall.cli.common import CliError, models_and_pm, open_db, writable_folder
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -38,6 +38,7 @@ def run_analysis(
 
     if not video.is_file():
         raise CliError(f"{video} does not exist or is not a file")
+    writable_folder(out, "report folder")  # before minutes of analysis, not after
     db = open_db(config)
     storage.get_course(db, course)
     models, pm = models_and_pm(config, console, db, course)

@@ -17,7 +17,8 @@ def command(
     actions: argparse._SubParsersAction, name: str, func: Callable, help_text: str
 ) -> argparse.ArgumentParser:
     """One command of a group, run by ``func(args, config, console) -> exit code``."""
-    parser = actions.add_parser(name, help=help_text, description=help_text)
+    # argparse %-formats help strings: a literal "%" must be doubled there.
+    parser = actions.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
     parser.set_defaults(func=func)
     return parser
 

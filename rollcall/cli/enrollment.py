@@ -11,11 +11,20 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rollcall.cli.args import command, command_group
-from rollcall.cli.common import EXIT_FAILURE, CliError, models_and_pm, open_db
+from rollcall.cli.common import (
+    EXIT_FAILURE,
+    CliError,
+    cell,
+    confirm_removal,
+    markup_safe,
+    models_and_pm,
+    open_db,
+    say,
+)
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -24,19 +33,19 @@ def _print_checks(console: Console, result) -> None:
     for check in result.checks:
         if check.accepted:
             console.print(
-                f"  [green]ok[/]      {escape(result.student_id)}/{escape(check.filename)}",
+                f"  [green]ok[/]      {markup_safe(result.student_id)}/{markup_safe(check.filename)}",
                 highlight=False,
             )
         else:
             console.print(
-                f"  [red]refused[/] {escape(result.student_id)}/{escape(check.filename)}: "
-                f"{escape(check.problem)}",
+                f"  [red]refused[/] {markup_safe(result.student_id)}/{markup_safe(check.filename)}: "
+                f"{markup_safe(check.problem)}",
                 highlight=False,
             )
         for warning in check.warnings:
             console.print(
-                f"  [yellow]warning[/] {escape(result.student_id)}/{escape(check.filename)}: "
-                f"{escape(warning)}",
+                f"  [yellow]warning[/] {markup_safe(result.student_id)}/{markup_safe(check.filename)}: "
+                f"{markup_safe(warning)}",
                 highlight=False,
             )
 
@@ -48,13 +57,19 @@ def _enrollment_summary(console: Console, config: Config, results) -> int:
     console.print(f"{accepted} photo(s) enrolled, {refused} refused.")
     if few:
         console.print(
-            f"[yellow]note[/]: fewer than {config.enrollment.recommended_photos} photos for "
-            f"{', '.join(few)}; more poses make recognition more reliable."
+            Text.assemble(
+                ("note", "yellow"),
+                cell(
+                    f": fewer than {config.enrollment.recommended_photos} photos for "
+                    f"{', '.join(few)}; more poses make recognition more reliable."
+                ),
+            )
         )
     unusable = [r for r in results if r.problem]
     for r in unusable:
         console.print(
-            f"[red]not enrolled[/]: {escape(r.student_id)}: {escape(r.problem)}", highlight=False
+            f"[red]not enrolled[/]: {markup_safe(r.student_id)}: {markup_safe(r.problem)}",
+            highlight=False,
         )
     return EXIT_FAILURE if unusable else 0
 
@@ -62,15 +77,24 @@ def _enrollment_summary(console: Console, config: Config, results) -> int:
 def cmd_course_add(args, config, console) -> int:
     db = open_db(config)
     created = storage.add_course(db, args.course, args.title or args.course)
-    console.print(f"course {args.course} {'created' if created else 'updated'}", highlight=False)
+    console.print(say(f"course {args.course} {'created' if created else 'updated'}"))
     return 0
 
 
 def cmd_course_list(args, config, console) -> int:
     table = Table("course", "title", "students")
     for c in storage.list_courses(open_db(config)):
-        table.add_row(c["course_id"], c["title"], str(c["students"]))
+        table.add_row(cell(c["course_id"]), cell(c["title"]), str(c["students"]))
     console.print(table)
+    return 0
+
+
+def cmd_course_remove(args, config, console) -> int:
+    db = open_db(config)
+    if not confirm_removal(console, storage.plan_course_removal(db, args.course), args.yes):
+        return EXIT_FAILURE
+    removed = storage.remove_course(db, args.course, config.home)
+    console.print(say("deleted ", removed.summary()))
     return 0
 
 
@@ -135,8 +159,10 @@ def cmd_student_import(args, config, console) -> int:
 def cmd_student_remove(args, config, console) -> int:
     storage.remove_student(open_db(config), args.course, args.student)
     console.print(
-        f"student {args.student} removed from {args.course} with their photos, embeddings and results",
-        highlight=False,
+        say(
+            f"student {args.student} removed from {args.course} "
+            "with their photos, embeddings and results"
+        )
     )
     return 0
 
@@ -144,14 +170,14 @@ def cmd_student_remove(args, config, console) -> int:
 def cmd_student_list(args, config, console) -> int:
     table = Table("student_id", "name", "email", "photos")
     for s in storage.list_students(open_db(config), args.course):
-        table.add_row(s["student_id"], s["name"], s["email"] or "", str(s["photos"]))
+        table.add_row(cell(s["student_id"]), cell(s["name"]), cell(s["email"]), str(s["photos"]))
     console.print(table)
     return 0
 
 
 def cmd_photo_remove(args, config, console) -> int:
     storage.remove_photo(open_db(config), args.course, args.student, args.filename)
-    console.print(f"photo {args.filename} of {args.student} removed", highlight=False)
+    console.print(say(f"photo {args.filename} of {args.student} removed"))
     return 0
 
 
@@ -162,6 +188,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("course")
     p.add_argument("--title", default="")
     command(courses, "list", cmd_course_list, "list courses")
+    p = command(
+        courses,
+        "remove",
+        cmd_course_remove,
+        "delete a course with its students, photos, meetings and results",
+    )
+    p.add_argument("course")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     students = command_group(sub, "student", "manage enrolled students")
     p = command(

@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -34,8 +35,10 @@ from rollcall.cli import (
     service,
 )
 from rollcall.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError
+from rollcall.cli.failures import describe_failure
 from rollcall.config import ConfigError, load_config
 from rollcall.logs import setup_logging
+from rollcall.printable import printable
 from rollcall.store import storage
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
-        err.print(Text.assemble(("configuration error", "red"), f": {exc}"))
+        err.print(Text.assemble(("configuration error", "red"), f": {printable(exc)}"))
         return EXIT_USAGE
     setup_logging("DEBUG" if args.verbose else config.logging.level, config.logging.format)
     from rollcall.bot.oauth import OAuthError
@@ -98,11 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ZoomApiError,
         PluginAdminError,
     ) as exc:
-        err.print(Text.assemble(("error", "red"), f": {exc}"))
+        err.print(Text.assemble(("error", "red"), f": {printable(exc)}"))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except Exception as exc:  # anything else: one line, the traceback only with -v
+        if args.verbose:
+            err.print(Text(traceback.format_exc().rstrip()))
+        err.print(Text.assemble(("error", "red"), f": {describe_failure(exc)}"))
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

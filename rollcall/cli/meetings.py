@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import getpass
 
-from rich.table import Table
-from rich.text import Text
+from rich.table import Column, Table
 
 from rollcall.cli.args import command, command_group, record_id
-from rollcall.cli.common import open_db
+from rollcall.cli.common import EXIT_FAILURE, cell, confirm_removal, open_db, say
 from rollcall.store import storage
 
 
@@ -24,22 +23,46 @@ def cmd_meeting_list(args, config, console) -> int:
     db = open_db(config)
     # a Zoom participants report not stored yet: "pending" (asked again) or "missing"
     reports = status_by_meeting(db)
-    table = Table("id", "course", "title", "start", "minutes", "status", "error")
+    table = Table(
+        Column("id", no_wrap=True),
+        "course",
+        "title",
+        "start",
+        Column("minutes", no_wrap=True),
+        Column("status", no_wrap=True),
+        # one line per meeting, whatever the error (the whole text stays in the database)
+        Column("error", no_wrap=True, overflow="ellipsis", max_width=32),
+    )
     for m in storage.list_meetings(db, args.course):
         status = m["status"] or ""
         if m["id"] in reports:
             status += f" (participants report {reports[m['id']]})"
         table.add_row(
             str(m["id"]),
-            m["course_id"],
-            m["title"] or "",
-            m["start_time"] or "",
+            cell(m["course_id"]),
+            cell(m["title"]),
+            cell(m["start_time"]),
             f"{(m['duration_s'] or 0) / 60:.1f}",
-            status,
-            m["error"] or "",
+            cell(status),
+            cell(_one_line(m["error"])),
         )
     console.print(table)
     return 0
+
+
+def cmd_meeting_remove(args, config, console) -> int:
+    db = open_db(config)
+    if not confirm_removal(console, storage.plan_meeting_removal(db, args.meeting), args.yes):
+        return EXIT_FAILURE
+    removed = storage.remove_meeting(db, args.meeting, config.home)
+    console.print(say("deleted ", removed.summary()))
+    return 0
+
+
+def _one_line(error: str | None, limit: int = 60) -> str:
+    """A stored error on one short line (the whole text stays in the database)."""
+    text = " ".join((error or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def cmd_unknown_list(args, config, console) -> int:
@@ -64,8 +87,8 @@ def cmd_unknown_list(args, config, console) -> int:
             f"{c['first_s']:.0f} s",
             f"{c['last_s']:.0f} s",
             f"{minutes}/{len(minute_lengths(storage.get_meeting(db, args.meeting)['duration_s']))}",
-            Text(label),
-            Text(c["labeled_by"] or "") if c["label_student_pk"] else "",
+            cell(label),
+            cell(c["labeled_by"] or "") if c["label_student_pk"] else "",
             (c["labeled_at"] or "") if c["label_student_pk"] else "",
         )
     console.print(table)
@@ -87,12 +110,12 @@ def cmd_unknown_label(args, config, console) -> int:
         by=args.by or default_user(),
     )
     console.print(
-        Text(
+        say(
             f"cluster {args.cluster} of meeting {args.meeting} labelled {args.student}: now "
             f"{row['present_minutes']} minute(s) present ({row['attendance_pct']}%, "
-            f"{row['status']})"
-            + ("; its embedding was added to the student's template" if args.enroll else "")
-            + (f"; taken back from {previous}" if previous and previous != args.student else "")
+            f"{row['status']})",
+            "; its embedding was added to the student's template" if args.enroll else "",
+            (f"; taken back from {previous}" if previous and previous != args.student else ""),
         )
     )
     return 0
@@ -108,7 +131,7 @@ def cmd_unknown_unlabel(args, config, console) -> int:
         console.print(f"cluster {args.cluster} of meeting {args.meeting} was not labelled")
         return 0
     console.print(
-        Text(
+        say(
             f"cluster {args.cluster} of meeting {args.meeting} is no longer {previous}: "
             f"{previous} now {row['present_minutes']} minute(s) present "
             f"({row['attendance_pct']}%, {row['status']})"
@@ -138,6 +161,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     meetings = command_group(sub, "meeting", "analysed meetings")
     p = command(meetings, "list", cmd_meeting_list, "list meetings")
     p.add_argument("--course")
+    p = command(
+        meetings,
+        "remove",
+        cmd_meeting_remove,
+        "delete a meeting with its results, corrections, notifications and Zoom job rows",
+    )
+    p.add_argument("meeting", type=int)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     unknown = command_group(sub, "unknown", "faces that matched no student")
     text = "list a meeting's unknown-face clusters, with their labels: who labelled them and when"

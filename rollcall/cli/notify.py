@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rollcall.cli.args import command, command_group, record_id
+from rollcall.cli.common import cell
 from rollcall.config import Config
 from rollcall.notify.delivery import deliver_due
 from rollcall.store import outbox, storage
@@ -48,15 +49,15 @@ def cmd_notify_list(args: argparse.Namespace, config: Config, console: Console) 
         table.add_row(
             str(r["id"]),
             str(r["meeting_id"]),
-            r["course_id"],
-            r["channel"],
-            r["recipient"],
+            cell(r["course_id"]),
+            cell(r["channel"]),
+            cell(r["recipient"]),
             str(r["generation"]),
-            r["state"],
+            cell(r["state"]),
             f"{r['attempts']}/{config.notify.max_attempts}",
             r["next_attempt_at"] if r["state"] == "pending" else "",
             r["sent_at"] or "",
-            (r["last_error"] or "")[:80],
+            cell((r["last_error"] or "")[:80]),
         )
     if not rows:
         console.print("no notifications" + (" for this meeting" if args.meeting else ""))

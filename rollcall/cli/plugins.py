@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rollcall.cli.args import command, command_group, count
+from rollcall.cli.common import markup_safe
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -50,10 +51,12 @@ def cmd_plugins_list(args: argparse.Namespace, config: Config, console: Console)
         if info.problem:
             row[3] = "broken"
             problems.append((info.name, info.problem))
-        table.add_row(*(escape(v) for v in row))
+        table.add_row(*(markup_safe(v) for v in row))
     console.print(table)
     for name, problem in problems:
-        console.print(f"[red]skipped[/] {escape(name)}: {escape(problem)}", highlight=False)
+        console.print(
+            f"[red]skipped[/] {markup_safe(name)}: {markup_safe(problem)}", highlight=False
+        )
     return 0
 
 
@@ -79,18 +82,18 @@ def _set(args: argparse.Namespace, config: Config, console: Console, enabled: bo
             confirmed=getattr(args, "yes", False),
         )
     except ConfirmationRequired as exc:
-        err.print(escape(exc.notice.text()))
-        err.print(f"[red]not enabled[/]: run again with --yes to enable {escape(args.name)}.")
+        err.print(Text(exc.notice.text()))
+        err.print(f"[red]not enabled[/]: run again with --yes to enable {markup_safe(args.name)}.")
         return EXIT_FAILURE
     except PluginAdminError as exc:
-        err.print(f"[red]error[/]: {escape(str(exc))}")
+        err.print(f"[red]error[/]: {markup_safe(str(exc))}")
         return EXIT_FAILURE
     from rollcall.store.plugin_admin import NOTICES
 
     if enabled and args.name in NOTICES:
-        console.print(escape(NOTICES[args.name].text()), highlight=False)
+        console.print(Text(NOTICES[args.name].text()), highlight=False)
     console.print(
-        f"{escape(entry.detail)} (by {escape(entry.who)} at {entry.at}); "
+        f"{markup_safe(entry.detail)} (by {markup_safe(entry.who)} at {entry.at}); "
         "takes effect with the next job.",
         highlight=False,
     )
@@ -112,11 +115,11 @@ def cmd_plugins_audit(args: argparse.Namespace, config: Config, console: Console
     for e in audit_log(storage.open_db(config.home), args.limit):
         table.add_row(
             e.at,
-            escape(e.who),
+            markup_safe(e.who),
             e.action,
-            escape(e.plugin),
-            escape(e.course_id or "global"),
-            escape(e.detail),
+            markup_safe(e.plugin),
+            markup_safe(e.course_id or "global"),
+            markup_safe(e.detail),
         )
     console.print(table)
     return 0

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from rollcall.cli.args import command, command_group, record_id
-from rollcall.cli.common import CliError
+from rollcall.cli.common import EXIT_FAILURE, CliError
 from rollcall.config import Config
 from rollcall.store import storage
 
@@ -37,6 +37,7 @@ def _formats(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_report_meeting(args: argparse.Namespace, config: Config, console: Console) -> int:
+    from rollcall.reports.common import incomplete_notice
     from rollcall.reports.meeting import write_reports
     from rollcall.reports.results import meeting_report
     from rollcall.reports.terminal import summary_table
@@ -47,6 +48,13 @@ def cmd_report_meeting(args: argparse.Namespace, config: Config, console: Consol
     if args.out:
         for path in write_reports(report, Path(args.out), formats).values():
             console.print(f"wrote {path}", highlight=False)
+    if not report.complete:
+        Console(stderr=True, highlight=False).print(
+            Text.assemble(
+                ("error", "red"), f": meeting {args.meeting}: {incomplete_notice(report)}"
+            )
+        )
+        return EXIT_FAILURE
     return 0
 
 
@@ -72,6 +80,19 @@ def cmd_report_course(args: argparse.Namespace, config: Config, console: Console
         rules=config.attendance,
     )
     console.print(course_table(report))
+    unfinished = [
+        m["id"]
+        for m in storage.list_meetings(storage.open_db(config.home), args.course)
+        if m["status"] != "done"
+    ]
+    if unfinished:
+        console.print(
+            Text(
+                f"left out: meeting(s) {', '.join(map(str, unfinished))} of {args.course}, "
+                "whose analysis did not finish (rollcall meeting list)",
+                style="yellow",
+            )
+        )
     if not report.meetings:
         console.print(Text(f"no analysed meetings of {args.course} in {report.period}"))
     if args.out:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rollcall.cli.args import command, command_group, count, job_ref, record_id, tcp_port
-from rollcall.cli.common import open_db
+from rollcall.cli.common import cell, open_db, say
 
 
 def cmd_serve(args, config, console) -> int:
@@ -34,13 +34,13 @@ def _job_table(rows) -> Table:
     for j in rows:
         table.add_row(
             str(j.id),
-            j.state,
-            j.course_id or "",
-            j.topic or "",
-            j.meeting_uuid,
+            cell(j.state),
+            cell(j.course_id),
+            cell(j.topic),
+            cell(j.meeting_uuid),
             f"{j.attempts}/{j.max_attempts}",
-            j.next_attempt_at or "",
-            (j.error or "")[:80],
+            cell(j.next_attempt_at),
+            cell((j.error or "")[:80]),
         )
     return table
 
@@ -59,9 +59,9 @@ def cmd_jobs_show(args, config, console) -> int:
     job = jobs.get(db, args.job)
     console.print(_job_table([job]))
     if job.error:
-        console.print(Text(f"error: {job.error}"))
+        console.print(say("error: ", job.error))
     for event in jobs.events(db, job.id):
-        console.print(Text(f"{event.at}  {event.state:<12} {event.message or ''}"))
+        console.print(say(f"{event.at}  {event.state:<12} {event.message or ''}"))
     return 0
 
 

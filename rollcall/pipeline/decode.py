@@ -52,6 +52,9 @@ _LOGGED_ERRORS = 5
 _SLOT_EPSILON_S = 1e-6
 #: Demuxers that read a single still image (a PNG or JPEG renamed to .mp4).
 _IMAGE_FORMATS = {"image2", "image2pipe"}
+#: Demuxers that turn plain text into a "video" (FFmpeg renders ANSI art from any
+#: text file with a .txt/.ans name): such a file is text, not a recording.
+_TEXT_FORMATS = {"tty"}
 #: First-box types of an ISO base media (MP4/MOV/M4A) file.
 _MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"}
 
@@ -293,6 +296,9 @@ def _open(p: Path) -> av.container.InputContainer:
                 f"'moov' atom, is missing or unreadable; an interrupted download?) ({_av_text(e)})",
             ) from e
         raise RecordingError(p, f"not a video file (no known format: {_av_text(e)})") from e
+    except av.error.EOFError as e:
+        # FFmpeg took the first bytes for some container and found nothing after them.
+        raise RecordingError(p, "not a video file (it ends before any video data)") from e
     except PermissionError as e:
         raise RecordingError(p, "permission denied") from e
     except (av.error.FFmpegError, OSError, UnicodeError) as e:
@@ -313,6 +319,8 @@ def _video_stream(container: av.container.InputContainer, p: Path) -> av.video.s
     if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):  # png_pipe, jpeg_pipe, ...
         kind = "" if fmt in _IMAGE_FORMATS else fmt.removesuffix("_pipe").upper() + " "
         raise RecordingError(p, f"not a video file (it is a single {kind}image)")
+    if fmt in _TEXT_FORMATS:
+        raise RecordingError(p, "not a video file (it is a text file)")
     candidates = [
         s
         for s in container.streams.video
@@ -320,6 +328,8 @@ def _video_stream(container: av.container.InputContainer, p: Path) -> av.video.s
     ]
     if not candidates:
         kinds = sorted({s.type for s in container.streams})
+        if kinds == ["subtitle"]:  # a subtitle or other text file FFmpeg can parse
+            raise RecordingError(p, "not a video file (it is a text or subtitle file)")
         found = f" (it only has {', '.join(kinds)})" if kinds else " (it has no streams)"
         raise RecordingError(p, f"no video stream{found}")
     try:

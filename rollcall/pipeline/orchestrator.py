@@ -151,7 +151,8 @@ def analyze_recording(
             commit_guard,
         )
     except RecordingError as exc:
-        storage.set_meeting_status(db, meeting_id, "failed", str(exc))
+        # The meeting keeps the problem in one line; the file's path is the recording's.
+        storage.set_meeting_status(db, meeting_id, "failed", exc.problem)
         storage.save_recording(
             db, {"meeting_id": meeting_id, "path": str(path), "status": "failed", "error": str(exc)}
         )

@@ -45,6 +45,24 @@ _CSV_INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_NAME_CHARS = 28  # longest label in a chart before it is shortened
 
 
+def incomplete_notice(report: AttendanceReport) -> str:
+    """A one-line warning for a meeting whose analysis is not ``done`` (empty when it is).
+
+    Every format shows it, so results of an interrupted or failed analysis (every
+    student absent, say) are never mistaken for the meeting's attendance.
+    """
+    if report.complete:
+        return ""
+    why = {
+        "analyzing": "it is still running or was interrupted",
+        "failed": "it failed",
+    }.get(report.meeting_status, f"status {report.meeting_status!r}")
+    return (
+        f"INCOMPLETE: the analysis of this meeting did not finish ({why}); "
+        "this is not its attendance. Analyse the recording again."
+    )
+
+
 def minute_labels(report: AttendanceReport) -> list[str]:
     """One ``HH:MM`` header per minute of the recording.
 

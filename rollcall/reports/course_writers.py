@@ -27,6 +27,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from rich.table import Table
 from rich.text import Text
 
+from rollcall.printable import printable
 from rollcall.reports import course_png
 from rollcall.reports.atomic import commit_atomically
 from rollcall.reports.common import csv_safe
@@ -164,21 +165,21 @@ def _fill_meetings_sheet(ws: Worksheet, report: CourseReport) -> None:
 def course_table(report: CourseReport) -> Table:
     """A rich table: one row per student, % per meeting; under-threshold rows in red."""
     table = Table(
-        title=Text(f"{report.course_title} ({report.course_id}) — {report.period}"),
+        title=Text(printable(f"{report.course_title} ({report.course_id}) — {report.period}")),
         header_style="bold",
     )
     table.add_column("ID", no_wrap=True)
     table.add_column("Name", overflow="fold")
     for m in report.meetings:
-        table.add_column(Text(m.label), justify="right")
+        table.add_column(Text(printable(m.label)), justify="right")
     table.add_column("Attended", justify="right")
     table.add_column("Mean %", justify="right")
     table.add_column("Threshold", no_wrap=True)
     for s in report.students:
         style = "bold red" if s.below_threshold else ""
         table.add_row(
-            Text(s.student_id, style=style),
-            Text(s.name, style=style),
+            Text(printable(s.student_id), style=style),
+            Text(printable(s.name), style=style),
             *(
                 Text(
                     f"{c.attendance_pct:.0f}" + ("*" if c.corrected else ""),

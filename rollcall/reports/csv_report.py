@@ -18,6 +18,7 @@ from rollcall.reports.common import (
     correction_text,
     csv_safe,
     has_corrections,
+    incomplete_notice,
     minute_labels,
 )
 from rollcall.types import AttendanceReport, StudentAttendance
@@ -34,6 +35,9 @@ def write_csv_to(report: AttendanceReport, path: Path) -> None:
     header = ["student_id", "name", *labels, *TOTAL_HEADERS]
     if corrected:
         header.append("corrections")
+    notice = incomplete_notice(report)
+    if notice:
+        header.append("meeting_status")
     # utf-8-sig: Excel opens a BOM-less CSV in the legacy ANSI code page and
     # garbles non-ASCII names ("ZoÃ«"); the BOM makes it read UTF-8. Python
     # (encoding="utf-8-sig"), pandas, LibreOffice and Google Sheets accept it.
@@ -50,6 +54,7 @@ def write_csv_to(report: AttendanceReport, path: Path) -> None:
                     float(s.attendance_pct),
                     csv_safe(s.status),
                     *([csv_safe(_corrections_cell(s, labels))] if corrected else []),
+                    *([csv_safe(notice)] if notice else []),
                 ]
             )
 
@@ -61,7 +66,9 @@ def write_csv(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
     :func:`minute_labels`, then ``present_minutes, attendance_pct, status``,
     and -- only when some minute was corrected by an instructor -- a
     ``corrections`` column describing each student's corrections (minutes,
-    new value, who, when, why; the minute cells already hold corrected values).
+    new value, who, when, why; the minute cells already hold corrected values),
+    and -- only when the meeting's analysis did not finish -- a ``meeting_status``
+    column saying so in every row.
     Text cells starting with ``= + - @``, tab or CR are prefixed with ``'``.
     """
     final = Path(path)

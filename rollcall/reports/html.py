@@ -23,6 +23,7 @@ from rollcall.reports.common import (
     correction_text,
     format_duration,
     format_start,
+    incomplete_notice,
     minute_labels,
     minute_notes,
     status_counts,
@@ -89,6 +90,7 @@ def render_meeting_html(report: AttendanceReport) -> str:
             chart=_data_uri(png_bytes(report)),
             corrections=[(correction_text(c, labels), s) for c, s in corrections],
             generated=_generated(),
+            incomplete=incomplete_notice(report),
         )
     )
 

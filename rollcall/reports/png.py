@@ -61,7 +61,8 @@ def _png_title(report: AttendanceReport) -> str:
     if report.warnings:
         n = len(report.warnings)
         details.append(f"{n} warning{'s' if n != 1 else ''} (see XLSX summary)")
-    return f"{shorten(title, 80)}\n{' · '.join(details)}"
+    notice = "INCOMPLETE: analysis not finished — not the meeting's attendance\n"
+    return f"{notice if not report.complete else ''}{shorten(title, 80)}\n{' · '.join(details)}"
 
 
 def write_png_to(report: AttendanceReport, path: Path) -> None:

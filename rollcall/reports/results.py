@@ -46,6 +46,7 @@ def meeting_report(
         students=tuple(students),
         unknown_clusters=clusters,
         warnings=tuple(w for w in (meeting["warnings"] or "").split("\n") if w),
+        meeting_status=meeting["status"] or "unknown",
     )
 
 

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from rollcall.reports.common import format_start, has_corrections, status_counts, status_label
+from rollcall.printable import printable
+from rollcall.reports.common import (
+    format_start,
+    has_corrections,
+    incomplete_notice,
+    status_counts,
+    status_label,
+)
 from rollcall.types import AttendanceReport, StudentAttendance
 
 _RICH_STATUS_STYLE: dict[str, str] = {
@@ -51,7 +58,12 @@ def summary_table(report: AttendanceReport) -> Table:
     """
     n_min = report.n_minutes
     group = max(1, math.ceil(n_min / _STRIP_WIDTH))
-    title = Text(f"{report.meeting_title or report.course_id} — {format_start(report.start_time)}")
+    title = Text(
+        printable(f"{report.meeting_title or report.course_id} — {format_start(report.start_time)}")
+    )
+    notice = incomplete_notice(report)
+    if notice:
+        title = Text.assemble((notice, "bold red"), "\n", title)
     table = Table(title=title, header_style="bold", show_lines=False)
     table.add_column("ID", no_wrap=True)
     table.add_column("Name", overflow="fold")
@@ -63,8 +75,8 @@ def summary_table(report: AttendanceReport) -> Table:
 
     for s in report.students:
         table.add_row(
-            Text(s.student_id),
-            Text(s.name),
+            Text(printable(s.student_id)),
+            Text(printable(s.name)),
             Text(
                 f"{s.present_minutes}/{len(s.minutes) or n_min}"
                 + ("*" if s.corrected_minutes else ""),

@@ -33,6 +33,7 @@ from rollcall.reports.common import (
     correction_text,
     format_duration,
     has_corrections,
+    incomplete_notice,
     minute_labels,
     minute_notes,
     status_counts,
@@ -235,6 +236,10 @@ def _fill_summary_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     set_text(ws.cell(row=1, column=1), "Attendance summary").font = Font(bold=True, size=14)
 
     row = 3
+    notice = incomplete_notice(report)
+    if notice:
+        set_text(ws.cell(row=2, column=1), notice).font = Font(bold=True, color="C62828")
+        row = 4
     meta: list[tuple[str, object]] = [
         ("Meeting title", report.meeting_title),
         ("Course", report.course_id),

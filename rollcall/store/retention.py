@@ -15,7 +15,6 @@ readable in the database files (``rollcall.store.db.checkpoint_erased``).
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,14 +101,11 @@ def erase_meetings(
         return 0
     with write_transaction(db):
         for meeting_id in meeting_ids:
-            for table in storage.tables_with_column(db, "meeting_id"):
-                db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-            db.execute("delete from meetings where id = ?", [meeting_id])
+            storage.delete_meeting_rows(db, meeting_id)
         deleted_jobs = jobs.delete_for_meetings(db, meeting_ids)
     checkpoint_erased(db)
     if home is not None:
-        for meeting_id in meeting_ids:
-            shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
+        storage.remove_evidence(home, meeting_ids)
     return deleted_jobs
 
 

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -351,3 +352,172 @@ def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[st
     for r in rows:
         r["seconds_by_minute"] = json.loads(r["seconds_by_minute"] or "[]")
     return rows
+
+
+def delete_meeting_rows(db: sqlite_utils.Database, meeting_id: int) -> None:
+    """Delete a meeting and every row of every table holding its ``meeting_id`` (call it
+    inside a ``write_transaction``)."""
+    for table in tables_with_column(db, "meeting_id"):
+        db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
+    db.execute("delete from meetings where id = ?", [meeting_id])
+
+
+def remove_evidence(home: Path, meeting_ids: Iterable[int]) -> None:
+    """Delete the evidence folders of deleted meetings (frames and crops, if any were kept)."""
+    import shutil
+
+    for meeting_id in meeting_ids:
+        shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
+
+
+# ---------------------------------------------------------------- removal by an admin
+
+#: Job states in which a job may still write a meeting (``rollcall.store.jobs``).
+_ACTIVE_JOB_STATES = ("queued", "downloading", "analyzing")
+#: Tables holding a ``course_id`` that outlive the course: the plugin audit log, and the
+#: jobs (deleted with their meetings below, or refused while active).
+_KEPT_COURSE_TABLES = frozenset({"plugin_audit", "jobs"})
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What removing a meeting or a course deletes: row counts per table, and the meetings."""
+
+    what: str  # "meeting 3", "course CS101"
+    meeting_ids: tuple[int, ...]
+    rows: dict[str, int]  # table -> rows deleted (tables with none are left out)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {table}" for table, n in self.rows.items())
+        return f"{self.what}: {counts or 'no rows'}"
+
+
+def _count(db: sqlite_utils.Database, table: str, where: str, ids: Iterable[Any]) -> int:
+    ids = list(ids)
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    return db.execute(f"select count(*) from {table} where {where} in ({marks})", ids).fetchone()[0]
+
+
+def _job_ids(db: sqlite_utils.Database, meeting_ids: Iterable[int]) -> list[int]:
+    ids = list(meeting_ids)
+    if "jobs" not in db.table_names() or not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    return [
+        r["id"] for r in db.query(f"select id from jobs where result_meeting_id in ({marks})", ids)
+    ]
+
+
+def _refuse_active_jobs(db: sqlite_utils.Database, where: str, args: list[Any], what: str) -> None:
+    if "jobs" not in db.table_names():
+        return
+    marks = ",".join("?" * len(_ACTIVE_JOB_STATES))
+    active = [
+        r["id"]
+        for r in db.query(
+            f"select id from jobs where ({where}) and state in ({marks}) order by id",
+            [*args, *_ACTIVE_JOB_STATES],
+        )
+    ]
+    if active:
+        raise StorageError(
+            f"{what} still has active job(s) {', '.join(map(str, active))}; cancel them first "
+            f"(rollcall jobs cancel ID) or wait for them to finish"
+        )
+
+
+def _meeting_removal(
+    db: sqlite_utils.Database, what: str, meeting_ids: list[int], extra: dict[str, int]
+) -> Removal:
+    rows: dict[str, int] = {}
+    rows["meetings"] = _count(db, "meetings", "id", meeting_ids)
+    for table in tables_with_column(db, "meeting_id"):
+        rows[table] = _count(db, table, "meeting_id", meeting_ids)
+    jobs = _job_ids(db, meeting_ids)
+    rows["jobs"] = len(jobs)
+    if jobs:
+        rows["job_events"] = _count(db, "job_events", "job_id", jobs)
+    rows.update(extra)
+    return Removal(what, tuple(meeting_ids), {t: n for t, n in rows.items() if n})
+
+
+def plan_meeting_removal(db: sqlite_utils.Database, meeting_id: int) -> Removal:
+    """What :func:`remove_meeting` would delete (nothing is deleted)."""
+    get_meeting(db, meeting_id)
+    return _meeting_removal(db, f"meeting {meeting_id}", [meeting_id], {})
+
+
+def remove_meeting(db: sqlite_utils.Database, meeting_id: int, home: Path | None = None) -> Removal:
+    """Delete a meeting with every row that holds it (results, corrections, participants,
+    outbox, plugin rows...), the finished Zoom job rows that produced it and its evidence.
+
+    Raises :class:`StorageError` while a job that may still write it is active.
+    """
+    plan = plan_meeting_removal(db, meeting_id)
+    _refuse_active_jobs(db, "result_meeting_id = ?", [meeting_id], plan.what)
+    with write_transaction(db):
+        _delete_jobs(db, _job_ids(db, [meeting_id]))
+        delete_meeting_rows(db, meeting_id)
+    checkpoint_erased(db)
+    if home is not None:
+        remove_evidence(home, [meeting_id])
+    return plan
+
+
+def _delete_jobs(db: sqlite_utils.Database, job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        db.execute("delete from job_events where job_id = ?", [job_id])
+        db.execute("delete from jobs where id = ?", [job_id])
+
+
+def plan_course_removal(db: sqlite_utils.Database, course_id: str) -> Removal:
+    """What :func:`remove_course` would delete (nothing is deleted)."""
+    get_course(db, course_id)
+    meeting_ids = [
+        r["id"] for r in db["meetings"].rows_where("course_id = ?", [course_id], order_by="id")
+    ]
+    student_pks = [r["id"] for r in db["students"].rows_where("course_id = ?", [course_id])]
+    extra = {"courses": 1, "students": len(student_pks)}
+    for table in tables_with_column(db, "student_pk"):
+        if table not in tables_with_column(db, "meeting_id"):  # counted with the meetings
+            extra[table] = _count(db, table, "student_pk", student_pks)
+    with_meeting = set(tables_with_column(db, "meeting_id"))
+    for table in tables_with_column(db, "course_id"):
+        if table in {"courses", "students", "meetings", *_KEPT_COURSE_TABLES}:
+            continue
+        where = "course_id = ?"
+        if table in with_meeting:  # rows of the course's meetings are counted with them
+            where += " and (meeting_id is null or meeting_id not in (select id from meetings))"
+        n = db.execute(f"select count(*) from {table} where {where}", [course_id]).fetchone()[0]
+        extra[table] = extra.get(table, 0) + n
+    return _meeting_removal(db, f"course {course_id}", meeting_ids, extra)
+
+
+def remove_course(db: sqlite_utils.Database, course_id: str, home: Path | None = None) -> Removal:
+    """Delete a course with its students (photos, embeddings), its meetings (as
+    :func:`remove_meeting` does) and its per-course plugin settings; the plugin audit log
+    stays. Raises :class:`StorageError` while a job of the course is active."""
+    plan = plan_course_removal(db, course_id)
+    _refuse_active_jobs(db, "course_id = ?", [course_id], plan.what)
+    with write_transaction(db):
+        _delete_jobs(db, _job_ids(db, plan.meeting_ids))
+        for meeting_id in plan.meeting_ids:
+            delete_meeting_rows(db, meeting_id)
+        student_pks = [r["id"] for r in db["students"].rows_where("course_id = ?", [course_id])]
+        for pk in student_pks:
+            for table in tables_with_column(db, "student_pk"):
+                db.execute(f"delete from {table} where student_pk = ?", [pk])
+            db.execute(
+                "update unknown_clusters set label_student_pk = null where label_student_pk = ?",
+                [pk],
+            )
+        for table in tables_with_column(db, "course_id"):
+            if table not in {"courses", *_KEPT_COURSE_TABLES}:
+                db.execute(f"delete from {table} where course_id = ?", [course_id])
+        db.execute("delete from courses where course_id = ?", [course_id])
+    checkpoint_erased(db)
+    if home is not None:
+        remove_evidence(home, plan.meeting_ids)
+    return plan
