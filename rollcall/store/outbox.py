@@ -244,7 +244,8 @@ def make_due(db: sqlite_utils.Database, *, now: datetime | None = None) -> int:
 def list_messages(
     db: sqlite_utils.Database, meeting_id: int | None = None, state: str | None = None
 ) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[int | str] = []
     if meeting_id is not None:
         where.append("meeting_id = ?")
         args.append(meeting_id)
@@ -269,7 +270,7 @@ def requeue_stale(db: sqlite_utils.Database, *, now: datetime | None = None) -> 
     return cur.rowcount
 
 
-def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dict | None:
+def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dict[str, Any] | None:
     """Take the next due message (``pending`` -> ``sending``), or None."""
     stamp = _iso(utc_now(now))
     with write_transaction(db):
@@ -285,7 +286,7 @@ def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dic
             "where id = ?",
             [stamp, row[0]],
         )
-    return db["outbox"].get(row[0])
+    return db.table("outbox").get(row[0])
 
 
 def backoff_s(config: Config, attempts: int) -> float:
@@ -304,7 +305,7 @@ def mark_sent(db: sqlite_utils.Database, row_id: int, *, now: datetime | None = 
 def mark_failed(
     db: sqlite_utils.Database,
     config: Config,
-    row: dict,
+    row: dict[str, Any],
     error: str,
     *,
     retry: bool = True,

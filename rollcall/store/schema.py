@@ -27,8 +27,8 @@ from rollcall.store.common import StorageError, write_transaction
 
 def migrate_core(db: sqlite_utils.Database) -> None:
     """Migration 1: courses, students, photos, embeddings, meetings and their results."""
-    db["courses"].create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
-    db["students"].create(
+    db.table("courses").create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
+    db.table("students").create(
         {
             "id": int,
             "course_id": str,
@@ -40,8 +40,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("course_id", "courses", "course_id")],
     )
-    db["students"].create_index(["course_id", "student_id"], unique=True)
-    db["photos"].create(
+    db.table("students").create_index(["course_id", "student_id"], unique=True)
+    db.table("photos").create(
         {
             "id": int,
             "student_pk": int,
@@ -58,8 +58,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("student_pk", "students", "id")],
     )
-    db["photos"].create_index(["student_pk", "filename"], unique=True)
-    db["embeddings"].create(
+    db.table("photos").create_index(["student_pk", "filename"], unique=True)
+    db.table("embeddings").create(
         {
             "id": int,
             "photo_id": int,
@@ -72,8 +72,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("photo_id", "photos", "id"), ("student_pk", "students", "id")],
     )
-    db["embeddings"].create_index(["photo_id", "model"], unique=True)
-    db["meetings"].create(
+    db.table("embeddings").create_index(["photo_id", "model"], unique=True)
+    db.table("meetings").create(
         {
             "id": int,
             "course_id": str,
@@ -91,8 +91,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["meetings"].create_index(["source_key"], unique=True)
-    db["recordings"].create(
+    db.table("meetings").create_index(["source_key"], unique=True)
+    db.table("recordings").create(
         {
             "id": int,
             "meeting_id": int,
@@ -110,7 +110,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("meeting_id", "meetings", "id")],
     )
-    db["presence"].create(
+    db.table("presence").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -120,7 +120,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk=("meeting_id", "student_pk", "minute"),
     )
-    db["attendance"].create(
+    db.table("attendance").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -130,7 +130,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk=("meeting_id", "student_pk"),
     )
-    db["unknown_clusters"].create(
+    db.table("unknown_clusters").create(
         {
             "id": int,
             "meeting_id": int,
@@ -147,8 +147,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["unknown_clusters"].create_index(["meeting_id", "cluster_no"], unique=True)
-    db["plugin_settings"].create(
+    db.table("unknown_clusters").create_index(["meeting_id", "cluster_no"], unique=True)
+    db.table("plugin_settings").create(
         {"plugin": str, "course_id": str, "enabled": int, "updated_at": str, "updated_by": str},
         pk=("plugin", "course_id"),
     )
@@ -222,7 +222,7 @@ def migrate_jobs(db: sqlite_utils.Database) -> None:
 
 def migrate_participants(db: sqlite_utils.Database) -> None:
     """Migration 3: Zoom's participants report and its reconciliation with face presence."""
-    db["participants"].create(
+    db.table("participants").create(
         {
             "id": int,
             "meeting_id": int,
@@ -234,8 +234,8 @@ def migrate_participants(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["participants"].create_index(["meeting_id"])
-    db["reconciliation"].create(
+    db.table("participants").create_index(["meeting_id"])
+    db.table("reconciliation").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -257,7 +257,7 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
     """
 
     if "plugin_audit" not in db.table_names():
-        db["plugin_audit"].create(
+        db.table("plugin_audit").create(
             {
                 "id": int,
                 "at": str,
@@ -270,7 +270,7 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
             pk="id",
         )
     if "plugin_errors" not in db.table_names():
-        db["plugin_errors"].create(
+        db.table("plugin_errors").create(
             {
                 "id": int,
                 "meeting_id": int,
@@ -283,12 +283,12 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
             },
             pk="id",
         )
-        db["plugin_errors"].create_index(["meeting_id"])
+        db.table("plugin_errors").create_index(["meeting_id"])
 
 
 def migrate_corrections(db: sqlite_utils.Database) -> None:
     """Migration 5: instructors' manual attendance corrections."""
-    db["corrections"].create(
+    db.table("corrections").create(
         {
             "id": int,
             "meeting_id": int,
@@ -302,12 +302,12 @@ def migrate_corrections(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["corrections"].create_index(["meeting_id", "student_pk"])
+    db.table("corrections").create_index(["meeting_id", "student_pk"])
 
 
 def migrate_outbox(db: sqlite_utils.Database) -> None:
     """Migration 6: the notification outbox."""
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "meeting_id": int,
@@ -326,9 +326,9 @@ def migrate_outbox(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["outbox"].create_index(["dedupe_key"], unique=True)
-    db["outbox"].create_index(["state", "next_attempt_at"])
-    db["outbox"].create_index(["meeting_id"])
+    db.table("outbox").create_index(["dedupe_key"], unique=True)
+    db.table("outbox").create_index(["state", "next_attempt_at"])
+    db.table("outbox").create_index(["meeting_id"])
 
 
 def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
@@ -358,7 +358,7 @@ def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
 
 def migrate_participant_reports(db: sqlite_utils.Database) -> None:
     """Migration 8: Zoom participants reports still to fetch (retried on their own schedule)."""
-    db["participant_reports"].create(
+    db.table("participant_reports").create(
         {
             "id": int,
             "meeting_id": int,
@@ -374,8 +374,8 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["participant_reports"].create_index(["meeting_id"])
-    db["participant_reports"].create_index(["state", "next_attempt_at"])
+    db.table("participant_reports").create_index(["meeting_id"])
+    db.table("participant_reports").create_index(["state", "next_attempt_at"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -392,7 +392,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
-    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(db.conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def migrate(db: sqlite_utils.Database, path: Path | str = "") -> None:
