@@ -32,6 +32,7 @@ from rollcall.cli import (
     reports,
     retention,
     service,
+    users,
 )
 from rollcall.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError
 from rollcall.config import ConfigError, load_config
@@ -43,7 +44,18 @@ __all__ = ["CliError", "build_parser", "main"]
 log = logging.getLogger("rollcall")
 
 #: The command groups, in the order ``rollcall --help`` lists them.
-GROUPS = (enrollment, analyze, meetings, reports, service, plugins, notify, retention, models)
+GROUPS = (
+    enrollment,
+    analyze,
+    meetings,
+    reports,
+    service,
+    plugins,
+    notify,
+    retention,
+    models,
+    users,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
