@@ -196,6 +196,8 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     shutdown_grace_s: float = Field(30.0, ge=0.0)
     admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
+    tls_terminated: bool = False  # HTTPS ends in front of us: session cookies are Secure
+    max_upload_bytes: int = Field(4_000_000_000, ge=1024)  # a recording uploaded in the web app
 
 
 class ReportsConfig(_Section):

@@ -143,6 +143,9 @@ def build_app(config: Config, intake: Intake, state: ServiceState, scheduler) ->
     from rollcall.web.admin_api import admin_routes
 
     app.add_routes(admin_routes(config))
+    from rollcall.web.app import setup_web_app
+
+    setup_web_app(app, config, lambda: dict(vars(state)))
     return app
 
 

@@ -80,8 +80,8 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
                 job.course_id,
                 title=job.topic or f"Zoom meeting {job.zoom_meeting_id}",
                 start_time=datetime.fromisoformat(start) if start else None,
-                source="zoom",
-                source_key=f"zoom:{job.meeting_uuid}:{job.file_id}",
+                source=job.payload.get("kind") or "zoom",  # "upload": the web app's
+                source_key=f"{job.payload.get('kind') or 'zoom'}:{job.meeting_uuid}:{job.file_id}",
                 warning=job.payload.get("warning") or "",
                 report_dir=None,  # reports are rendered from the database (see process.py)
                 notify=True,
@@ -117,22 +117,25 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
     video = config.home / "downloads" / f"job-{job.id}.mp4"
     beat = asyncio.create_task(_heartbeat(db, job.id, worker_id, config.jobs.lease_s))
     try:
-        token = job.payload.get("download_token")
-        if not token and ctx.get_token is not None:
-            token = await asyncio.to_thread(ctx.get_token)
-        log.info("downloading recording", extra=extra)
-        await download_recording(
-            job.payload["download_url"],
-            video,
-            token=token or "",
-            expected_size=job.payload.get("file_size"),
-            allowed_hosts=config.zoom.download_hosts,
-            max_attempts=3,
-        )
+        if job.payload.get("local_path"):  # uploaded in the web app: already on disk
+            video = Path(job.payload["local_path"])
+        else:
+            token = job.payload.get("download_token")
+            if not token and ctx.get_token is not None:
+                token = await asyncio.to_thread(ctx.get_token)
+            log.info("downloading recording", extra=extra)
+            await download_recording(
+                job.payload["download_url"],
+                video,
+                token=token or "",
+                expected_size=job.payload.get("file_size"),
+                allowed_hosts=config.zoom.download_hosts,
+                max_attempts=3,
+            )
         await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
         log.info("analysing recording", extra=extra)
         meeting_id = await ctx.analyze(video, job)
-        if ctx.fetch_participants is not None:
+        if ctx.fetch_participants is not None and not job.payload.get("local_path"):
             try:
                 await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
             except Exception as exc:  # the attendance result stands without it

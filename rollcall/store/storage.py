@@ -336,6 +336,13 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
             "select id from meetings where coalesce(analyzed_at, created_at) < ?", [cutoff]
         )
     ]
+    delete_meetings(db, ids, home)
+    return len(ids)
+
+
+def delete_meetings(db: sqlite_utils.Database, ids: list[int], home: Path | None = None) -> None:
+    """Delete these meetings with every row that refers to them (one transaction), and
+    their evidence folders under ``home``."""
     with write_transaction(db):
         for meeting_id in ids:
             for table in tables_with_column(db, "meeting_id"):
@@ -346,4 +353,20 @@ def purge_older_than(db: sqlite_utils.Database, days: int, home: Path | None = N
 
         for meeting_id in ids:
             shutil.rmtree(home / "evidence" / str(meeting_id), ignore_errors=True)
-    return len(ids)
+
+
+def delete_course(db: sqlite_utils.Database, course_id: str, home: Path | None = None) -> None:
+    """Delete a course with its students (photos, embeddings, results), its meetings and
+    its plugin settings, in one transaction. Jobs and the audit log are kept."""
+    get_course(db, course_id)
+    meeting_ids = [
+        r["id"] for r in db.query("select id from meetings where course_id = ?", [course_id])
+    ]
+    with write_transaction(db):
+        delete_meetings(db, meeting_ids, home)
+        for student in list_students(db, course_id):
+            remove_student(db, course_id, student["student_id"])
+        for table in ("plugin_settings", "user_courses"):
+            if table in db.table_names():
+                db.execute(f"delete from {table} where course_id = ?", [course_id])
+        db.execute("delete from courses where course_id = ?", [course_id])
