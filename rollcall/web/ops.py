@@ -10,6 +10,7 @@ go through ``rollcall.store`` (``jobs``, ``outbox``, ``plugin_admin``, ``users``
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -141,7 +142,14 @@ def ops_routes(config: Config, render, status: Callable[[], dict[str, Any]]) -> 
     async def dashboard(request: web.Request) -> web.Response:
         user = current_user(request)
         data = await db_call(home, _dashboard, user, config.reports.threshold_pct)
-        return await render(request, "dashboard.html.j2", service=status(), **data)
+        service = dict(status())
+        if service.get("last_poll_ok"):
+            service["last_poll_ok"] = time.strftime(
+                "%Y-%m-%d %H:%M UTC", time.gmtime(service["last_poll_ok"])
+            )
+        if not user.is_admin:  # configuration details are for admins
+            service["disabled"] = {}
+        return await render(request, "dashboard.html.j2", service=service, **data)
 
     # ------------------------------------------------------------ recordings
 
