@@ -100,6 +100,9 @@ def test_every_page_needs_sign_in_and_sessions_are_safe_cookies(site):
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
         r = await client.get("/")
         assert r.status == 200 and "Dashboard" in await r.text()
+        # the meeting links of chat messages lead a signed-in user to the meeting page
+        chat = await client.get(f"/admin/meetings/{site['cs']}", allow_redirects=False)
+        assert chat.status == 303 and chat.headers["Location"] == f"/meetings/{site['cs']}"
         csp = r.headers["Content-Security-Policy"]
         assert "default-src 'self'" in csp and "script-src 'self'" in csp
         assert "legacy-tok" not in await r.text()

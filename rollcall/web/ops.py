@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,13 @@ def ops_routes(config: Config, render, status: Callable[[], dict[str, Any]]) -> 
                 raise web.HTTPBadRequest(text="400: choose a video file")
             require_course(request, course_id)
             start = fields.get("start") or None
+            if start is not None:
+                try:
+                    start = datetime.fromisoformat(start).isoformat()
+                except ValueError:
+                    raise web.HTTPBadRequest(
+                        text=f"400: {start!r} is not a date and time"
+                    ) from None
             title = fields.get("title", "").strip() or files[0].filename
             job = await db_call(
                 home, _enqueue_upload, course_id, files[0].path, title, start, user.email
