@@ -2,7 +2,9 @@
 ``rollcall serve`` in a subprocess with real models and a rendered recording.
 
 The browser, the service and the analysed recording are shared by the whole
-file (session scope). With ``ROLLCALL_SCREENSHOTS=<folder>`` the pages are also
+file (module scope: Playwright's synchronous API keeps an event loop running in
+this thread while it is open, so it must be closed before other files' tests
+call ``asyncio.run``). With ``ROLLCALL_SCREENSHOTS=<folder>`` the pages are also
 saved as PNG screenshots there (``scripts/screenshots.sh`` does this for the
 README's pictures).
 """
@@ -59,7 +61,7 @@ def make_y4m(photo: np.ndarray, path: Path, frames: int = 10) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def site(tmp_path_factory, faces_dir, base_env, config, face_models, plugin_manager):
     """A data folder with CS101 (enrolled students of a rendered recording, not yet
     analysed), BIO2 (one stored meeting), an admin and an instructor of CS101; and
@@ -128,7 +130,7 @@ def site(tmp_path_factory, faces_dir, base_env, config, face_models, plugin_mana
         out.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(site, faces_dir):
     from playwright.sync_api import sync_playwright
 
@@ -207,7 +209,7 @@ def present_minutes(page) -> dict[str, int]:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def analysed(browser, site):
     """The rendered recording uploaded in the browser and analysed by the service's
     job queue; the meeting page it ends on."""
