@@ -341,3 +341,11 @@ def test_admin_manages_courses_users_and_plugins(site):
         assert audit[-1]["who"] == "admin@school.edu" and "CS101" in audit[-1]["detail"]
 
     run(site["config"], scenario)
+
+
+def test_sign_in_only_redirects_within_the_site():
+    from rollcall.web.auth import safe_next
+
+    assert safe_next("/courses?x=1") == "/courses?x=1"
+    for target in ("https://evil.example", "//evil.example", "/\t/evil.example", "/\\evil", ""):
+        assert safe_next(target) == "/", target

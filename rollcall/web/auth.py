@@ -109,6 +109,8 @@ def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path on this site only."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if any(ord(c) < 0x21 or c == "\x7f" for c in target):  # browsers drop tabs: "/\t/evil"
+        return "/"
     return target
 
 
