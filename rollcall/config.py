@@ -214,6 +214,8 @@ class ServerConfig(_Section):
     max_connections: int = Field(100, ge=1, le=10_000)  # more are answered 503 and closed
     shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
     admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
+    tls_terminated: bool = False  # HTTPS ends in front of us: session cookies are Secure
+    max_upload_bytes: int = Field(4_000_000_000, ge=1024, le=1_000_000_000_000)  # web uploads
 
     @field_validator("admin_token")
     @classmethod
@@ -701,3 +703,16 @@ def language_for(config: Config, course_id: str) -> str:
     if entry is not None and entry.language is not None:
         return entry.language
     return config.reports.language
+
+
+def zoom_credentials_missing(config: Config) -> list[str]:
+    """The ``[zoom]`` credentials that are not set (the Zoom API needs all three)."""
+    z = config.zoom
+    missing = [
+        name
+        for name, value in (("account_id", z.account_id), ("client_id", z.client_id))
+        if not value
+    ]
+    if not z.client_secret.get_secret_value():
+        missing.append("client_secret")
+    return missing

@@ -33,6 +33,7 @@ from rollcall.cli import (
     reports,
     retention,
     service,
+    users,
 )
 from rollcall.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError
 from rollcall.cli.failures import describe_failure
@@ -46,7 +47,18 @@ __all__ = ["CliError", "build_parser", "main"]
 log = logging.getLogger("rollcall")
 
 #: The command groups, in the order ``rollcall --help`` lists them.
-GROUPS = (enrollment, analyze, meetings, reports, service, plugins, notify, retention, models)
+GROUPS = (
+    enrollment,
+    analyze,
+    meetings,
+    reports,
+    service,
+    plugins,
+    notify,
+    retention,
+    models,
+    users,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -378,6 +378,56 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
     db.table("participant_reports").create_index(["state", "next_attempt_at"])
 
 
+def migrate_users(db: sqlite_utils.Database) -> None:
+    """Migration 9: web app accounts, their courses, API tokens (hashed) and sign-in attempts."""
+    db.execute(
+        """
+        create table users (
+            id integer primary key,
+            email text not null unique collate nocase,
+            role text not null check (role in ('admin', 'instructor')),
+            password_hash text not null,
+            session_version integer not null default 0,
+            created_at text not null,
+            password_changed_at text not null
+        )
+        """
+    )
+    db.execute(
+        """
+        create table user_courses (
+            user_id integer not null references users (id) on delete cascade,
+            course_id text not null,
+            primary key (user_id, course_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        create table api_tokens (
+            id integer primary key,
+            user_id integer not null references users (id) on delete cascade,
+            name text not null default '',
+            token_sha256 text not null unique,
+            created_at text not null,
+            last_used_at text
+        )
+        """
+    )
+    db.execute(
+        """
+        create table signin_attempts (
+            id integer primary key,
+            email text not null collate nocase,
+            remote text not null default '',
+            ok integer not null,
+            at text not null
+        )
+        """
+    )
+    db.execute("create index signin_attempts_at on signin_attempts (at)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -387,6 +437,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_outbox,  # 6
     migrate_unknown_labels,  # 7
     migrate_participant_reports,  # 8
+    migrate_users,  # 9
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
