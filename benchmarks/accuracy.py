@@ -167,9 +167,7 @@ def main() -> None:
     for cond in conditions:
         total: dict[str, float] = {}
         for k in range(args.seeds):
-            score, wall = run_condition(
-                cond, 1000 + k, args, people, pool, config, models, pm
-            )
+            score, wall = run_condition(cond, 1000 + k, args, people, pool, config, models, pm)
             for name in ("true_present", "false_present", "missed", "impostor_minutes"):
                 total[name] = total.get(name, 0) + getattr(score, name)
             total["wall"] = total.get("wall", 0.0) + wall
