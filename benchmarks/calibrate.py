@@ -182,7 +182,7 @@ def main() -> None:
         print(f"gallery {g + 1}/{args.galleries}", flush=True)
     print(
         f"\npack {models.pack_name}: match_threshold {models.match_threshold} "
-        f"({models.threshold_source}); {args.galleries} classes of {ROSTER} enrolled, "
+        f"(registry or config); {args.galleries} classes of {ROSTER} enrolled, "
         f"{ON_SCREEN + OUTSIDERS} tiles, {args.frames} samples per track"
     )
     for label, tally in (*faces.items(), *tracks.items()):

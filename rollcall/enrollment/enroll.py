@@ -240,7 +240,7 @@ def detect_and_embed(pm: pluggy.PluginManager, image: np.ndarray) -> tuple[list[
 
 #: Share of a photo's embedding that comes from its masked copies (see
 #: :func:`masked_copies`); 0 turns them off.
-MASKED_WEIGHT = 0.5
+MASKED_WEIGHT = 0.4
 #: Face height of the low-resolution masked copies (the masked photo is also embedded as is).
 MASKED_LOW_RES_PX = 36
 
