@@ -267,10 +267,10 @@ def masked_meeting(faces, plugin_manager, tmp_path_factory):
     meeting = build_test_meeting(
         faces,
         seed=21,
-        n_students=5,
+        n_students=7,
         n_absent=1,
         n_strangers=1,
-        duration_s=60.0,
+        duration_s=120.0,
         pm=plugin_manager,
         mask_share=1.0,
         hard_fraction=0.0,
@@ -309,5 +309,6 @@ def test_masked_meeting_is_recognised(masked_meeting, config, face_models, plugi
     assert all(p.occlusions for p in meeting.script.participants)
     score = _analyse(meeting, video, truth, config, face_models, plugin_manager, masked=True)
     print(f"masked meeting: {score}")
-    assert score.recall >= 0.75
+    # Measured: 12 of 12 student-minutes; 8 of 12 without the masked enrollment copies.
+    assert score.recall >= 0.9
     assert score.impostor_minutes == 0 and score.absent_marked == 0
