@@ -312,3 +312,23 @@ def test_masked_meeting_is_recognised(masked_meeting, config, face_models, plugi
     # Measured: 12 of 12 student-minutes; 8 of 12 without the masked enrollment copies.
     assert score.recall >= 0.9
     assert score.impostor_minutes == 0 and score.absent_marked == 0
+
+
+def test_lfw_halves_are_disjoint():
+    import os
+
+    from rollcall.synthetic.evaluation import lfw_dir
+
+    root = lfw_dir(Path(__file__).resolve().parents[1])
+    if not (root / "people").is_dir():
+        pytest.skip(f"{root} not found (set ROLLCALL_LFW_DIR)")
+    assert os.environ.get("ROLLCALL_LFW_DIR") or root.name == "faces-lfw"
+    from rollcall.synthetic.evaluation import lfw_names
+
+    tune_people, tune_strangers = lfw_names(root, "tune")
+    test_people, test_strangers = lfw_names(root, "test")
+    assert not set(tune_people) & set(test_people)
+    assert not set(tune_strangers) & set(test_strangers)
+    assert len(tune_people) + len(test_people) >= 400  # hundreds of identities each side
+    assert min(len(tune_people), len(test_people)) >= 150
+    assert min(len(tune_strangers), len(test_strangers)) >= 300

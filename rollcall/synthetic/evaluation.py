@@ -55,20 +55,31 @@ def lfw_part(name: str) -> str:
     return "tune" if h < TUNE_SHARE else "test"
 
 
+def lfw_names(root: Path, part: str) -> tuple[list[str], list[str]]:
+    """(people, strangers) names of one part (``"tune"``/``"test"``) of faces-lfw."""
+    people = sorted(p.name for p in (root / "people").iterdir() if p.is_dir())
+    strangers = sorted(f.stem for f in (root / "strangers").glob("*.jpg"))
+    return (
+        [n for n in people if lfw_part(n) == part],
+        [n for n in strangers if lfw_part(n) == part],
+    )
+
+
 def load_lfw(
     root: Path, part: str
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-    """(people, strangers) of one part (``"tune"``/``"test"``) of faces-lfw; strangers
-    map each name to its one photo."""
-    people = {n: v for n, v in load_faces_dir(root / "people").items() if lfw_part(n) == part}
+    """(people, strangers) photos of one part (``"tune"``/``"test"``) of faces-lfw;
+    strangers map each name to its one photo."""
     import cv2
 
+    people_names, stranger_names = lfw_names(root, part)
+    wanted = set(people_names)
+    people = {n: v for n, v in load_faces_dir(root / "people").items() if n in wanted}
     strangers = {}
-    for f in sorted((root / "strangers").glob("*.jpg")):
-        if lfw_part(f.stem) == part:
-            image = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if image is not None:
-                strangers[f.stem] = [image]
+    for name in stranger_names:
+        image = cv2.imread(str(root / "strangers" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+        if image is not None:
+            strangers[name] = [image]
     return people, strangers
 
 
