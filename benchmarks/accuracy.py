@@ -190,15 +190,17 @@ def main() -> None:
         f"of {args.duration:g} s per condition, held-out faces-lfw people"
     )
     print(
-        f"| {'condition':<46} | precision | recall | present minutes | false present "
+        f"| {'condition':<46} | precision | recall | minutes on screen | false present "
         "| impostor minutes |"
     )
-    print(f"|{'-' * 48}|-----------|--------|-----------------|---------------|------------------|")
+    print(
+        f"|{'-' * 48}|-----------|--------|-------------------|---------------|------------------|"
+    )
     for r in rows:
         name = f"{r['group']}: {r['condition']}"
         print(
             f"| {name:<46} | {r['precision']:>9.3f} | {r['recall']:>6.3f} | "
-            f"{r['student_minutes']:>15} | {r['false_present']:>13} | {r['impostor_minutes']:>16} |"
+            f"{r['student_minutes']:>17} | {r['false_present']:>13} | {r['impostor_minutes']:>16} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
