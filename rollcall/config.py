@@ -150,6 +150,9 @@ class EnrollmentConfig(_Section):
     # Photos larger than this (bytes on disk / pixels in the header) are refused unread.
     max_photo_bytes: int = Field(30_000_000, ge=10_000, le=1_000_000_000)
     max_photo_pixels: int = Field(50_000_000, ge=10_000, le=500_000_000)
+    # Blend embeddings of masked copies of every photo into the student's template, so a
+    # student wearing a mask in class is still recognised (rollcall/enrollment/masks.py).
+    masked_copies: bool = True
 
 
 class PrivacyConfig(_Section):
