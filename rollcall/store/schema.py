@@ -378,6 +378,12 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
     db["participant_reports"].create_index(["state", "next_attempt_at"])
 
 
+def migrate_outbox_claims(db: sqlite_utils.Database) -> None:
+    """Migration 9: an outbox row being sent names the process sending it (``host:pid``),
+    so a row left ``sending`` by a process that died is taken again at once."""
+    db["outbox"].add_column("claimed_by", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -387,6 +393,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_outbox,  # 6
     migrate_unknown_labels,  # 7
     migrate_participant_reports,  # 8
+    migrate_outbox_claims,  # 9
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
