@@ -341,7 +341,10 @@ def format_table(result: SoakResult) -> str:
         ("faults injected", f"{sum(result.faults.values())} ({faults})"),
         ("SIGKILLs", f"{sum(result.kills.values())} ({kills})"),
         ("outages (down, up)", f"{sum(result.outages.values())} ({outages})"),
-        ("webhooks refused while down", f"{result.deliveries_refused} (delivered again)"),
+        (
+            "webhook attempts refused",
+            f"{result.deliveries_refused} (service down; Zoom delivers again)",
+        ),
         (
             "messages sent / expected",
             f"{result.messages_sent} / {result.messages_expected} "
