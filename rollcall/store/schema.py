@@ -428,6 +428,12 @@ def migrate_users(db: sqlite_utils.Database) -> None:
     db.execute("create index signin_attempts_at on signin_attempts (at)")
 
 
+def migrate_outbox_claims(db: sqlite_utils.Database) -> None:
+    """Migration 10: an outbox row being sent names the process sending it (``host:pid``),
+    so a row left ``sending`` by a process that died is taken again at once."""
+    db.table("outbox").add_column("claimed_by", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -438,6 +444,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_unknown_labels,  # 7
     migrate_participant_reports,  # 8
     migrate_users,  # 9
+    migrate_outbox_claims,  # 10
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
