@@ -356,6 +356,36 @@ def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
     )
 
 
+def migrate_review(db: sqlite_utils.Database) -> None:
+    """Migration 8: "needs review" minutes and the evidence behind every present minute.
+
+    ``presence.review`` is 1 for a minute that would be present only with borderline
+    evidence (``present`` stays 0); ``attendance.review_minutes`` counts them.
+    ``minute_evidence`` holds, per student and present or needs-review minute, what
+    decided it (no images): samples, best and median similarity, the margins over
+    the next student and over non-students, and the decision path.
+    """
+    db.execute("alter table presence add column review integer not null default 0")
+    db.execute("alter table attendance add column review_minutes integer not null default 0")
+    db["minute_evidence"].create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "minute": int,
+            "state": str,  # "present" or "review"
+            "samples": int,
+            "matched": int,
+            "best_similarity": float,
+            "median_similarity": float,
+            "margin_student": float,
+            "margin_cohort": float,
+            "path": str,  # "vote", "centroid" or "vote+centroid"
+            "tracks": str,  # JSON list of track ids
+        },
+        pk=("meeting_id", "student_pk", "minute"),
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -364,6 +394,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_corrections,  # 5
     migrate_outbox,  # 6
     migrate_unknown_labels,  # 7
+    migrate_review,  # 8
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
