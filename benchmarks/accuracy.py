@@ -83,6 +83,12 @@ def main() -> None:
         report = meeting_report(db, outcome.meeting_id, rules=config.attendance)
         score = score_report(report, truth, config.attendance.min_seconds_per_minute)
         tiles = n_students - n_absent + n_strangers
+        expected = truth.presence_matrix(config.attendance.min_seconds_per_minute)
+        review = [
+            (m in s.review_minutes, bool(expected.get(s.student_id, [0] * (m + 1))[m]))
+            for s in report.students
+            for m in range(len(s.minutes))
+        ]
         rows.append(
             {
                 "seed": seed,
@@ -94,6 +100,10 @@ def main() -> None:
                 "false_present_minutes": score.false_present,
                 "missed_minutes": score.missed,
                 "absent_students_marked": score.absent_marked,
+                # Needs-review minutes (counted as absent above) and how many were present.
+                "review_minutes": sum(r for r, _ in review),
+                "review_share": round(sum(r for r, _ in review) / max(len(review), 1), 4),
+                "review_truly_present": sum(r and p for r, p in review),
                 "realtime_ratio": round(wall / truth.duration_s, 3),
             }
         )
@@ -101,13 +111,13 @@ def main() -> None:
     print(f"\npack {models.pack_name}, threshold {models.match_threshold}")
     print(
         f"{'seed':>5} {'tiles':>5} {'crf':>4} {'precision':>9} {'recall':>7} {'F1':>6} "
-        f"{'false+':>6} {'missed':>6} {'absent+':>7} {'x realtime':>10}"
+        f"{'false+':>6} {'missed':>6} {'absent+':>7} {'review':>6} {'x realtime':>10}"
     )
     for r in rows:
         print(
             f"{r['seed']:>5} {r['tiles']:>5} {r['crf']:>4} {r['precision']:>9.3f} {r['recall']:>7.3f} "
             f"{r['f1']:>6.3f} {r['false_present_minutes']:>6} {r['missed_minutes']:>6} "
-            f"{r['absent_students_marked']:>7} {r['realtime_ratio']:>10.2f}"
+            f"{r['absent_students_marked']:>7} {r['review_minutes']:>6} {r['realtime_ratio']:>10.2f}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -172,19 +172,17 @@ def track_of(i: int, data: dict, roster_templates: np.ndarray, threshold: float)
 
 
 RULES: dict[str, tuple[str, dict]] = {
-    # name: (rule, DecisionMargins fields); "legacy" is the rule before margins.
+    # name: (rule, DecisionMargins fields); "legacy" is the rule before margins. Each
+    # track is decided alone, as if it were the student's only track in the recording.
     "legacy": ("legacy", {}),
-    "margins (default)": (
+    "default": ("margins", {"student": 0.08, "cohort": 0.0, "centroid_above": 0.05}),
+    "default, margin over students 0.12": (
         "margins",
-        {"student": 0.12, "cohort": 0.0, "review_slack": 0.0, "centroid_above": 0.05},
+        {"student": 0.12, "cohort": 0.0, "centroid_above": 0.05},
     ),
-    "margins, review slack 0.03": (
+    "margins only, no corroboration": (
         "margins",
-        {"student": 0.12, "cohort": 0.0, "review_slack": 0.03, "centroid_above": 0.05},
-    ),
-    "margins, cohort 0.1": (
-        "margins",
-        {"student": 0.12, "cohort": 0.1, "review_slack": 0.0, "centroid_above": 0.05},
+        {"student": 0.08, "cohort": 0.0, "centroid_above": -0.05},
     ),
 }
 

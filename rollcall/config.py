@@ -129,7 +129,7 @@ class RecognitionConfig(_Section):
     # A track counts only when its mean face is this much closer to the student than to
     # the next enrolled student / to any non-student face (see README "How attendance
     # is decided"); borderline tracks make minutes "needs review" when review is on.
-    margin_student: float = Field(0.12, ge=0.0, le=1.0)
+    margin_student: float = Field(0.08, ge=0.0, le=1.0)
     margin_cohort: float = Field(0.0, ge=-1.0, le=1.0)
     centroid_above: float = Field(0.05, ge=-0.05, le=0.5)
     review: bool = True

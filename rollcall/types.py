@@ -250,6 +250,7 @@ class MinuteEvidence:
     margin_cohort: float | None
     path: str  # "vote", "centroid" or "vote+centroid"
     tracks: tuple[int, ...]  # the deciding track ids
+    reason: str = ""  # why a needs-review minute's tracks were not accepted
 
 
 @dataclass(frozen=True, slots=True)

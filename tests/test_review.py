@@ -88,9 +88,25 @@ def test_a_track_closer_to_a_non_student_than_to_the_student_needs_review():
     assert decider(margins).decide([track(1, face, {0: 6})])[1].state == "accepted"
     decided = decider(margins, cohort=cohort).decide([track(1, face, {0: 6})])[1]
     assert decided.state == "review" and decided.margin_cohort < 0
-    # The recording's own faces that match nobody are part of the cohort too.
-    stranger = track(2, unit([0.0, 0.0, 0.0, 1.0]), {}, t0=50)
-    assert decider(margins).decide([track(1, face, {0: 6}), stranger])[1].state == "review"
+    # Another student's enrollment photo is a non-student face for this student.
+    other = TrackDecider(
+        np.stack([E[0], E[1]]),
+        [E[0][None], np.stack([E[1], E[3]])],
+        None,
+        threshold=0.4,
+        min_samples=3,
+        vote_share=0.5,
+        margins=margins,
+    )
+    assert other.decide([track(1, face, {0: 6})])[1].state == "review"
+    # The recording's own unmatched faces are not (they may be the student's fragments).
+    fragment = track(2, unit([0.0, 0.0, 0.0, 1.0]), {}, t0=2)
+    assert decider(margins).decide([track(1, face, {0: 6}), fragment])[1].state == "accepted"
+    # A stored unknown face that could be the student themself is no evidence against them.
+    themself = unit([0.5, 0.0, 0.0, 0.87])[None]
+    assert decider(margins, cohort=themself).decide([track(1, face, {0: 6})])[1].state == (
+        "accepted"
+    )
 
 
 def test_just_below_the_threshold_is_review_and_far_below_is_unknown():
@@ -352,3 +368,17 @@ def test_a_version_7_database_gets_review_columns_and_the_evidence_table(tmp_pat
     assert next(db.query("select review from presence"))["review"] == 0
     assert next(db.query("select review_minutes from attendance"))["review_minutes"] == 0
     assert "minute_evidence" in storage.tables_with_column(db, "student_pk")
+
+
+def test_a_weak_mean_face_match_counts_only_with_a_clear_match_of_the_same_student():
+    weak = unit([0.42, 0.0, 0.0, np.sqrt(1 - 0.42**2)])  # clears the centroid rule only
+    margins = DecisionMargins(student=0.08, centroid_above=0.05)
+    alone = decider(margins).decide([track(1, weak, {}, n=12)])[1]
+    assert alone.path == "centroid" and alone.state == "review"
+    assert "weak mean-face" in alone.reason
+    clear = track(2, unit([0.9, 0.1, 0.0, 0.4]), {0: 6}, t0=100)
+    both = decider(margins).decide([track(1, weak, {}, n=12), clear])
+    assert both[1].state == "accepted" and both[2].path == "vote"
+    # centroid_above -0.05 is the rule before (no corroboration needed).
+    legacy = DecisionMargins(student=0.08, centroid_above=-0.05)
+    assert decider(legacy).decide([track(1, weak, {}, n=12)])[1].state == "accepted"

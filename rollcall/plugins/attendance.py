@@ -161,6 +161,7 @@ def minute_evidence(
                 margin_cohort=min(cohort) if cohort else None,
                 path="+".join(sorted({d.path for _, d in deciding}, reverse=True)),
                 tracks=tuple(tr.track_id for tr, _ in deciding),
+                reason="; ".join(sorted({d.reason for _, d in deciding if d.reason})),
             )
         )
     return tuple(out)

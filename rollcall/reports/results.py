@@ -140,6 +140,7 @@ def evidence_of(row: dict) -> MinuteEvidence:
         margin_cohort=row["margin_cohort"],
         path=row["path"],
         tracks=tuple(json.loads(tracks) if isinstance(tracks, str) else tracks or ()),
+        reason=row.get("reason") or "",
     )
 
 

@@ -381,6 +381,7 @@ def migrate_review(db: sqlite_utils.Database) -> None:
             "margin_cohort": float,
             "path": str,  # "vote", "centroid" or "vote+centroid"
             "tracks": str,  # JSON list of track ids
+            "reason": str,  # why a needs-review minute was not accepted
         },
         pk=("meeting_id", "student_pk", "minute"),
     )
