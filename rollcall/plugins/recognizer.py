@@ -6,8 +6,10 @@ crops aligned by the five keypoints, lighting standardised first, see
 similarity is below the pack's calibrated threshold is unknown, never "the
 nearest student". Within a frame the assignment is one-to-one (Hungarian
 algorithm on the similarities). Who a *track* is gets decided by
-``vote_identities`` below: by per-frame votes, or for long tracks
-by the track's mean embedding with a margin over the second-best student.
+``TrackDecider`` below: by per-frame votes, or for long tracks by the track's
+mean embedding, and then only when the track is clearly closer to the student
+than to the next student and to faces of non-students (``DecisionMargins``);
+borderline tracks are *review*. ``vote_identities`` is the rule before margins.
 """
 
 from __future__ import annotations
