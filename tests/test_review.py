@@ -205,6 +205,7 @@ def store_meeting(db) -> int:
                         "margin_cohort": 0.12 if p else -0.02,
                         "path": "vote" if p else "centroid",
                         "tracks": [3 if p else 7],
+                        "reason": "" if p else "only 0.03 closer than to another student",
                     }
                 )
         attendance.append(
@@ -318,6 +319,7 @@ def test_explain_prints_the_evidence_of_each_minute(db, tmp_path, monkeypatch, c
     assert "2 of 4 minute(s) present, 1 need review" in out
     assert "09:00" in out and "0.61" in out and "0.21" in out and "vote" in out
     assert "needs review" in out and "-0.02" in out and "centroid" in out
+    assert "only 0.03 closer than to another student" in out
     add_correction(db, meeting_id, "S1", present=True, reason="ok", made_by="t", minutes="2")
     assert main(["explain", str(meeting_id), "S1"]) == 0
     assert "corrected: present" in capsys.readouterr().out

@@ -56,7 +56,7 @@ def cmd_explain(args: argparse.Namespace, config: Config, console: Console) -> i
     else:
         table = Table(
             "minute", "decision", "samples", "matched", "best", "median",
-            "margin: student", "margin: others", "path", "tracks",
+            "margin: student", "margin: others", "path", "tracks", "why review",
         )  # fmt: skip
         corrected = set(row.corrected_minutes)
         for e in evidence:
@@ -76,6 +76,7 @@ def cmd_explain(args: argparse.Namespace, config: Config, console: Console) -> i
                 _fmt(e.margin_cohort),
                 e.path,
                 " ".join(map(str, e.tracks)),
+                Text(e.reason),
             )
         console.print(table)
         console.print(

@@ -116,6 +116,7 @@ def evidence_text(e: MinuteEvidence) -> str:
         f"{state}: {e.matched} of {e.samples} samples matched, best similarity "
         f"{_fmt(e.best_similarity)}, median {_fmt(e.median_similarity)}, margin over the next "
         f"student {_fmt(e.margin_student)}, over non-students {_fmt(e.margin_cohort)} ({e.path})"
+        + (f"; {e.reason}" if e.state == "review" and e.reason else "")
     )
 
 
