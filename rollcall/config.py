@@ -132,6 +132,14 @@ class RecognitionConfig(_Section):
     max_gap_s: float = Field(3.0, ge=0.0, le=60.0)
     track_iou: float = Field(0.3, gt=0.0, lt=1.0)
     unknown_cluster_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's value
+    # A track counts only when its mean face is this much closer to the student than to
+    # the next enrolled student / to any non-student face (see README "How attendance
+    # is decided"); borderline tracks make minutes "needs review" when review is on.
+    margin_student: float = Field(0.08, ge=0.0, le=1.0)
+    margin_cohort: float = Field(0.0, ge=-1.0, le=1.0)
+    centroid_above: float = Field(0.05, ge=-0.05, le=0.5)
+    review: bool = True
+    review_slack: float = Field(0.0, ge=0.0, le=0.2)
 
 
 class AttendanceConfig(_Section):

@@ -301,16 +301,31 @@ def _analyse(meeting, video, truth, config, face_models, plugin_manager, masked:
             )
         outcome = analyze_recording(db, plugin_manager, face_models, config, video, "M")
         report = meeting_report(db, outcome.meeting_id, rules=config.attendance)
-    return score_report(report, truth, config.attendance.min_seconds_per_minute)
+    score = score_report(report, truth, config.attendance.min_seconds_per_minute)
+    expected = truth.presence_matrix(config.attendance.min_seconds_per_minute)
+    # needs-review minutes in which the student was really there (an instructor confirms them)
+    review_true = sum(
+        1
+        for s in report.students
+        for m in s.review_minutes
+        if expected.get(s.student_id, [0] * (m + 1))[m]
+    )
+    return score, review_true
 
 
 def test_masked_meeting_is_recognised(masked_meeting, config, face_models, plugin_manager):
     meeting, video, truth = masked_meeting
     assert all(p.occlusions for p in meeting.script.participants)
-    score = _analyse(meeting, video, truth, config, face_models, plugin_manager, masked=True)
-    print(f"masked meeting: {score}")
-    # Measured: 10 of 12 student-minutes; 8 of 12 without the masked enrollment copies.
-    assert score.recall >= 0.8
+    score, review_true = _analyse(
+        meeting, video, truth, config, face_models, plugin_manager, masked=True
+    )
+    print(f"masked meeting: {score}, {review_true} true minutes in review")
+    # Measured under the margin rule of rollcall_identify_tracks: 8 of 12 student-minutes
+    # present and 2 more sent to review (masked faces are close to several students, so
+    # the rule asks an instructor rather than guess); before that rule, 10 of 12 present
+    # with the masked enrollment copies and 8 without them.
+    assert score.recall >= 0.6
+    assert (score.true_present + review_true) / (score.true_present + score.missed) >= 0.8
     assert score.impostor_minutes == 0 and score.absent_marked == 0
 
 

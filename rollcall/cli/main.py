@@ -6,7 +6,7 @@ recording, unknown course...), 2 a usage or configuration error.
 
 Command groups: :mod:`~rollcall.cli.enrollment` (course, student, photo),
 :mod:`~rollcall.cli.analyze` (analyze, demo), :mod:`~rollcall.cli.meetings`
-(meeting, unknown), :mod:`~rollcall.cli.reports` (report, attendance),
+(meeting, unknown), :mod:`~rollcall.cli.explain` (explain), :mod:`~rollcall.cli.reports` (report, attendance),
 :mod:`~rollcall.cli.service` (serve, jobs, zoom), :mod:`~rollcall.cli.plugins`,
 :mod:`~rollcall.cli.notify`, :mod:`~rollcall.cli.retention`, :mod:`~rollcall.cli.models`.
 """
@@ -26,6 +26,7 @@ from rich.text import Text
 from rollcall.cli import (
     analyze,
     enrollment,
+    explain,
     meetings,
     models,
     notify,
@@ -51,6 +52,7 @@ GROUPS = (
     enrollment,
     analyze,
     meetings,
+    explain,
     reports,
     service,
     plugins,

@@ -17,6 +17,7 @@ roll back together.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -47,7 +48,7 @@ from rollcall.pipeline.unknowns import (
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
-from rollcall.types import MeetingContext, SampledFrame
+from rollcall.types import MeetingContext, SampledFrame, track_decisions
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, float], None]  # (seconds done, seconds total)
@@ -166,6 +167,11 @@ def _run(
 ):
     course_id = course["course_id"]
     roster = load_roster(db, pm, course_id, models.model_key)
+    cohort = storage.course_unknown_centroids(
+        db, course_id, models.model_key, exclude_meeting=meeting_id
+    )
+    if len(cohort) and roster.templates.ndim == 2 and cohort.shape[1] == roster.templates.shape[1]:
+        roster = dataclasses.replace(roster, cohort=cohort)
     requested = [i for i in pm.hook.rollcall_sampling_interval(config=config, info=info) if i]
     interval = min([config.analysis.interval_s, *requested])
     context = MeetingContext(
@@ -225,11 +231,13 @@ def _run(
     clusters = cluster_unknown_tracks(
         tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
     )
+    keeper.save_track_crops(track_decisions(identities))
     keeper.save_cluster_crops(clusters)
     attendance = results.get("attendance", [])
-    presence_rows, attendance_rows = [], []
+    presence_rows, attendance_rows, evidence_rows = [], [], []
     for row in attendance:
         pk = roster.student_keys[row.student_index]
+        review = getattr(row, "review", ()) or (0,) * len(row.minutes)
         for minute, (seen, present) in enumerate(zip(row.seconds_seen, row.minutes, strict=True)):
             presence_rows.append(
                 {
@@ -238,6 +246,7 @@ def _run(
                     "minute": minute,
                     "seconds_seen": seen,
                     "present": present,
+                    "review": review[minute],
                 }
             )
         attendance_rows.append(
@@ -247,8 +256,13 @@ def _run(
                 "present_minutes": row.present_minutes,
                 "attendance_pct": row.attendance_pct,
                 "status": row.status,
+                "review_minutes": sum(review),
             }
         )
+        for ev in getattr(row, "evidence", ()):
+            evidence_rows.append(
+                {"meeting_id": meeting_id, "student_pk": pk, **dataclasses.asdict(ev)}
+            )
     new_clusters = cluster_rows(
         clusters,
         meeting_id=meeting_id,
@@ -288,6 +302,7 @@ def _run(
                 "warnings": "\n".join(warnings),
                 "analyzed_at": storage.now_iso(),
             },
+            evidence_rows,
         )
         stored = storage.get_meeting(db, meeting_id)
         for student_pk in sorted({c["label_student_pk"] for c in new_clusters} - {None}):

@@ -434,6 +434,37 @@ def migrate_outbox_claims(db: sqlite_utils.Database) -> None:
     db.table("outbox").add_column("claimed_by", str)
 
 
+def migrate_review(db: sqlite_utils.Database) -> None:
+    """Migration 11: "needs review" minutes and the evidence behind every present minute.
+
+    ``presence.review`` is 1 for a minute that would be present only with borderline
+    evidence (``present`` stays 0); ``attendance.review_minutes`` counts them.
+    ``minute_evidence`` holds, per student and present or needs-review minute, what
+    decided it (no images): samples, best and median similarity, the margins over
+    the next student and over non-students, and the decision path.
+    """
+    db.execute("alter table presence add column review integer not null default 0")
+    db.execute("alter table attendance add column review_minutes integer not null default 0")
+    db.table("minute_evidence").create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "minute": int,
+            "state": str,  # "present" or "review"
+            "samples": int,
+            "matched": int,
+            "best_similarity": float,
+            "median_similarity": float,
+            "margin_student": float,
+            "margin_cohort": float,
+            "path": str,  # "vote", "centroid" or "vote+centroid"
+            "tracks": str,  # JSON list of track ids
+            "reason": str,  # why a needs-review minute was not accepted
+        },
+        pk=("meeting_id", "student_pk", "minute"),
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -445,6 +476,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_participant_reports,  # 8
     migrate_users,  # 9
     migrate_outbox_claims,  # 10
+    migrate_review,  # 11
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -298,6 +298,7 @@ def replace_results(
     attendance_rows: Iterable[dict[str, Any]],
     clusters: Iterable[dict[str, Any]],
     meeting_changes: dict[str, Any],
+    evidence_rows: Iterable[dict[str, Any]] = (),
 ) -> None:
     """Atomically replace a meeting's automatic results (a re-run never duplicates rows).
 
@@ -308,7 +309,7 @@ def replace_results(
     caller can store more (the plugins' rows) and commit or roll back everything at once.
     """
     with write_transaction(db):
-        for table in ("presence", "attendance", "unknown_clusters"):
+        for table in ("presence", "attendance", "unknown_clusters", "minute_evidence"):
             db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
         db.table("presence").insert_all(
             dict(r, auto_seconds=r.get("auto_seconds", r["seconds_seen"])) for r in presence_rows
@@ -317,7 +318,43 @@ def replace_results(
         db.table("unknown_clusters").insert_all(
             dict(c, seconds_by_minute=json.dumps(c["seconds_by_minute"])) for c in clusters
         )
+        db.table("minute_evidence").insert_all(
+            dict(r, tracks=json.dumps(list(r.get("tracks", ())))) for r in evidence_rows
+        )
         db.table("meetings").update(meeting_id, meeting_changes)
+
+
+def minute_evidence(
+    db: sqlite_utils.Database, meeting_id: int, student_pk: int
+) -> list[dict[str, Any]]:
+    """The stored evidence rows of one student in one meeting, by minute."""
+    rows = list(
+        db["minute_evidence"].rows_where(
+            "meeting_id = ? and student_pk = ?", [meeting_id, student_pk], order_by="minute"
+        )
+    )
+    for r in rows:
+        r["tracks"] = json.loads(r["tracks"] or "[]")
+    return rows
+
+
+def course_unknown_centroids(
+    db: sqlite_utils.Database, course_id: str, model: str, *, exclude_meeting: int | None = None
+) -> np.ndarray:
+    """(m, d) centroids of the unlabelled unknown-face clusters of the course's meetings
+    (made by ``model``): faces of people who are not enrolled, the cohort of non-students."""
+    rows = db.query(
+        "select c.centroid from unknown_clusters c join meetings m on m.id = c.meeting_id "
+        "where m.course_id = ? and c.model = ? and c.label_student_pk is null "
+        "and c.meeting_id != ?",
+        [course_id, model, -1 if exclude_meeting is None else exclude_meeting],
+    )
+    vectors = [blob_to_vector(r["centroid"]) for r in rows if r["centroid"]]
+    if not vectors:
+        return np.zeros((0, 0), np.float32)
+    out = np.stack(vectors)
+    normalised: np.ndarray = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    return normalised
 
 
 def meeting_presence(db: sqlite_utils.Database, meeting_id: int) -> dict[int, list[float]]:
