@@ -508,6 +508,13 @@ NOT_CHEAP: dict[str, str] = {
             "max_photo_pixels",
         )
     },
+    "enrollment.masked_copies": "enrollment embeds masked copies of each photo; needs the face "
+    "models (tests/test_enrollment_cli.py compares with and without)",
+    **{
+        f"recognition.{key}": "the recognizer's track decision rule, read inside an analysis "
+        "run (tests/test_review.py and tests/test_lookalikes.py exercise it)"
+        for key in ("margin_student", "margin_cohort", "centroid_above", "review", "review_slack")
+    },
     "zoom.websocket_url": "used only when rollcall serve opens the WebSocket subscription",
     "zoom.download_hosts": "passed by the service worker to the recording download",
     "jobs.retry_base_s": "read by the service worker when a job fails (retry backoff)",
