@@ -82,6 +82,7 @@ from tests.service_process import (  # noqa: E402
     fake_zoom_env,
     fake_zoom_state,
     free_port,
+    participant,
 )
 
 COURSE = "BIO101"
@@ -545,18 +546,7 @@ class Soak:
             host_email="teacher@example.edu",
             files=[FakeRecordingFile(rec.file_id)],
             participants=[
-                {
-                    "id": f"p{i}",
-                    "user_id": f"u{i}",
-                    "name": sid,
-                    "user_email": "",
-                    "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "leave_time": (start + timedelta(minutes=minutes)).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"
-                    ),
-                    "duration": 60 * minutes,
-                }
-                for i, sid in enumerate(self.clip.students)
+                participant(str(i), sid, start, minutes) for i, sid in enumerate(self.clip.students)
             ],
             participants_not_ready=2 if "participants_not_ready" in rec.faults else 0,
         )

@@ -1,7 +1,8 @@
 """`rollcall serve` as a real subprocess, for the service tests and the fault soak.
 
 Also the fake Zoom both of them point it at: one account (``ACCOUNT_ID``) with
-one host (``HOST_ID``), and the settings that name them (:func:`fake_zoom_env`).
+one host (``HOST_ID``), the settings that name them (:func:`fake_zoom_env`) and
+the rows of its participants reports (:func:`participant`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -103,4 +105,18 @@ def fake_zoom_env(
         "ROLLCALL_ZOOM_USERS": HOST_ID,
         "ROLLCALL_ZOOM_DOWNLOAD_HOSTS": "127.0.0.1,localhost",
         "ROLLCALL_ZOOM_COURSE_MAP": json.dumps([{"course": course, "topics": [topics]}]),
+    }
+
+
+def participant(key: str, name: str, start: datetime, minutes: int) -> dict[str, object]:
+    """A participants-report row: ``name`` connected for ``minutes`` from ``start``
+    (ids ``p<key>`` and ``u<key>``, no email)."""
+    return {
+        "id": f"p{key}",
+        "user_id": f"u{key}",
+        "name": name,
+        "user_email": "",
+        "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "leave_time": (start + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration": 60 * minutes,
     }

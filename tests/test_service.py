@@ -38,6 +38,7 @@ from tests.service_process import (
     fake_zoom_env,
     fake_zoom_state,
     free_port,
+    participant,
     wait_for,
 )
 
@@ -100,27 +101,11 @@ def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_m
     present_students = [k for k in meeting.students if k not in meeting.students[:1]]
     state.meetings[0].participants = [
         # every student who came joined under their name; one of them is listed twice (rejoin)
-        {
-            "id": f"p{i}",
-            "user_id": f"u{i}",
-            "name": sid,
-            "user_email": "",
-            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration": 120,
-        }
+        participant(str(i), sid, start, 2)
         for i, sid in enumerate(present_students[1:])
     ] + [
         # the absent student's account was connected the whole time: "camera off?"
-        {
-            "id": "p-absent",
-            "user_id": "u-absent",
-            "name": meeting.students[0],
-            "user_email": "",
-            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration": 120,
-        },
+        participant("-absent", meeting.students[0], start, 2),
     ]
     state.files["file-gallery"] = FakeFile(video)
     state.files["file-speaker"] = FakeFile(video)
@@ -544,16 +529,7 @@ def worker_setup(tmp_path, short_class, base_env, config, face_models, plugin_ma
             host_email="teacher@example.edu",
             files=[FakeRecordingFile("short-gallery")],
             participants=[
-                {
-                    "id": f"p{i}",
-                    "user_id": f"u{i}",
-                    "name": sid,
-                    "user_email": "",
-                    "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "leave_time": (start + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "duration": 60,
-                }
-                for i, sid in enumerate(meeting.students)
+                participant(str(i), sid, start, 1) for i, sid in enumerate(meeting.students)
             ],
         )
     )
