@@ -144,5 +144,9 @@ class OidcProvider:
         key = self.state.other_key if mode == "bad_signature" else self.state.key
         id_token = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
         return web.json_response(
-            {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "id_token": id_token}
+            {
+                "access_token": secrets.token_urlsafe(16),
+                "token_type": "Bearer",
+                "id_token": id_token,
+            }
         )

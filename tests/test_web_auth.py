@@ -114,7 +114,9 @@ def test_every_page_needs_sign_in_and_sessions_are_safe_cookies(site, recwarn):
 
     run(site["config"], scenario)
     ours = [
-        w for w in recwarn if w.category.__name__ == "NotAppKeyWarning" and "/rollcall/" in w.filename
+        w
+        for w in recwarn
+        if w.category.__name__ == "NotAppKeyWarning" and "/rollcall/" in w.filename
     ]
     assert not ours, [str(w.message) for w in ours]  # app and request state use typed keys
 

@@ -126,7 +126,9 @@ class OidcClient:
         async with self._lock:
             if self._keys is None or refresh:
                 try:
-                    self._keys = KeySet.import_key_set(await self._get_json(http, provider.jwks_uri))
+                    self._keys = KeySet.import_key_set(
+                        await self._get_json(http, provider.jwks_uri)
+                    )
                 except (JoseError, ValueError, KeyError, TypeError) as exc:
                     raise SsoError(f"the provider's keys cannot be read: {exc}") from None
             return self._keys
@@ -201,9 +203,9 @@ class OidcClient:
         except (JoseError, ValueError) as exc:
             raise SsoError(f"the id_token is not for this sign-in ({exc})") from None
         audience = claims["aud"]
-        if isinstance(audience, list) and len(audience) > 1:
-            if claims.get("azp") != self.settings.client_id:
-                raise SsoError("the id_token's azp is not this client")
+        several = isinstance(audience, list) and len(audience) > 1
+        if several and claims.get("azp") != self.settings.client_id:
+            raise SsoError("the id_token's azp is not this client")
         return claims
 
     def identity(self, claims: dict) -> Identity:
