@@ -41,6 +41,7 @@ from rollcall.http_input import (
     record_id,
 )
 from rollcall.store import storage
+from rollcall.web.identity import LEGACY_ADMIN, request_user
 
 log = logging.getLogger(__name__)
 API_WHO = "api"
@@ -77,8 +78,6 @@ def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Ha
     or personal API token; an instructor gets 403) or the shared ``[server] admin_token``."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        from rollcall.web.auth import request_user
-
         user = request_user(request)
         if user is not None:
             if not user.is_admin:
@@ -109,8 +108,6 @@ def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Ha
 
 def _who(request: web.Request) -> str:
     """Who the audit log names: the user's email, or ``api`` for the shared token."""
-    from rollcall.web.auth import LEGACY_ADMIN, request_user
-
     user = request_user(request)
     return API_WHO if user is None or user is LEGACY_ADMIN else user.email
 

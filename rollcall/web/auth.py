@@ -41,6 +41,7 @@ from cryptography.fernet import Fernet
 from rollcall.config import Config
 from rollcall.store import users
 from rollcall.web.db import db_call
+from rollcall.web.identity import LEGACY_ADMIN, USER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,8 @@ CSP = (
     "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
-#: The user the shared admin token stands for while it is still accepted.
-LEGACY_ADMIN = users.User(
-    id=0, email="admin token", role=users.ADMIN, courses=(), session_version=0, created_at=""
-)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: The signed-in user (or the token's), set by :func:`auth_middleware` on every non-public request.
-USER_KEY = web.RequestKey("user", users.User)
 
 
 def session_key(home: Path) -> bytes:
@@ -259,11 +254,6 @@ def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 def current_user(request: web.Request) -> users.User:
     return request[USER_KEY]
-
-
-def request_user(request: web.Request) -> users.User | None:
-    """The signed-in user or the API token's, if the web app's middleware found one."""
-    return request.get(USER_KEY)
 
 
 def require_admin(request: web.Request) -> users.User:

@@ -15,7 +15,8 @@ import jinja2
 from aiohttp import web
 
 from rollcall.reports.common import status_label
-from rollcall.web.auth import csrf_token, request_user
+from rollcall.web.auth import csrf_token
+from rollcall.web.identity import request_user
 
 
 @cache
