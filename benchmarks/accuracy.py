@@ -168,7 +168,15 @@ def main() -> None:
         total: dict[str, float] = {}
         for k in range(args.seeds):
             score, wall = run_condition(cond, 1000 + k, args, people, pool, config, models, pm)
-            for name in ("true_present", "false_present", "missed", "impostor_minutes"):
+            for name in (
+                "true_present",
+                "false_present",
+                "missed",
+                "impostor_minutes",
+                "review",
+                "review_truly_present",
+                "student_minutes",
+            ):
                 total[name] = total.get(name, 0) + getattr(score, name)
             total["wall"] = total.get("wall", 0.0) + wall
         tp, fp, fn = total["true_present"], total["false_present"], total["missed"]
@@ -181,6 +189,12 @@ def main() -> None:
                 "student_minutes": int(tp + fn),
                 "false_present": int(fp),
                 "impostor_minutes": int(total["impostor_minutes"]),
+                # Needs-review minutes (counted as not present above), how many of them
+                # the student was really on screen, and their share of all student-minutes.
+                "review_minutes": int(total["review"]),
+                "review_truly_present": int(total["review_truly_present"]),
+                "review_share": round(total["review"] / max(total["student_minutes"], 1), 4),
+                "all_student_minutes": int(total["student_minutes"]),
                 "x_realtime": round(total["wall"] / (args.seeds * args.duration), 3),
             }
         )
@@ -191,17 +205,27 @@ def main() -> None:
     )
     print(
         f"| {'condition':<46} | precision | recall | minutes on screen | false present "
-        "| impostor minutes |"
+        "| impostor minutes | review (on screen) | review share |"
     )
     print(
         f"|{'-' * 48}|-----------|--------|-------------------|---------------|------------------|"
+        "--------------------|--------------|"
     )
     for r in rows:
         name = f"{r['group']}: {r['condition']}"
         print(
             f"| {name:<46} | {r['precision']:>9.3f} | {r['recall']:>6.3f} | "
-            f"{r['student_minutes']:>17} | {r['false_present']:>13} | {r['impostor_minutes']:>16} |"
+            f"{r['student_minutes']:>17} | {r['false_present']:>13} | {r['impostor_minutes']:>16} | "
+            f"{r['review_minutes']:>10} ({r['review_truly_present']:>3}) | "
+            f"{100 * r['review_share']:>11.1f}% |"
         )
+    reviewed = sum(r["review_minutes"] for r in rows)
+    minutes = sum(r["all_student_minutes"] for r in rows)
+    print(
+        f"\nhow rare is review: {reviewed} needs-review minutes of {minutes} student-minutes "
+        f"({100 * reviewed / max(minutes, 1):.1f} %), "
+        f"{sum(r['review_truly_present'] for r in rows)} of them truly present"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
