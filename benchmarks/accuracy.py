@@ -2,9 +2,12 @@
 
     python benchmarks/accuracy.py [--duration 150] [--seeds 1] [--only masks,tiles] [--json out.json]
 
-One table: per-minute precision, recall and impostor-present minutes (a
-student marked present in a minute they were not on screen at all) for
-meetings that differ from a base meeting in one condition at a time:
+One table: per-minute precision, recall, impostor-present minutes (a
+student marked present in a minute they were not on screen at all) and
+needs-review minutes (counted as not present; in brackets how many the
+student really was on screen, and their share of all student-minutes) for
+meetings that differ from a base meeting in one condition at a time; the run
+ends with how rare review is over every row:
 
 - tiles: 4, 9, 16 (base), 25 people on screen;
 - webcam: every webcam good, every webcam poor (base: 30 % poor);
