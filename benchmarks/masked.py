@@ -145,7 +145,9 @@ def main() -> None:
         "tracks": (*tracks_of(data, "shown_m"), tracks_of(data, "shown_p")[1]),
     }
     for unit, (owner, masked, plain) in sets.items():
-        print(f"\n{args.part} part, {len(plain_t)} people, {args.rosters} rosters of 30, per {unit}")
+        print(
+            f"\n{args.part} part, {len(plain_t)} people, {args.rosters} rosters of 30, per {unit}"
+        )
         rules = [("blended (today)", blended_t), ("masked-only", masked_t), ("plain", plain_t)]
         for label, templates in rules:
             for shown_label, shown in (("masked", masked), ("plain", plain)):
