@@ -457,7 +457,7 @@ def migrate_review(db: sqlite_utils.Database) -> None:
             "median_similarity": float,
             "margin_student": float,
             "margin_cohort": float,
-            "path": str,  # "vote", "centroid" or "vote+centroid"
+            "path": str,  # "vote", "centroid", "masked" or several joined by "+"
             "tracks": str,  # JSON list of track ids
             "reason": str,  # why a needs-review minute was not accepted
         },
