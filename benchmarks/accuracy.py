@@ -2,9 +2,12 @@
 
     python benchmarks/accuracy.py [--duration 150] [--seeds 1] [--only masks,tiles] [--json out.json]
 
-One table: per-minute precision, recall and impostor-present minutes (a
-student marked present in a minute they were not on screen at all) for
-meetings that differ from a base meeting in one condition at a time:
+One table: per-minute precision, recall, impostor-present minutes (a
+student marked present in a minute they were not on screen at all) and
+needs-review minutes (counted as not present; in brackets how many the
+student really was on screen, and their share of all student-minutes) for
+meetings that differ from a base meeting in one condition at a time; the run
+ends with how rare review is over every row:
 
 - tiles: 4, 9, 16 (base), 25 people on screen;
 - webcam: every webcam good, every webcam poor (base: 30 % poor);
@@ -168,7 +171,15 @@ def main() -> None:
         total: dict[str, float] = {}
         for k in range(args.seeds):
             score, wall = run_condition(cond, 1000 + k, args, people, pool, config, models, pm)
-            for name in ("true_present", "false_present", "missed", "impostor_minutes"):
+            for name in (
+                "true_present",
+                "false_present",
+                "missed",
+                "impostor_minutes",
+                "review",
+                "review_truly_present",
+                "student_minutes",
+            ):
                 total[name] = total.get(name, 0) + getattr(score, name)
             total["wall"] = total.get("wall", 0.0) + wall
         tp, fp, fn = total["true_present"], total["false_present"], total["missed"]
@@ -181,6 +192,12 @@ def main() -> None:
                 "student_minutes": int(tp + fn),
                 "false_present": int(fp),
                 "impostor_minutes": int(total["impostor_minutes"]),
+                # Needs-review minutes (counted as not present above), how many of them
+                # the student was really on screen, and their share of all student-minutes.
+                "review_minutes": int(total["review"]),
+                "review_truly_present": int(total["review_truly_present"]),
+                "review_share": round(total["review"] / max(total["student_minutes"], 1), 4),
+                "all_student_minutes": int(total["student_minutes"]),
                 "x_realtime": round(total["wall"] / (args.seeds * args.duration), 3),
             }
         )
@@ -191,17 +208,27 @@ def main() -> None:
     )
     print(
         f"| {'condition':<46} | precision | recall | minutes on screen | false present "
-        "| impostor minutes |"
+        "| impostor minutes | review (on screen) | review share |"
     )
     print(
         f"|{'-' * 48}|-----------|--------|-------------------|---------------|------------------|"
+        "--------------------|--------------|"
     )
     for r in rows:
         name = f"{r['group']}: {r['condition']}"
         print(
             f"| {name:<46} | {r['precision']:>9.3f} | {r['recall']:>6.3f} | "
-            f"{r['student_minutes']:>17} | {r['false_present']:>13} | {r['impostor_minutes']:>16} |"
+            f"{r['student_minutes']:>17} | {r['false_present']:>13} | {r['impostor_minutes']:>16} | "
+            f"{r['review_minutes']:>10} ({r['review_truly_present']:>3}) | "
+            f"{100 * r['review_share']:>11.1f}% |"
         )
+    reviewed = sum(r["review_minutes"] for r in rows)
+    minutes = sum(r["all_student_minutes"] for r in rows)
+    print(
+        f"\nhow rare is review: {reviewed} needs-review minutes of {minutes} student-minutes "
+        f"({100 * reviewed / max(minutes, 1):.1f} %), "
+        f"{sum(r['review_truly_present'] for r in rows)} of them truly present"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

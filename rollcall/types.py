@@ -74,6 +74,9 @@ class Roster:
     #: (m, d) L2-normalised faces of people who are not enrolled (unknown-face clusters of
     #: the course's earlier meetings), for "closer to X than to non-students?" decisions.
     cohort: np.ndarray | None = None
+    #: (n, d) L2-normalised mean of each student's masked enrollment copies, same order;
+    #: None unless every student has them. Faces judged masked are matched with these too.
+    masked_templates: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.student_keys)
@@ -202,8 +205,9 @@ class TrackDecision:
 
     ``state`` is ``accepted`` (counts towards presence) or ``review`` (borderline: it
     can only make a minute "needs review"). ``path`` says which rule decided it:
-    ``vote`` (enough single samples matched) or ``centroid`` (the mean of a long
-    track). Margins are similarities of the track's mean embedding: to the student
+    ``vote`` (enough single samples matched), ``centroid`` (the mean of a long
+    track) or ``masked`` (a face judged masked, by the student's template and masked
+    template). Margins are similarities of the track's mean embedding: to the student
     minus to the next enrolled student, and minus to the nearest face of a
     non-student (the cohort; None when there was no cohort).
     """
@@ -211,7 +215,7 @@ class TrackDecision:
     track_id: int
     student_index: int
     state: str  # "accepted" or "review"
-    path: str  # "vote" or "centroid"
+    path: str  # "vote", "centroid" or "masked"
     similarity: float  # the track's mean embedding vs the student's template
     margin_student: float
     margin_cohort: float | None

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rollcall.cli.main import main
+from rollcall.enrollment.enroll import load_roster
 from rollcall.store import storage
 from rollcall.synthetic.demo import bundled_group_photo
 
@@ -359,3 +360,31 @@ def test_masked_copies_can_be_turned_off(faces_dir, course, home, monkeypatch, p
     face = _face_of(plugin_manager, image)
     plain = enrollment_embedding(plugin_manager, image, face, masked_weight=0.0)
     assert float(stored @ plain) > 0.999
+    # No masked copies, so no masked template: faces judged masked are not matched by it.
+    assert next(iter(db["embeddings"].rows))["masked_vector"] is None
+    assert load_roster(db, plugin_manager, course, stored_model(db)).masked_templates is None
+
+
+def stored_model(db) -> str:
+    return next(iter(db["embeddings"].rows))["model"]
+
+
+def test_enrollment_keeps_a_masked_template(faces_dir, course, home, plugin_manager):
+    """Every photo stores the mean of its masked copies; the roster has a masked template
+    per student, the mean of those, for the recognizer's masked rule."""
+    from rollcall.enrollment.enroll import _template, enrollment_vectors
+
+    paths = [faces_dir / "Tony_Blair" / f"{k}.jpg" for k in (1, 2)]
+    assert main(["student", "add", course, "S1", *map(str, paths)]) == 0
+    assert main(["student", "add", course, "S2", str(faces_dir / "Yao_Ming" / "1.jpg")]) == 0
+    db = storage.open_db(home)
+    rows = list(db["embeddings"].rows_where(order_by="id"))
+    assert all(r["masked_vector"] for r in rows)
+    image = cv2.imread(str(paths[0]))
+    _, masked = enrollment_vectors(plugin_manager, image, _face_of(plugin_manager, image))
+    first = storage.blob_to_vector(rows[0]["masked_vector"])
+    assert float(first @ _template(masked)) > 0.999
+    roster = load_roster(db, plugin_manager, course, stored_model(db))
+    assert roster.masked_templates is not None and roster.masked_templates.shape == (2, 128)
+    both = np.stack([storage.blob_to_vector(r["masked_vector"]) for r in rows[:2]])
+    assert float(roster.masked_templates[0] @ _template(both)) > 0.999

@@ -4,7 +4,7 @@ Prints the evidence stored with the meeting's results (no images are needed):
 per present or needs-review minute, the face samples of the deciding tracks,
 how many matched the student on their own, the best and median similarity,
 the margin over the next enrolled student and over faces of non-students, and
-the decision path (vote / centroid). Minutes an instructor corrected say so.
+the decision path (vote / centroid / masked). Minutes an instructor corrected say so.
 With ``[privacy] store_face_crops = true`` the crops of the deciding tracks are
 listed.
 """
@@ -84,7 +84,8 @@ def cmd_explain(args: argparse.Namespace, config: Config, console: Console) -> i
             "photos; margins: how much closer the face is to this student than to the next "
             "enrolled student (student) and than to faces of people who are not enrolled "
             "(others); path: vote = enough single samples matched, centroid = the mean face "
-            "of a long track matched"
+            "of a long track matched, masked = a masked face matched the student's photos "
+            "and their masked copies"
         )
     for c in row.corrections:
         console.print(

@@ -58,6 +58,9 @@ class PhotoCheck:
     problem: str = ""  # why it was refused
     warnings: tuple[str, ...] = ()
     embedding: np.ndarray | None = None
+    #: The mean of the photo's masked copies (None with masked copies off): the student's
+    #: masked template is built from these (``load_roster``).
+    masked_embedding: np.ndarray | None = None
     face_px: int = 0
     det_score: float = 0.0
     sharpness: float = 0.0
@@ -289,11 +292,24 @@ def enrollment_embedding(
     """The photo's embedding: normalised mean over the photo and its low-res copies,
     blended with the mean of its masked copies at ``masked_weight`` (so a student in a
     mask in class still resembles their template; 0 = no masked copies)."""
+    return enrollment_embeddings(pm, image, face, masked_weight=masked_weight)[0]
+
+
+def enrollment_embeddings(
+    pm: pluggy.PluginManager,
+    image: np.ndarray,
+    face: Face,
+    *,
+    masked_weight: float = MASKED_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the photo's embedding as :func:`enrollment_embedding` makes it, the normalised
+    mean of its masked copies or None when ``masked_weight`` is 0)."""
     plain, covered = enrollment_vectors(pm, image, face, masked=masked_weight > 0)
     vector = _template(plain)
-    if len(covered):
-        vector = (1.0 - masked_weight) * vector + masked_weight * _template(covered)
-    return _template(vector[None, :])
+    masked = _template(covered) if len(covered) else None
+    if masked is not None:
+        vector = (1.0 - masked_weight) * vector + masked_weight * masked
+    return _template(vector[None, :]), masked
 
 
 def check_photo(
@@ -328,7 +344,7 @@ def check_photo(
             filename, False, f"{len(confident)} faces found; use a photo of the student alone"
         )
     face = faces[confident[0]]
-    embedding = enrollment_embedding(
+    embedding, masked_embedding = enrollment_embeddings(
         pm, image, face, masked_weight=MASKED_WEIGHT if settings.masked_copies else 0.0
     )
     x1, y1, x2, y2 = face.bbox
@@ -376,7 +392,7 @@ def check_photo(
                 f"looks more like {other_id} (similarity {other_score:.2f}) than like the "
                 f"student's other photos ({own_score:.2f}); check that it is the right person"
             )
-    return PhotoCheck(filename, True, "", tuple(warnings), embedding, **common)
+    return PhotoCheck(filename, True, "", tuple(warnings), embedding, masked_embedding, **common)
 
 
 def _template(vectors: np.ndarray) -> np.ndarray:
@@ -449,7 +465,9 @@ def enroll_photos(
                 "sharpness": check.sharpness,
             },
         )
-        storage.save_embedding(db, photo_id, student_pk, model_key, check.embedding)
+        storage.save_embedding(
+            db, photo_id, student_pk, model_key, check.embedding, check.masked_embedding
+        )
         own_list.append(check.embedding)
         own_hashes[hashlib.sha256(data).hexdigest()] = filename
         existing_names.add(filename)
@@ -521,8 +539,8 @@ def embed_missing(
             )
             continue
         best = faces[int(np.argmax([f.score for f in faces]))]
-        vector = enrollment_embedding(pm, image, best)
-        storage.save_embedding(db, photo["id"], photo["student_pk"], model_key, vector)
+        vector, masked = enrollment_embeddings(pm, image, best)
+        storage.save_embedding(db, photo["id"], photo["student_pk"], model_key, vector, masked)
         count += 1
     return count
 
@@ -538,6 +556,12 @@ def load_roster(
     for i, s in enumerate(students):
         if len(s.vectors):
             templates[i] = _template(s.vectors)
+    # Masked templates only when every student has one: a student without (enrolled
+    # before they existed, or with masked copies off) could not be told apart from the
+    # others by them.
+    masked = None
+    if students and all(s.masked is not None and len(s.vectors) for s in students):
+        masked = np.stack([_template(s.masked) for s in students]).astype(np.float32)
     return Roster(
         student_keys=tuple(s.student_pk for s in students),
         student_ids=tuple(s.student_id for s in students),
@@ -546,4 +570,5 @@ def load_roster(
         photo_embeddings=tuple(
             s.vectors if len(s.vectors) else np.zeros((0, dim), np.float32) for s in students
         ),
+        masked_templates=masked,
     )

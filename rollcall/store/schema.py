@@ -457,12 +457,19 @@ def migrate_review(db: sqlite_utils.Database) -> None:
             "median_similarity": float,
             "margin_student": float,
             "margin_cohort": float,
-            "path": str,  # "vote", "centroid" or "vote+centroid"
+            "path": str,  # "vote", "centroid", "masked" or several joined by "+"
             "tracks": str,  # JSON list of track ids
             "reason": str,  # why a needs-review minute was not accepted
         },
         pk=("meeting_id", "student_pk", "minute"),
     )
+
+
+def migrate_masked_templates(db: sqlite_utils.Database) -> None:
+    """Migration 12: each photo embedding also keeps the mean of its masked copies
+    (``masked_vector``, NULL for photos embedded before), so a face judged masked is
+    compared with the students' masked templates too (see the recognizer)."""
+    db.execute("alter table embeddings add column masked_vector blob")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -477,6 +484,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_users,  # 9
     migrate_outbox_claims,  # 10
     migrate_review,  # 11
+    migrate_masked_templates,  # 12
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -197,14 +197,30 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
 
 
 def save_embedding(
-    db: sqlite_utils.Database, photo_id: int, student_pk: int, model: str, vector: np.ndarray
+    db: sqlite_utils.Database,
+    photo_id: int,
+    student_pk: int,
+    model: str,
+    vector: np.ndarray,
+    masked: np.ndarray | None = None,
 ) -> None:
+    """Store a photo's embedding, and ``masked`` (the mean of its masked copies) if made."""
+    masked_blob = None if masked is None else vector_to_blob(masked)
     with write_transaction(db):
         db.execute(
-            "insert into embeddings (photo_id, student_pk, model, dim, vector, created_at) "
-            "values (?, ?, ?, ?, ?, ?) on conflict(photo_id, model) do update set "
-            "vector = excluded.vector, dim = excluded.dim, created_at = excluded.created_at",
-            [photo_id, student_pk, model, int(vector.shape[0]), vector_to_blob(vector), now_iso()],
+            "insert into embeddings (photo_id, student_pk, model, dim, vector, masked_vector, "
+            "created_at) values (?, ?, ?, ?, ?, ?, ?) on conflict(photo_id, model) do update "
+            "set vector = excluded.vector, dim = excluded.dim, "
+            "masked_vector = excluded.masked_vector, created_at = excluded.created_at",
+            [
+                photo_id,
+                student_pk,
+                model,
+                int(vector.shape[0]),
+                vector_to_blob(vector),
+                masked_blob,
+                now_iso(),
+            ],
         )
 
 
@@ -215,6 +231,9 @@ class StudentEmbeddings:
     name: str
     email: str
     vectors: np.ndarray  # (k, d), may be empty (0, d) when nothing is embedded yet
+    #: (k', d) masked-copy means of the photos that have one (photos embedded before
+    #: masked templates existed, or with masked copies off, have none)
+    masked: np.ndarray | None = None
 
 
 def course_embeddings(
@@ -223,12 +242,13 @@ def course_embeddings(
     """Every student of the course with their photo embeddings made by ``model``."""
     out = []
     for s in db.table("students").rows_where("course_id = ?", [course_id], order_by="student_id"):
-        vecs = [
-            blob_to_vector(r["vector"])
-            for r in db.table("embeddings").rows_where(
+        rows = list(
+            db.table("embeddings").rows_where(
                 "student_pk = ? and model = ?", [s["id"], model], order_by="id"
             )
-        ]
+        )
+        vecs = [blob_to_vector(r["vector"]) for r in rows]
+        masked = [blob_to_vector(r["masked_vector"]) for r in rows if r.get("masked_vector")]
         out.append(
             StudentEmbeddings(
                 student_pk=s["id"],
@@ -236,6 +256,7 @@ def course_embeddings(
                 name=s["name"],
                 email=s["email"] or "",
                 vectors=np.stack(vecs) if vecs else np.zeros((0, 0), np.float32),
+                masked=np.stack(masked) if masked else None,
             )
         )
     return out

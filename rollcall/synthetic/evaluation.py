@@ -200,6 +200,16 @@ class Score:
     #: Minutes in which a student was marked present while not on screen at all (0 s
     #: visible that minute): someone else was taken for them.
     impostor_minutes: int = 0
+    #: Needs-review minutes (counted as not present above), and how many of them the
+    #: student really was on screen for.
+    review: int = 0
+    review_truly_present: int = 0
+    student_minutes: int = 0  # every student-minute of the report (for review's share)
+
+    @property
+    def review_share(self) -> float:
+        """Needs-review minutes as a share of all student-minutes."""
+        return self.review / self.student_minutes if self.student_minutes else 0.0
 
     @property
     def precision(self) -> float:
@@ -222,8 +232,9 @@ def score_report(
 ) -> Score:
     """Per-minute confusion counts of ``report`` against ``truth``."""
     expected = truth.presence_matrix(min_seconds_per_minute)
-    tp = fp = fn = tn = absent_marked = impostor = 0
+    tp = fp = fn = tn = absent_marked = impostor = review = review_present = 0
     for row in report.students:
+        review_minutes = set(row.review_minutes)
         want = expected.get(row.student_id, [0] * len(row.minutes))
         seen = (
             truth.participant(row.student_id).visible_seconds_per_minute
@@ -236,9 +247,13 @@ def score_report(
             fn += exp and not got
             tn += not got and not exp
             impostor += bool(got) and (m >= len(seen) or seen[m] <= 0.0)
+            review += m in review_minutes
+            review_present += m in review_minutes and bool(exp)
         if not any(want) and any(row.minutes):
             absent_marked += 1
-    return Score(tp, fp, fn, tn, 0, absent_marked, impostor)
+    return Score(
+        tp, fp, fn, tn, 0, absent_marked, impostor, review, review_present, tp + fp + fn + tn
+    )
 
 
 def save_photos(images: list[np.ndarray], folder: Path) -> list[Path]:
