@@ -66,8 +66,9 @@ def plugins(config, detector: Path, recognizer: Path):
 
 def calibration_blobs(det, rec, photos: Sequence[np.ndarray]) -> tuple[list, list]:
     """(detector inputs, recognizer inputs) exactly as the analysis prepares them."""
-    from rollcall.plugins.recognizer import standardise_lighting
     from insightface.utils import face_align
+
+    from rollcall.plugins.recognizer import standardise_lighting
 
     det_model, rec_model = det._model.get(), rec._model.get()
     det_blobs, rec_blobs = [], []
@@ -109,7 +110,7 @@ def embeddings(det, rec, photos: Sequence[np.ndarray]) -> Iterator[np.ndarray | 
 def evaluate(config, detector: Path, recognizer: Path, threshold: float, people, strangers):
     det, rec = plugins(config, detector, recognizer)
     templates, probes, found, total = [], [], 0, 0
-    for person, photos in people.items():
+    for photos in people.values():
         embs = list(embeddings(det, rec, photos))
         total += len(embs)
         found += sum(e is not None for e in embs)
