@@ -14,7 +14,8 @@ the same plugins the analysis uses:
   (share of strangers accepted as someone) at that threshold;
 - milliseconds per detector call (one tile) and per recognizer face.
 
-``[models] precision = "int8"`` then makes ``rollcall analyze`` use the copies.
+``[models] precision = "int8"`` then makes ``rollcall analyze`` use the int8 recognizer
+(the detector stays fp32: its int8 copy is no faster on tiles).
 Run by hand, not in CI; the copies are a cache, never committed.
 """
 

@@ -80,15 +80,15 @@ def _resolved(config: Config, ctx: Ctx) -> dict[str, Any]:
 
 
 def _face_model_files(config: Config, ctx: Ctx) -> str:
-    """The pack's detector file when resolve_face_models accepts the configuration, else
-    its error, which names the int8 copy it expected."""
+    """ "fp32 files" when resolve_face_models accepts the configuration, else its error,
+    which names the int8 copy it expected."""
     from rollcall.models import ModelError
 
     try:
         _resolved(config, ctx)
     except ModelError as exc:
         return str(exc)
-    return "d.onnx"
+    return "fp32 files"
 
 
 def _builtin(config: Config, plugin: str, attr: str) -> Any:

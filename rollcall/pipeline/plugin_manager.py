@@ -85,16 +85,14 @@ def resolve_face_models(
         download_base_url=m.download_base_url,
         progress=progress,
     )
-    detector, recognizer = resolved.detector_path, resolved.recognizer_path
+    recognizer = resolved.recognizer_path
     if m.precision == "int8":
-        from rollcall.models.quantize import int8_paths
+        from rollcall.models.quantize import int8_recognizer
 
-        detector, recognizer = int8_paths(
-            detector, recognizer, pack.name, Path(m.quantized_dir).expanduser()
-        )
+        recognizer = int8_recognizer(recognizer, pack.name, Path(m.quantized_dir).expanduser())
     return FaceModels(
         pack_name=pack.name,
-        detector_path=detector,
+        detector_path=resolved.detector_path,
         recognizer_path=recognizer,
         match_threshold=pack.match_threshold,
         cluster_threshold=pack.unknown_cluster_threshold,
