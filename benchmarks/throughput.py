@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -200,6 +201,20 @@ def _enroll(home: Path, enroll: dict) -> None:
         assert cli(["student", "add", COURSE, student_id, *map(str, paths)]) == 0
 
 
+class GateStatsLog(logging.Handler):
+    """Keeps the fast path's counters from the orchestrator's "meeting analysed" line."""
+
+    KEYS = ("tiles_analysed", "tiles_reused", "faces_embedded", "faces_reused")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.stats: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "meeting analysed":
+            self.stats = {k: getattr(record, k) for k in self.KEYS if hasattr(record, k)}
+
+
 def _scored(wall: float, cpu: float, score) -> dict:
     return {
         "wall_s": wall,
@@ -230,6 +245,8 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     from rollcall.synthetic.evaluation import score_report
 
     _enroll(home, enroll)
+    gate = GateStatsLog()
+    logging.getLogger("rollcall.pipeline.orchestrator").addHandler(gate)
     started, cpu0 = time.monotonic(), _usage()[0]
     args = ["analyze", str(video), "--course", COURSE, "--out", str(home / "report")]
     assert cli(args) == 0
@@ -240,7 +257,7 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     score = score_report(
         meeting_report(db, meeting_id), truth, config.attendance.min_seconds_per_minute
     )
-    return _scored(wall, cpu, score)
+    return {**_scored(wall, cpu, score), "gate": gate.stats}
 
 
 def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
@@ -468,6 +485,14 @@ def main() -> None:
         rows.extend(got.values())
     print()
     print(table(rows))
+    for r in rows:
+        if r.get("gate"):
+            g = r["gate"]
+            print(
+                f"{r['tiles']}t {r['minutes']}m {r['style']} {r['mode']}: tiles analysed "
+                f"{g.get('tiles_analysed')}, reused {g.get('tiles_reused')}; faces embedded "
+                f"{g.get('faces_embedded')}, reused {g.get('faces_reused')}"
+            )
     load = os.getloadavg()
     print(
         f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
