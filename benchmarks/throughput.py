@@ -10,11 +10,11 @@ of insightface's group photo are added as strangers when 24 people are not
 enough) and cached under ``benchmarks/cache/`` (git-ignored). Two styles:
 
 - ``zoom``: mostly still, denoised tiles (``synthetic.meeting.zoom_like``),
-  whose bitrate and decoding cost match Zoom's own gallery recordings (about
-  170 kbit/s for 25 tiles at 720p; each recording's bitrate is printed beside
-  that figure). On such cheap-to-decode recordings inference is most of the cost;
-- ``busy``: the generator's default webcams (more head motion and sensor noise),
-  the recordings of issue 7, which decode about 1.6 times slower.
+  like Zoom's own gallery recordings (those are about 170 kbit/s for 25 tiles
+  at 720p; each recording's bitrate is printed beside that figure);
+- ``busy``: the generator's default webcams (more head motion), the recordings
+  of issue 7: 183 kbit/s against ``zoom``'s 99 for 25 tiles, 10 minutes, yet
+  only about 1.1 times the CPU to decode (2026-12-02).
 
 For each recording three modes run on the same file, each in its own child
 process (so that peak RSS and CPU time belong to that mode alone):

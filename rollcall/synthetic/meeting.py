@@ -834,9 +834,9 @@ def zoom_like(
     noise by ``noise`` (everything else about each webcam is kept). Measured
     on the first minute of a 25-tile 720p CRF 28 meeting (joins included):
     the default webcams 200 kbit/s; motion 0.15 with noise 1.0, 0.35 or 0.5
-    (motion 0.3) 125, 102 and 120 kbit/s. Head motion costs the decoder more
-    than noise does, so the defaults keep the noise and drop the motion:
-    closest to :data:`ZOOM_GALLERY_KBIT_S` of the low-motion settings tried
+    (motion 0.3) 125, 102 and 120 kbit/s: the defaults are the closest to
+    :data:`ZOOM_GALLERY_KBIT_S` of the low-motion settings tried, though a
+    whole 10-minute meeting (fewer joins) is only 99 kbit/s
     (``benchmarks/throughput.py`` prints every recording's bitrate beside it).
     """
     return [
