@@ -1,13 +1,20 @@
 """Throughput: rollcall against decoding alone and against a naive pipeline.
 
-    python benchmarks/throughput.py [--tiles 25 9 4] [--minutes 10 60] [--json out.json]
+    python benchmarks/throughput.py [--tiles 25 9 4] [--minutes 10 60] [--styles zoom busy]
     python benchmarks/throughput.py --generate-only --tiles 25 --minutes 60   # render the cache
 
 Run by hand, not in CI. Gallery-view recordings (720p, 25 fps, GOP 250, with
 joins, leaves and camera-off stretches) are rendered once with the project's
 meeting generator from labelled photos (``ROLLCALL_FACES_DIR``; the six faces
 of insightface's group photo are added as strangers when 24 people are not
-enough) and cached under ``benchmarks/cache/`` (git-ignored).
+enough) and cached under ``benchmarks/cache/`` (git-ignored). Two styles:
+
+- ``zoom``: mostly still, denoised tiles (``synthetic.meeting.zoom_like``),
+  like Zoom's own gallery recordings (those are about 170 kbit/s for 25 tiles
+  at 720p; each recording's bitrate is printed beside that figure);
+- ``busy``: the generator's default webcams (more head motion), the recordings
+  of issue 7: 183 kbit/s against ``zoom``'s 99 for 25 tiles, 10 minutes, yet
+  only about 1.1 times the CPU to decode (2026-12-02).
 
 For each recording three modes run on the same file, each in its own child
 process (so that peak RSS and CPU time belong to that mode alone):
@@ -19,16 +26,22 @@ process (so that peak RSS and CPU time belong to that mode alone):
 3. ``rollcall``: ``rollcall analyze`` with the default settings (enrollment is
    done before the clock starts).
 
-It prints wall time, CPU time, peak RSS, the growth of RSS within the run
-(last sixth against the second sixth), per-minute F1 against the ground truth
-and the ratios rollcall/decode and naive/rollcall as a table, and writes the
+It prints wall time, CPU time, CPU seconds per class-hour (what a school pays
+for), class-hours analysed per core-hour, peak RSS, the growth of RSS within
+the run (last sixth against the second sixth), per-minute F1 and
+impostor-present minutes (a student marked present in a minute they were not
+on screen at all) against the ground truth and the ratios rollcall/decode and
+naive/rollcall as a table, with the machine's load average, and writes the
 same as JSON (default ``benchmarks/cache/throughput.json``).
+``--variant NAME:KEY=VALUE[,KEY=VALUE]`` adds a ``rollcall`` run under those
+environment variables (e.g. ``--variant int8:ROLLCALL_MODELS_PRECISION=int8``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -45,14 +58,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rollcall.synthetic.meeting import (  # noqa: E402
+    ZOOM_GALLERY_KBIT_S,
     GroundTruth,
     MeetingScript,
     Participant,
+    bitrate_kbit_s,
     load_faces_dir,
     participants_from_faces,
     random_script,
     render_meeting,
     truth_path_for,
+    zoom_like,
 )
 
 CACHE = ROOT / "benchmarks" / "cache"
@@ -62,6 +78,7 @@ CRF = 28
 SEED = 2026
 COURSE = "BENCH"
 MODES = ("decode", "naive", "rollcall")
+STYLES = ("zoom", "busy")
 ENROLL_PHOTOS = 3
 
 
@@ -92,11 +109,14 @@ def _group_photo_strangers(n: int) -> dict[str, list[np.ndarray]]:
     }
 
 
-def build_meeting(faces_dir: Path, tiles: int, minutes: int) -> tuple[MeetingScript, dict]:
+def build_meeting(
+    faces_dir: Path, tiles: int, minutes: int, style: str = "busy"
+) -> tuple[MeetingScript, dict]:
     """A ``tiles``-participant meeting and the enrollment photos of its students.
 
     Two enrolled students (one for small meetings) never join; about one
-    participant in six is a stranger.
+    participant in six is a stranger. ``style`` "zoom" makes the webcams
+    :func:`zoom_like`; the schedule and the people are the same for both styles.
     """
     faces = load_faces_dir(faces_dir)
     rng = np.random.default_rng([SEED, tiles])
@@ -119,6 +139,8 @@ def build_meeting(faces_dir: Path, tiles: int, minutes: int) -> tuple[MeetingScr
     absent = set(students[:n_absent])
     in_video = {p: imgs for p, imgs in shown.items() if p not in absent}
     participants: list[Participant] = participants_from_faces(in_video, seed=SEED + tiles)
+    if style == "zoom":
+        participants = zoom_like(participants)
     script = random_script(
         participants,
         duration_s=60.0 * minutes,
@@ -126,15 +148,22 @@ def build_meeting(faces_dir: Path, tiles: int, minutes: int) -> tuple[MeetingScr
         fps=FPS,
         gop=GOP,
         crf=CRF,
-        title=f"Throughput {tiles} tiles {minutes} min",
+        title=f"Throughput {tiles} tiles {minutes} min {style}",
     )
     return script, enroll
 
 
-def recording(faces_dir: Path, tiles: int, minutes: int) -> tuple[Path, GroundTruth, dict]:
+def recording_path(tiles: int, minutes: int, style: str) -> Path:
+    suffix = "" if style == "busy" else f"-{style}"  # busy keeps issue 7's file names
+    return CACHE / f"gallery-{tiles}t-{minutes}m{suffix}.mp4"
+
+
+def recording(
+    faces_dir: Path, tiles: int, minutes: int, style: str = "busy"
+) -> tuple[Path, GroundTruth, dict]:
     """The cached recording (rendered on first use), its truth and enrollment photos."""
-    script, enroll = build_meeting(faces_dir, tiles, minutes)
-    video = CACHE / f"gallery-{tiles}t-{minutes}m.mp4"
+    script, enroll = build_meeting(faces_dir, tiles, minutes, style)
+    video = recording_path(tiles, minutes, style)
     if video.exists() and truth_path_for(video).exists():
         truth = GroundTruth.load(truth_path_for(video))
     else:
@@ -143,6 +172,14 @@ def recording(faces_dir: Path, tiles: int, minutes: int) -> tuple[Path, GroundTr
         truth = render_meeting(script, video)
         print(f"rendered {video.name} in {time.monotonic() - started:.0f} s", flush=True)
     return video, truth, enroll
+
+
+def describe(video: Path, truth: GroundTruth) -> str:
+    kbit = bitrate_kbit_s(video, truth.duration_s)
+    return (
+        f"{video.name}: {kbit:.0f} kbit/s "
+        f"({kbit / ZOOM_GALLERY_KBIT_S:.2f}x Zoom's ~{ZOOM_GALLERY_KBIT_S:.0f} kbit/s)"
+    )
 
 
 # ------------------------------------------------------------------ modes (child processes)
@@ -162,6 +199,30 @@ def _enroll(home: Path, enroll: dict) -> None:
     for student_id, images in enroll.items():
         paths = save_photos(images, home / "photos" / student_id)
         assert cli(["student", "add", COURSE, student_id, *map(str, paths)]) == 0
+
+
+class GateStatsLog(logging.Handler):
+    """Keeps the fast path's counters from the orchestrator's "meeting analysed" line."""
+
+    KEYS = ("tiles_analysed", "tiles_reused", "faces_embedded", "faces_reused")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.stats: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "meeting analysed":
+            self.stats = {k: getattr(record, k) for k in self.KEYS if hasattr(record, k)}
+
+
+def _scored(wall: float, cpu: float, score) -> dict:
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "f1": score.f1,
+        "impostor_minutes": score.impostor_minutes,
+        "score": score.__dict__,
+    }
 
 
 def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
@@ -184,8 +245,11 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     from rollcall.synthetic.evaluation import score_report
 
     _enroll(home, enroll)
+    gate = GateStatsLog()
+    logging.getLogger("rollcall.pipeline.orchestrator").addHandler(gate)
     started, cpu0 = time.monotonic(), _usage()[0]
-    assert cli(["analyze", str(video), "--course", COURSE, "--out", str(home / "report")]) == 0
+    args = ["analyze", str(video), "--course", COURSE, "--out", str(home / "report")]
+    assert cli(args) == 0
     wall, cpu = time.monotonic() - started, _usage()[0] - cpu0
     db = storage.open_db(home)
     meeting_id = storage.list_meetings(db, COURSE)[0]["id"]
@@ -193,7 +257,7 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     score = score_report(
         meeting_report(db, meeting_id), truth, config.attendance.min_seconds_per_minute
     )
-    return {"wall_s": wall, "cpu_s": cpu, "f1": score.f1, "score": score.__dict__}
+    return {**_scored(wall, cpu, score), "gate": gate.stats}
 
 
 def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
@@ -253,7 +317,7 @@ def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict
     )
     report = AttendanceReport(COURSE, "naive", None, truth.duration_s, students)
     score = score_report(report, truth, need)
-    return {"wall_s": wall, "cpu_s": cpu, "f1": score.f1, "score": score.__dict__}
+    return _scored(wall, cpu, score)
 
 
 class RssWatch:
@@ -295,49 +359,76 @@ class RssWatch:
 RUNNERS = {"decode": run_decode, "naive": run_naive, "rollcall": run_rollcall}
 
 
-def child(mode: str, faces: Path, tiles: int, minutes: int) -> None:
+def child(mode: str, faces: Path, tiles: int, minutes: int, style: str) -> None:
     """One measurement in this (fresh) process; prints one JSON line."""
-    video, truth, enroll = recording(faces, tiles, minutes)
+    video, truth, enroll = recording(faces, tiles, minutes, style)
+    runner = RUNNERS[mode.split("[")[0]]
     with tempfile.TemporaryDirectory() as tmp, RssWatch() as rss:
         home = Path(tmp)
         os.environ["ROLLCALL_HOME"] = str(home)
         started, cpu0 = time.monotonic(), _usage()[0]
-        result = RUNNERS[mode](video, truth, enroll, home)
+        result = runner(video, truth, enroll, home)
         result.setdefault("wall_s", time.monotonic() - started)
         result.setdefault("cpu_s", _usage()[0] - cpu0)
     result["peak_rss_mb"] = _usage()[1]
     result["rss_growth_pct"] = rss.growth_pct()
-    result.update(mode=mode, tiles=tiles, minutes=minutes, duration_s=truth.duration_s)
+    result.update(
+        mode=mode,
+        tiles=tiles,
+        minutes=minutes,
+        style=style,
+        duration_s=truth.duration_s,
+        kbit_s=bitrate_kbit_s(video, truth.duration_s),
+    )
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(mode: str, faces: Path, tiles: int, minutes: int) -> dict:
+def measure(
+    mode: str, faces: Path, tiles: int, minutes: int, style: str, env: dict[str, str]
+) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, "--faces", str(faces)]
-    cmd += ["--tiles", str(tiles), "--minutes", str(minutes)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    cmd += ["--tiles", str(tiles), "--minutes", str(minutes), "--styles", style]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{mode} {tiles}t {minutes}m failed:\n{proc.stderr[-3000:]}")
+    raise RuntimeError(f"{mode} {tiles}t {minutes}m {style} failed:\n{proc.stderr[-3000:]}")
+
+
+def per_class_hour(r: dict) -> tuple[float, float]:
+    """(CPU seconds per class-hour, class-hours analysed per core-hour)."""
+    hours = r["duration_s"] / 3600.0
+    return r["cpu_s"] / hours, r["duration_s"] / max(r["cpu_s"], 1e-9)
 
 
 def table(rows: list[dict]) -> str:
     head = (
-        f"{'recording':<12} {'mode':<9} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} "
-        f"{'x realtime':>10} {'F1':>6} {'vs decode':>9} {'naive/rc':>8} {'RSS grow':>8}"
+        f"{'recording':<19} {'mode':<14} {'wall s':>7} {'cpu s':>7} {'cpu s/h':>7} "
+        f"{'h/core-h':>8} {'peak MB':>7} {'F1':>6} {'imp min':>7} {'vs decode':>9} "
+        f"{'naive/rc':>8} {'RSS grow':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         f1 = f"{r['f1']:.3f}" if r.get("f1") is not None else "-"
+        imp = str(r["impostor_minutes"]) if r.get("impostor_minutes") is not None else "-"
         ratio = f"{r['vs_decode']:.2f}" if r.get("vs_decode") else "-"
         speed = f"{r['naive_over_rollcall']:.1f}" if r.get("naive_over_rollcall") else "-"
         grow = f"{r['rss_growth_pct']:+.1f}%" if r.get("rss_growth_pct") is not None else "-"
+        cpu_h, class_h = per_class_hour(r)
+        name = f"{r['tiles']}t {r['minutes']}m {r['style']} {r['kbit_s']:.0f}k"
         lines.append(
-            f"{r['tiles']:>3}t {r['minutes']:>3} min  {r['mode']:<9} {r['wall_s']:>8.1f} "
-            f"{r['cpu_s']:>8.1f} {r['peak_rss_mb']:>8.0f} {r['duration_s'] / r['wall_s']:>10.1f} "
-            f"{f1:>6} {ratio:>9} {speed:>8} {grow:>8}"
+            f"{name:<19} {r['mode']:<14} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f} {cpu_h:>7.0f} "
+            f"{class_h:>8.1f} {r['peak_rss_mb']:>7.0f} {f1:>6} {imp:>7} {ratio:>9} "
+            f"{speed:>8} {grow:>8}"
         )
     return "\n".join(lines)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:KEY=VALUE,KEY=VALUE`` -> (``rollcall[NAME]``, environment)."""
+    name, _, assignments = text.partition(":")
+    env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+    return f"rollcall[{name}]", env
 
 
 def main() -> None:
@@ -347,7 +438,14 @@ def main() -> None:
     )
     ap.add_argument("--tiles", type=int, nargs="+", default=[25, 9, 4])
     ap.add_argument("--minutes", type=int, nargs="+", default=[10, 60])
+    ap.add_argument("--styles", nargs="+", default=list(STYLES), choices=STYLES)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE,... another rollcall run under these environment variables",
+    )
     ap.add_argument("--json", type=Path, default=CACHE / "throughput.json")
     ap.add_argument(
         "--naive-max-minutes",
@@ -356,38 +454,54 @@ def main() -> None:
         help="run the (slow) naive mode only on recordings up to this long",
     )
     ap.add_argument("--generate-only", action="store_true")
-    ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     faces = Path(args.faces)
     if args.child:
-        child(args.child, faces, args.tiles[0], args.minutes[0])
+        child(args.child, faces, args.tiles[0], args.minutes[0], args.styles[0])
         return
-    for minutes in args.minutes:
-        for tiles in args.tiles:
-            recording(faces, tiles, minutes)
+    cases = [(m, t, s) for m in args.minutes for s in args.styles for t in args.tiles]
+    for minutes, tiles, style in cases:
+        video, truth, _ = recording(faces, tiles, minutes, style)
+        print(describe(video, truth), flush=True)
     if args.generate_only:
         return
+    runs = [(mode, {}) for mode in args.modes] + [parse_variant(v) for v in args.variant]
     rows = []
-    for minutes in args.minutes:
-        for tiles in args.tiles:
-            got = {}
-            for mode in args.modes:
-                if mode == "naive" and minutes > args.naive_max_minutes:
-                    continue
-                got[mode] = measure(mode, faces, tiles, minutes)
-                print(json.dumps(got[mode]), flush=True)
-            if "decode" in got and "rollcall" in got:
-                got["rollcall"]["vs_decode"] = got["rollcall"]["wall_s"] / got["decode"]["wall_s"]
-            if "naive" in got and "rollcall" in got:
-                got["rollcall"]["naive_over_rollcall"] = (
-                    got["naive"]["wall_s"] / got["rollcall"]["wall_s"]
-                )
-            rows.extend(got[m] for m in args.modes if m in got)
+    for minutes, tiles, style in cases:
+        got = {}
+        for mode, env in runs:
+            if mode == "naive" and minutes > args.naive_max_minutes:
+                continue
+            got[mode] = measure(mode, faces, tiles, minutes, style, env)
+            print(json.dumps(got[mode]), flush=True)
+        for mode, r in got.items():
+            if not mode.startswith("rollcall"):
+                continue
+            if "decode" in got:
+                r["vs_decode"] = r["wall_s"] / got["decode"]["wall_s"]
+            if "naive" in got:
+                r["naive_over_rollcall"] = got["naive"]["wall_s"] / r["wall_s"]
+        rows.extend(got.values())
     print()
     print(table(rows))
+    for r in rows:
+        if r.get("gate"):
+            g = r["gate"]
+            print(
+                f"{r['tiles']}t {r['minutes']}m {r['style']} {r['mode']}: tiles analysed "
+                f"{g.get('tiles_analysed')}, reused {g.get('tiles_reused')}; faces embedded "
+                f"{g.get('faces_embedded')}, reused {g.get('faces_reused')}"
+            )
+    load = os.getloadavg()
+    print(
+        f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"on {os.cpu_count()} cores (cpu s/h: CPU seconds per class-hour; "
+        "h/core-h: class-hours per core-hour; imp min: impostor-present minutes)"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=1))
-    print(f"\nwritten to {args.json}")
+    print(f"written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,9 @@ class ModelsConfig(_Section):
     download_base_url: str = "https://github.com/deepinsight/insightface/releases/download/v0.7"
     match_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's calibrated value
     threads: int = Field(0, ge=0, le=64)  # onnxruntime intra-op threads, 0 = half the cores
+    provider: Literal["cpu", "cuda"] = "cpu"  # cuda falls back to the CPU with a warning
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: benchmarks/quantize.py's recognizer
+    quantized_dir: str = "~/.cache/rollcall/int8"  # where the int8 copies are (a cache)
 
 
 class AnalysisConfig(_Section):

@@ -79,6 +79,18 @@ def _resolved(config: Config, ctx: Ctx) -> dict[str, Any]:
     return seen
 
 
+def _face_model_files(config: Config, ctx: Ctx) -> str:
+    """ "fp32 files" when resolve_face_models accepts the configuration, else its error,
+    which names the int8 copy it expected."""
+    from rollcall.models import ModelError
+
+    try:
+        _resolved(config, ctx)
+    except ModelError as exc:
+        return str(exc)
+    return "fp32 files"
+
+
 def _builtin(config: Config, plugin: str, attr: str) -> Any:
     from rollcall.pipeline.plugin_manager import FaceModels, builtin_plugins
 
@@ -467,6 +479,11 @@ PROBES: dict[str, Probe] = {
     ),
     "models.match_threshold": Probe(0.42, lambda c, x: _resolved(c, x)["get_match_threshold"]),
     "models.threads": Probe(3, lambda c, x: _builtin(c, "detector", "threads")),
+    "models.provider": Probe("cuda", lambda c, x: _builtin(c, "recognizer", "provider")),
+    "models.precision": Probe("int8", _face_model_files, base={"models.quantized_dir": "/nowhere"}),
+    "models.quantized_dir": Probe(
+        "/elsewhere", _face_model_files, base={"models.precision": "int8"}
+    ),
     "analysis.det_threshold": Probe(0.7, lambda c, x: _builtin(c, "detector", "threshold")),
     "analysis.min_face_px": Probe(24, lambda c, x: _builtin(c, "detector", "min_face_px")),
     "analysis.max_side": Probe(1280, lambda c, x: _builtin(c, "detector", "max_side")),

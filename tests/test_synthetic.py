@@ -21,6 +21,7 @@ from rollcall.synthetic.meeting import (
     Presence,
     WebcamProfile,
     augment_photo,
+    bitrate_kbit_s,
     faces_from_group_photo,
     gallery_grid,
     gallery_layout,
@@ -32,6 +33,7 @@ from rollcall.synthetic.meeting import (
     render_frame,
     render_meeting,
     truth_path_for,
+    zoom_like,
 )
 
 FACES_DIR = Path(
@@ -312,3 +314,24 @@ def test_photo_helpers(tmp_path):
     assert means == [3, 2, 1]  # 1.jpg, 2.jpg, 10.jpg
     with pytest.raises(FileNotFoundError):
         load_faces_dir(tmp_path / "missing")
+
+
+def test_zoom_like_webcams_are_still_and_encode_smaller(faces, tmp_path):
+    """Zoom-like tiles: the same people and cameras with little head motion, which
+    x264 encodes in fewer bits than the generator's default webcams."""
+    people = participants_from_faces(dict(sorted(faces.items())[:4]), seed=3)
+    still = zoom_like(people)
+    for a, b in zip(people, still, strict=True):
+        assert b.webcam.motion == pytest.approx(0.15 * a.webcam.motion)
+        assert b.webcam.noise_sigma == a.webcam.noise_sigma
+        assert (b.key, b.webcam.scale, b.webcam.gamma) == (a.key, a.webcam.scale, a.webcam.gamma)
+    sizes = {}
+    for name, group in (("busy", people), ("zoom", still)):
+        script = random_script(group, duration_s=8.0, seed=3, fps=15, width=640, height=360)
+        script = MeetingScript(  # everyone on camera all along: only the webcams differ
+            **{**script.__dict__, "presence": {p.key: Presence.always(8.0) for p in group}}
+        )
+        video = tmp_path / f"{name}.mp4"
+        render_meeting(script, video)
+        sizes[name] = bitrate_kbit_s(video, 8.0)
+    assert sizes["zoom"] < 0.9 * sizes["busy"], sizes

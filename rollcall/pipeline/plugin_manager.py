@@ -85,10 +85,15 @@ def resolve_face_models(
         download_base_url=m.download_base_url,
         progress=progress,
     )
+    recognizer = resolved.recognizer_path
+    if m.precision == "int8":
+        from rollcall.models.quantize import int8_recognizer
+
+        recognizer = int8_recognizer(recognizer, pack.name, Path(m.quantized_dir).expanduser())
     return FaceModels(
         pack_name=pack.name,
         detector_path=resolved.detector_path,
-        recognizer_path=resolved.recognizer_path,
+        recognizer_path=recognizer,
         match_threshold=pack.match_threshold,
         cluster_threshold=pack.unknown_cluster_threshold,
     )
@@ -131,6 +136,7 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
             min_face_px=a.min_face_px,
             max_side=a.max_side,
             threads=config.models.threads,
+            provider=config.models.provider,
         ),
         RecognizerPlugin(
             models.recognizer_path,
@@ -143,6 +149,7 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
             review_slack=r.review_slack,
             review=r.review,
             centroid_above=r.centroid_above,
+            provider=config.models.provider,
         ),
         AttendancePlugin(
             min_seconds_per_minute=config.attendance.min_seconds_per_minute,

@@ -31,17 +31,26 @@ class DetectorPlugin:
     name = "detector"
 
     def __init__(
-        self, model_path: Path, *, threshold: float, min_face_px: int, max_side: int, threads: int
+        self,
+        model_path: Path,
+        *,
+        threshold: float,
+        min_face_px: int,
+        max_side: int,
+        threads: int,
+        provider: str = "cpu",
     ):
         self.model_path = model_path
         self.threshold = threshold
         self.min_face_px = min_face_px
         self.max_side = max_side
         self.threads = threads
+        self.provider = provider
         self._model = LazyModel(
             model_path,
             threads,
             lambda m: m.prepare(-1, det_thresh=threshold, input_size=(640, 640)),
+            provider,
         )
 
     def detect(self, image: np.ndarray) -> list[Face]:

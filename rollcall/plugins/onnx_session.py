@@ -35,14 +35,42 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def load_insightface_model(path: Path, threads: int) -> Any:
-    """An insightface model_zoo model (SCRFD, ArcFaceONNX...) for the ONNX file at ``path``."""
+#: ``[models] provider`` -> onnxruntime execution providers, in order of preference.
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def execution_providers(provider: str, available: list[str] | None = None) -> list[str]:
+    """The onnxruntime providers for ``[models] provider``, those this onnxruntime lacks
+    left out: ``cuda`` on a machine (or an onnxruntime build) without CUDA falls back
+    to the CPU, with a warning saying so."""
+    wanted = PROVIDERS[provider]
+    available = ort.get_available_providers() if available is None else available
+    usable = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+    if wanted[0] not in usable:
+        log.warning(
+            "execution provider not available, using the CPU",
+            extra={
+                "provider": provider,
+                "wanted": wanted[0],
+                "available": ", ".join(available),
+                "hint": "install onnxruntime-gpu with CUDA and cuDNN for the GPU",
+            },
+        )
+    return usable
+
+
+def load_insightface_model(path: Path, threads: int, provider: str = "cpu") -> Any:
+    """An insightface model_zoo model (SCRFD, ArcFaceONNX...) for the ONNX file at ``path``,
+    on ``provider`` (``[models] provider``: "cpu" or "cuda", which falls back to the CPU)."""
     from insightface.model_zoo import model_zoo
 
     ort.set_default_logger_severity(3)
     model = model_zoo.get_model(
         str(path),
-        providers=["CPUExecutionProvider"],
+        providers=execution_providers(provider),
         sess_options=session_options(threads),
         # SCRFD: one session for every input size. insightface's default builds a
         # fixed-shape session per size it sees, and gallery tiles come in a new
@@ -52,7 +80,14 @@ def load_insightface_model(path: Path, threads: int) -> Any:
     )
     if model is None:
         raise RuntimeError(f"{path} is not a model insightface recognises")
-    log.debug("loaded model", extra={"path": str(path), "task": model.taskname})
+    log.debug(
+        "loaded model",
+        extra={
+            "path": str(path),
+            "task": model.taskname,
+            "providers": ", ".join(model.session.get_providers()),
+        },
+    )
     return model
 
 
@@ -60,9 +95,12 @@ class LazyModel:
     """Loads an insightface model on first use (thread-safe), so commands that never
     analyse anything never pay for it. ``prepare`` configures the loaded model."""
 
-    def __init__(self, path: Path, threads: int, prepare: Callable[[Any], None]):
+    def __init__(
+        self, path: Path, threads: int, prepare: Callable[[Any], None], provider: str = "cpu"
+    ):
         self.path = path
         self.threads = threads
+        self.provider = provider
         self._prepare = prepare
         self._model: Any = None
         self._lock = threading.Lock()
@@ -70,7 +108,7 @@ class LazyModel:
     def get(self) -> Any:
         with self._lock:
             if self._model is None:
-                model = load_insightface_model(self.path, self.threads)
+                model = load_insightface_model(self.path, self.threads, self.provider)
                 self._prepare(model)
                 self._model = model
         return self._model

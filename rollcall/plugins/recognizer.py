@@ -137,6 +137,7 @@ class RecognizerPlugin:
         review_slack: float = 0.0,
         review: bool = True,
         centroid_above: float = 0.0,
+        provider: str = "cpu",
     ):
         self.margins = DecisionMargins(
             margin_student, margin_cohort, review_slack, review, centroid_above
@@ -146,7 +147,8 @@ class RecognizerPlugin:
         self.min_track_samples = min_track_samples
         self.vote_share = vote_share
         self.threads = threads
-        self._model = LazyModel(model_path, threads, lambda m: m.prepare(-1))
+        self.provider = provider
+        self._model = LazyModel(model_path, threads, lambda m: m.prepare(-1), provider)
 
     def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """(n, d) L2-normalised embeddings of ``faces`` in ``image``, one batch call."""

@@ -37,7 +37,7 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -818,6 +818,43 @@ def participants_from_faces(
             )
         )
     return out
+
+
+#: Bitrate of an independent 10-minute 25-tile 720p 25 fps CRF 28 Zoom gallery
+#: recording (issue 18): what :func:`zoom_like` aims at.
+ZOOM_GALLERY_KBIT_S = 170.0
+
+
+def zoom_like(
+    participants: Sequence[Participant], *, motion: float = 0.15, noise: float = 1.0
+) -> list[Participant]:
+    """The participants as Zoom's gallery recordings show them: mostly still tiles.
+
+    People in a class sit still: head motion is scaled by ``motion``, sensor
+    noise by ``noise`` (everything else about each webcam is kept). Measured
+    on the first minute of a 25-tile 720p CRF 28 meeting (joins included):
+    the default webcams 200 kbit/s; motion 0.15 with noise 1.0, 0.35 or 0.5
+    (motion 0.3) 125, 102 and 120 kbit/s: the defaults are the closest to
+    :data:`ZOOM_GALLERY_KBIT_S` of the low-motion settings tried, though a
+    whole 10-minute meeting (fewer joins) is only 99 kbit/s
+    (``benchmarks/throughput.py`` prints every recording's bitrate beside it).
+    """
+    return [
+        replace(
+            p,
+            webcam=replace(
+                p.webcam,
+                motion=p.webcam.motion * motion,
+                noise_sigma=p.webcam.noise_sigma * noise,
+            ),
+        )
+        for p in participants
+    ]
+
+
+def bitrate_kbit_s(video: Path, duration_s: float) -> float:
+    """Mean bitrate of a recording file (all streams), in kbit/s."""
+    return Path(video).stat().st_size * 8 / 1000.0 / max(duration_s, 1e-9)
 
 
 # ---------------------------------------------------------------------------
