@@ -1,0 +1,340 @@
+"""Worker machines: `rollcall serve` coordinates, `rollcall worker` processes analyse.
+
+Everything is real: a redis-server started here on 127.0.0.1 (a free port, its
+data in a temporary folder, append-only file on so that a restart keeps the
+queues), `rollcall serve` and `rollcall worker` as subprocesses, the fake Zoom
+serving a rendered class. The workers get a data directory of their own: they
+never see the coordinator's database or disk. Each recording must end as one
+meeting with the right attendance, whatever is killed or restarted meanwhile,
+and a job cancelled while a worker analyses it gets nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from rollcall.cluster import messages
+from rollcall.config import ConfigError, load_config
+from rollcall.store import jobs, storage
+from tests.test_service import (  # noqa: F401 - fixtures used by name
+    Service,
+    check_result,
+    deliver,
+    free_port,
+    job_states,
+    recorded_class,
+    wait_for,
+    webhook_body,
+    with_db,
+    zoom_setup,
+)
+
+CLUSTER_SECRET = "cluster-secret-0123456789"
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None and not os.environ.get("CI"),
+    reason="redis-server is not installed (.ci/run installs it)",
+)
+
+
+class Redis:
+    """A redis-server of our own on 127.0.0.1; restart() keeps its data."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.proc: subprocess.Popen | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Redis:
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=open(self.folder / "redis.log", "ab"),  # noqa: SIM115 - lives with the process
+            stderr=subprocess.STDOUT,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: self._pings(client), 20, "redis-server to start")
+        return self
+
+    @staticmethod
+    def _pings(client) -> bool:
+        try:
+            return bool(client.ping())
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+    def restart(self, down_s: float = 2.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+class Worker:
+    """`rollcall worker` in a subprocess, with a data directory of its own."""
+
+    def __init__(self, env: dict[str, str], name: str, folder: Path, concurrency: int = 1):
+        self.name, self.log = name, folder / f"worker-{name}.log"
+        self.env = dict(env, ROLLCALL_HOME=str(folder / f"worker-{name}"))
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rollcall", "worker", "--name", self.name]
+            + ["--concurrency", str(self.concurrency)],
+            env=self.env,
+            stdout=open(self.log, "ab"),  # noqa: SIM115 - lives with the process
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: "rollcall worker ready" in self.log.read_text(), 60, "worker", self.log)
+        return self
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(60)
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def cluster(zoom_setup, tmp_path):  # noqa: F811 - the fixture imported above
+    broker = Redis(tmp_path / "redis").start()
+    env = dict(
+        zoom_setup["env"],
+        ROLLCALL_ZOOM_POLL_MINUTES="0",
+        ROLLCALL_CLUSTER_BROKER_URL=broker.url,
+        ROLLCALL_CLUSTER_SECRET=CLUSTER_SECRET,
+        ROLLCALL_CLUSTER_WORKER_HEARTBEAT_S="3",
+        ROLLCALL_CLUSTER_TASK_TIMEOUT_S="240",
+    )
+    # a worker knows the broker, the secret and its model pack: no Zoom, no database
+    worker_env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith(("ROLLCALL_ZOOM_", "ROLLCALL_HOME", "ROLLCALL_JOBS_"))
+    }
+    started: list[Worker] = []
+
+    def worker(name: str, concurrency: int = 1) -> Worker:
+        started.append(Worker(worker_env, name, tmp_path, concurrency).start())
+        return started[-1]
+
+    try:
+        yield {**zoom_setup, "env": env, "broker": broker, "worker": worker, "tmp": tmp_path}
+    finally:
+        for w in started:
+            w.stop()
+        broker.stop()
+
+
+def worker_of_running_job(service: Service) -> str | None:
+    """The worker /healthz names for the one task out, once one took it."""
+    try:
+        tasks = requests.get(service.url("/healthz"), timeout=5).json()["cluster"]["tasks"]
+    except (requests.RequestException, KeyError, ValueError):
+        return None
+    return tasks[0]["worker"] if tasks and tasks[0]["worker"] else None
+
+
+def the_job(home: Path) -> jobs.Job:
+    (job,) = with_db(home, jobs.list_jobs)
+    return job
+
+
+def start_and_deliver(cluster) -> Service:
+    service = Service(cluster["env"], free_port(), cluster["log"]).start()
+    body = webhook_body(cluster)
+    assert asyncio.run(deliver(service.url("/zoom/webhook"), body, 1)) == [200]
+    return service
+
+
+def test_a_worker_machine_analyses_the_recording_and_the_coordinator_stores_it(cluster, config):
+    worker = cluster["worker"]("w1")
+    service = start_and_deliver(cluster)
+    try:
+        taken = wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+        assert taken == "w1"
+        listing = subprocess.run(
+            [sys.executable, "-m", "rollcall", "jobs", "list"],
+            env=dict(cluster["env"], COLUMNS="250"),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "w1" in listing  # rollcall jobs list shows which worker has the job
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 240, "done", cluster["log"])
+        health = requests.get(service.url("/healthz"), timeout=5).json()
+        assert health["cluster"]["connected"] and health["cluster"]["tasks"] == []
+        assert CLUSTER_SECRET not in json.dumps(health)
+    finally:
+        assert service.stop() == 0
+    check_result(cluster, config)
+    job = the_job(cluster["home"])
+    assert job.payload["worker"] == "w1" and job.attempts == 0
+    log = cluster["log"].read_text()
+    assert "downloading recording" not in log  # the coordinator downloaded nothing
+    assert "analysed by a cluster worker" in log
+    assert CLUSTER_SECRET not in log
+    # the worker kept nothing and never had a database
+    worker_home = Path(worker.env["ROLLCALL_HOME"])
+    assert not list(worker_home.rglob("*.mp4")) and not list(worker_home.rglob("*.db"))
+    assert "task done" in worker.log.read_text()
+
+
+def test_worker_killed_mid_analysis_another_finishes_it_once(cluster, config):
+    workers = {name: cluster["worker"](name) for name in ("w1", "w2")}
+    service = start_and_deliver(cluster)
+    try:
+        taken = wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+        wait_for(lambda: job_states(cluster["home"]) == ["analyzing"], 30, "analyzing")
+        time.sleep(3.0)  # downloaded, in the middle of the frames
+        assert "task done" not in workers[taken].log.read_text()
+        workers[taken].kill()
+        other = next(name for name in workers if name != taken)
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 240, "done", cluster["log"])
+    finally:
+        assert service.stop() == 0
+    check_result(cluster, config)
+    job = the_job(cluster["home"])
+    assert job.payload["worker"] == other and job.attempts == 0
+    assert "task done" in workers[other].log.read_text()
+
+
+def test_broker_restart_loses_nothing_and_duplicates_nothing(cluster, config):
+    worker = cluster["worker"]("w1")
+    service = start_and_deliver(cluster)
+    try:
+        wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+        cluster["broker"].restart(down_s=3.0)  # while the worker analyses
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 240, "done", cluster["log"])
+    finally:
+        assert service.stop() == 0
+    check_result(cluster, config)
+    assert the_job(cluster["home"]).payload["worker"] == "w1"
+    assert "broker unreachable" in cluster["log"].read_text()
+    assert worker.log.read_text().count("task done") == 1
+
+
+def test_coordinator_killed_while_a_worker_has_the_job_finishes_it_once(cluster, config):
+    worker = cluster["worker"]("w1")
+    service = start_and_deliver(cluster)
+    wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+    service.kill()
+    service = Service(cluster["env"], free_port(), cluster["log"]).start()
+    try:
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 300, "done", cluster["log"])
+        wait_for(
+            lambda: "result for no waiting task dropped" in cluster["log"].read_text(),
+            60,
+            "the first task's result to be dropped",
+            cluster["log"],
+        )
+    finally:
+        assert service.stop() == 0
+    check_result(cluster, config)
+    assert the_job(cluster["home"]).attempts == 1  # the killed coordinator's lease expired
+    assert worker.log.read_text().count("task done") == 2  # analysed twice, stored once
+
+
+def test_job_cancelled_while_a_worker_analyses_it_gets_no_late_result(cluster):
+    worker = cluster["worker"]("w1")
+    service = start_and_deliver(cluster)
+    try:
+        wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+        with_db(cluster["home"], lambda db: jobs.cancel(db, the_job(cluster["home"]).id, "trashed"))
+        wait_for(lambda: "task done" in worker.log.read_text(), 240, "the worker to finish")
+        time.sleep(3.0)  # its result reaches the coordinator
+        health = requests.get(service.url("/healthz"), timeout=5).json()
+        assert health["cluster"]["tasks"] == []
+    finally:
+        assert service.stop() == 0
+    assert job_states(cluster["home"]) == ["cancelled"]
+    db = storage.open_db(cluster["home"])
+    try:
+        assert db["presence"].count == 0 and db["attendance"].count == 0
+        assert [m["status"] for m in storage.list_meetings(db)] == ["cancelled"]
+        assert db["participants"].count == 0
+    finally:
+        db.conn.close()
+
+
+def test_worker_checks_its_model_pack_and_needs_the_broker(tmp_path, base_env):
+    env = dict(os.environ, **base_env, ROLLCALL_HOME=str(tmp_path / "w"))
+    run = subprocess.run(
+        [sys.executable, "-m", "rollcall", "worker"], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1 and "[cluster] broker_url" in run.stderr
+    env.update(
+        ROLLCALL_CLUSTER_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0",
+        ROLLCALL_CLUSTER_SECRET=CLUSTER_SECRET,
+        ROLLCALL_MODELS_PACK="no-such-pack",
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "rollcall", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and "no-such-pack" in run.stderr
+
+
+def test_broker_url_needs_a_secret_and_messages_need_it_too(tmp_path):
+    with pytest.raises(ConfigError, match="secret"):
+        load_config(None, {"ROLLCALL_CLUSTER_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    config = load_config(
+        None,
+        {
+            "ROLLCALL_CLUSTER_BROKER_URL": "redis://:pw@127.0.0.1:6379/0",
+            "ROLLCALL_CLUSTER_SECRET": CLUSTER_SECRET,
+        },
+    )
+    assert config.cluster.enabled
+    sealed = messages.seal(CLUSTER_SECRET, "result", {"x": 1})
+    assert messages.unseal(CLUSTER_SECRET, "result", sealed) == {"x": 1}
+    for secret, kind in (("another-secret-0123456", "result"), (CLUSTER_SECRET, "task")):
+        with pytest.raises(messages.BadSignature):
+            messages.unseal(secret, kind, sealed)
+    body, _, mac = sealed.rpartition(".")
+    with pytest.raises(messages.BadSignature):
+        messages.unseal(CLUSTER_SECRET, "result", body[:-4] + "AAA=" + "." + mac)
