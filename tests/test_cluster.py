@@ -181,8 +181,8 @@ def the_job(home: Path) -> jobs.Job:
     return job
 
 
-def start_and_deliver(cluster) -> Service:
-    service = Service(cluster["env"], free_port(), cluster["log"]).start()
+def start_and_deliver(cluster, env: dict[str, str] | None = None) -> Service:
+    service = Service(env or cluster["env"], free_port(), cluster["log"]).start()
     body = webhook_body(cluster)
     assert asyncio.run(deliver(service.url("/zoom/webhook"), body, 1)) == [200]
     return service
@@ -255,25 +255,32 @@ def test_broker_restart_loses_nothing_and_duplicates_nothing(cluster, config):
     assert worker.log.read_text().count("task done") == 1
 
 
-def test_coordinator_killed_while_a_worker_has_the_job_finishes_it_once(cluster, config):
+def test_coordinator_restarts_while_a_worker_has_the_job_finish_it_once(cluster, config):
+    """SIGTERM (the job goes back to the queue), then kill -9 (its lease expires)."""
     worker = cluster["worker"]("w1")
-    service = start_and_deliver(cluster)
+    env = dict(cluster["env"], ROLLCALL_SERVER_SHUTDOWN_GRACE_S="0")
+    service = start_and_deliver(cluster, env)
     wait_for(lambda: worker_of_running_job(service), 60, "a worker", cluster["log"])
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(30) == 0  # no thread is left waiting for the worker
+    assert job_states(cluster["home"]) == ["queued"]
+    service = Service(env, free_port(), cluster["log"]).start()
+    wait_for(lambda: worker_of_running_job(service), 60, "a worker again", cluster["log"])
     service.kill()
-    service = Service(cluster["env"], free_port(), cluster["log"]).start()
+    service = Service(env, free_port(), cluster["log"]).start()
     try:
         wait_for(lambda: job_states(cluster["home"]) == ["done"], 300, "done", cluster["log"])
         wait_for(
             lambda: "result for no waiting task dropped" in cluster["log"].read_text(),
             60,
-            "the first task's result to be dropped",
+            "an earlier task's result to be dropped",
             cluster["log"],
         )
     finally:
         assert service.stop() == 0
     check_result(cluster, config)
     assert the_job(cluster["home"]).attempts == 1  # the killed coordinator's lease expired
-    assert worker.log.read_text().count("task done") == 2  # analysed twice, stored once
+    assert worker.log.read_text().count("task done") == 3  # analysed three times, stored once
 
 
 def test_job_cancelled_while_a_worker_analyses_it_gets_no_late_result(cluster):
