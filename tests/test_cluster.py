@@ -345,3 +345,51 @@ def test_broker_url_needs_a_secret_and_messages_need_it_too(tmp_path):
     body, _, mac = sealed.rpartition(".")
     with pytest.raises(messages.BadSignature):
         messages.unseal(CLUSTER_SECRET, "result", body[:-4] + "AAA=" + "." + mac)
+
+
+def test_results_reach_only_the_task_waiting_for_them(tmp_path):
+    """A result is matched by its task token and job: a late or foreign one is dropped."""
+    from rollcall.cluster.coordinator import Dispatcher
+
+    class Broker:
+        sent: list = []
+
+        def enqueue(self, message, delay=None):
+            self.sent.append(message)
+
+    config = load_config(
+        None,
+        {
+            "ROLLCALL_HOME": str(tmp_path),
+            "ROLLCALL_CLUSTER_BROKER_URL": "redis://127.0.0.1:1/0",
+            "ROLLCALL_CLUSTER_SECRET": CLUSTER_SECRET,
+        },
+    )
+    dispatcher = Dispatcher(config, broker=Broker())
+    task = messages.Task(
+        token="t1",
+        job_id=7,
+        meeting_id=1,
+        course_id="C",
+        title="",
+        start_time=None,
+        roster=None,
+        download=messages.DownloadSource("https://x/y", "tok", None, ()),
+        settings={},
+        plugins=(),
+        model_key="m",
+    )
+    pending = dispatcher.submit(task)
+    (sent,) = Broker.sent
+    assert messages.unseal(CLUSTER_SECRET, "task", sent.args[0]).download.token == "tok"
+    assert dispatcher.deliver(messages.Result("t1", 7, "w9", messages.STARTED))
+    assert dispatcher.assignments()[0]["job_id"] == 7
+    assert dispatcher.assignments()[0]["worker"] == "w9"
+    assert not dispatcher.deliver(messages.Result("t0", 7, "w8", messages.OK))  # an older task
+    assert not dispatcher.deliver(messages.Result("t1", 8, "w8", messages.OK))  # another job
+    assert not pending.future.done()
+    assert dispatcher.deliver(messages.Result("t1", 7, "w9", messages.ERROR, error="boom"))
+    assert pending.future.result(0).error == "boom"
+    dispatcher.forget("t1")
+    assert not dispatcher.deliver(messages.Result("t1", 7, "w9", messages.OK))  # too late
+    assert dispatcher.assignments() == []

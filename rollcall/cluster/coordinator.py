@@ -181,9 +181,11 @@ class Dispatcher:
             consumer = None
             try:
                 consumer = self._broker.consume(RESULT_QUEUE, prefetch=16, timeout=1000)
-                self.connected, self.last_error, failures = True, "", 0
                 while not self._stop.is_set():
-                    message = next(consumer)
+                    message = next(consumer)  # a broker call: it answered
+                    if not self.connected:
+                        self.connected, self.last_error, failures = True, "", 0
+                        log.info("cluster broker connected", extra={"broker": self.address})
                     if message is None:
                         continue
                     self._handle(message)
