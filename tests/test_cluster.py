@@ -122,7 +122,7 @@ class Worker:
             stdout=open(self.log, "ab"),  # noqa: SIM115 - lives with the process
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: "rollcall worker ready" in self.log.read_text(), 60, "worker", self.log)
+        wait_for(lambda: "rollcall worker ready" in self.log.read_text(), 180, "worker", self.log)
         return self
 
     def kill(self) -> None:
