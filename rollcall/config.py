@@ -133,6 +133,14 @@ class RecognitionConfig(_Section):
     max_gap_s: float = Field(3.0, ge=0.0, le=60.0)
     track_iou: float = Field(0.3, gt=0.0, lt=1.0)
     unknown_cluster_threshold: float = Field(0.0, ge=0.0, le=1.0)  # 0 = the pack's value
+    # A track counts only when its mean face is this much closer to the student than to
+    # the next enrolled student / to any non-student face (see README "How attendance
+    # is decided"); borderline tracks make minutes "needs review" when review is on.
+    margin_student: float = Field(0.08, ge=0.0, le=1.0)
+    margin_cohort: float = Field(0.0, ge=-1.0, le=1.0)
+    centroid_above: float = Field(0.05, ge=-0.05, le=0.5)
+    review: bool = True
+    review_slack: float = Field(0.0, ge=0.0, le=0.2)
 
 
 class AttendanceConfig(_Section):
@@ -151,6 +159,9 @@ class EnrollmentConfig(_Section):
     # Photos larger than this (bytes on disk / pixels in the header) are refused unread.
     max_photo_bytes: int = Field(30_000_000, ge=10_000, le=1_000_000_000)
     max_photo_pixels: int = Field(50_000_000, ge=10_000, le=500_000_000)
+    # Blend embeddings of masked copies of every photo into the student's template, so a
+    # student wearing a mask in class is still recognised (rollcall/enrollment/masks.py).
+    masked_copies: bool = True
 
 
 class PrivacyConfig(_Section):
@@ -215,6 +226,8 @@ class ServerConfig(_Section):
     max_connections: int = Field(100, ge=1, le=10_000)  # more are answered 503 and closed
     shutdown_grace_s: float = Field(30.0, ge=0.0, le=3600.0)
     admin_token: SecretStr = SecretStr("")  # Bearer token of /api/plugins; "" = API off
+    tls_terminated: bool = False  # HTTPS ends in front of us: session cookies are Secure
+    max_upload_bytes: int = Field(4_000_000_000, ge=1024, le=1_000_000_000_000)  # web uploads
 
     @field_validator("admin_token")
     @classmethod
@@ -734,3 +747,16 @@ def language_for(config: Config, course_id: str) -> str:
     if entry is not None and entry.language is not None:
         return entry.language
     return config.reports.language
+
+
+def zoom_credentials_missing(config: Config) -> list[str]:
+    """The ``[zoom]`` credentials that are not set (the Zoom API needs all three)."""
+    z = config.zoom
+    missing = [
+        name
+        for name, value in (("account_id", z.account_id), ("client_id", z.client_id))
+        if not value
+    ]
+    if not z.client_secret.get_secret_value():
+        missing.append("client_secret")
+    return missing

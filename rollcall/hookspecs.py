@@ -117,7 +117,14 @@ def rollcall_analyze_frame(
 
 @hookspec(firstresult=True)
 def rollcall_identify_tracks(tracks: list[TrackSummary], roster: Roster) -> dict[int, int] | None:
-    """Map track id -> roster index for tracks attributed to a student (others are unknown)."""
+    """Map track id -> roster index for tracks attributed to a student (others are unknown).
+
+    The built-in recognizer answers a ``rollcall.TrackIdentities``: that mapping (the
+    *accepted* tracks) which also carries ``decisions`` (track id ->
+    ``rollcall.TrackDecision``) including borderline *review* tracks, from which the
+    attendance plugin makes "needs review" minutes and their evidence. A plain dict
+    is accepted too (every track in it accepted, no review).
+    """
 
 
 @hookspec

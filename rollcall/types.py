@@ -71,6 +71,9 @@ class Roster:
     names: tuple[str, ...]
     templates: np.ndarray  # (n, d) float32, L2-normalised mean embedding per student
     photo_embeddings: tuple[np.ndarray, ...]  # per student (k, d) L2-normalised photo embeddings
+    #: (m, d) L2-normalised faces of people who are not enrolled (unknown-face clusters of
+    #: the course's earlier meetings), for "closer to X than to non-students?" decisions.
+    cohort: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.student_keys)
@@ -107,10 +110,25 @@ class StudentAttendance:
     email: str = ""
     corrected_minutes: tuple[int, ...] = ()  # 0-based minutes set by a correction, ascending
     corrections: tuple[CorrectionNote, ...] = ()
+    #: 0-based minutes that need review (absent in ``minutes``: they would be present only
+    #: with borderline evidence), ascending; a corrected minute never needs review.
+    review_minutes: tuple[int, ...] = ()
+    evidence: tuple[MinuteEvidence, ...] = ()  # why each present / needs-review minute is
 
     @property
     def is_corrected(self) -> bool:
         return bool(self.corrected_minutes)
+
+    @property
+    def needs_review(self) -> int:
+        """How many minutes need an instructor's review."""
+        return len(self.review_minutes)
+
+    def minute_state(self, minute: int) -> str:
+        """``present``, ``review`` or ``absent`` for one 0-based minute."""
+        if self.minutes[minute]:
+            return "present"
+        return "review" if minute in self.review_minutes else "absent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +197,70 @@ class FaceMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackDecision:
+    """Who a track was decided to be and why (``rollcall_identify_tracks``' evidence).
+
+    ``state`` is ``accepted`` (counts towards presence) or ``review`` (borderline: it
+    can only make a minute "needs review"). ``path`` says which rule decided it:
+    ``vote`` (enough single samples matched) or ``centroid`` (the mean of a long
+    track). Margins are similarities of the track's mean embedding: to the student
+    minus to the next enrolled student, and minus to the nearest face of a
+    non-student (the cohort; None when there was no cohort).
+    """
+
+    track_id: int
+    student_index: int
+    state: str  # "accepted" or "review"
+    path: str  # "vote" or "centroid"
+    similarity: float  # the track's mean embedding vs the student's template
+    margin_student: float
+    margin_cohort: float | None
+    reason: str = ""  # why a review track was not accepted
+
+
+class TrackIdentities(dict[int, int]):
+    """What the recognizer answers to ``rollcall_identify_tracks``: a plain ``dict`` of
+    track id -> roster index for the *accepted* tracks (what every consumer reads),
+    which also carries ``decisions`` (track id -> :class:`TrackDecision`, accepted and
+    review tracks alike). A plugin returning a plain dict has no review tracks."""
+
+    def __init__(self, decisions: dict[int, TrackDecision] | None = None):
+        decisions = dict(decisions or {})
+        super().__init__(
+            {t: d.student_index for t, d in decisions.items() if d.state == "accepted"}
+        )
+        self.decisions = decisions
+
+
+def track_decisions(identities: dict[int, int]) -> dict[int, TrackDecision]:
+    """The decisions behind ``identities``: its own when it is a :class:`TrackIdentities`,
+    else accepted decisions without evidence (a third-party recognizer)."""
+    if isinstance(identities, TrackIdentities):
+        return identities.decisions
+    return {
+        t: TrackDecision(t, s, "accepted", "vote", float("nan"), float("nan"), None)
+        for t, s in identities.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteEvidence:
+    """Why a student is present (or needs review) in one minute, without images."""
+
+    minute: int
+    state: str  # "present" or "review"
+    samples: int  # measured face samples of the deciding tracks in this minute
+    matched: int  # of them, those that matched the student on their own
+    best_similarity: float | None
+    median_similarity: float | None
+    margin_student: float  # smallest margin of the deciding tracks
+    margin_cohort: float | None
+    path: str  # "vote", "centroid" or "vote+centroid"
+    tracks: tuple[int, ...]  # the deciding track ids
+    reason: str = ""  # why a needs-review minute's tracks were not accepted
+
+
+@dataclass(frozen=True, slots=True)
 class TrackedFace:
     track_id: int
     face: Face
@@ -201,6 +283,10 @@ class TrackSummary:
     #: ``rollcall.pipeline.gallery``) only say when the face was there. None = all of them.
     measured: int | None = None
     last_key: int | None = None  # the caller's key of the last face (see FaceTracker.update)
+    #: Per measured sample: (time, matched roster index or -1, nearest roster index,
+    #: similarity to the matched or nearest student). A few numbers per sample, kept for
+    #: the per-minute evidence (``MinuteEvidence``).
+    samples: list[tuple[float, int, int, float]] = field(default_factory=list)
 
     @property
     def n(self) -> int:

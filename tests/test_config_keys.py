@@ -344,7 +344,7 @@ def _zoom_client(config: Config, ctx: Ctx) -> tuple[str, str]:
 
 
 def _credentials_missing(config: Config, ctx: Ctx) -> list[str]:
-    from rollcall.service.serve import zoom_credentials_missing
+    from rollcall.config import zoom_credentials_missing
 
     return zoom_credentials_missing(config)
 
@@ -531,6 +531,13 @@ NOT_CHEAP: dict[str, str] = {
             "max_photo_pixels",
         )
     },
+    "enrollment.masked_copies": "enrollment embeds masked copies of each photo; needs the face "
+    "models (tests/test_enrollment_cli.py compares with and without)",
+    **{
+        f"recognition.{key}": "the recognizer's track decision rule, read inside an analysis "
+        "run (tests/test_review.py and tests/test_lookalikes.py exercise it)"
+        for key in ("margin_student", "margin_cohort", "centroid_above", "review", "review_slack")
+    },
     "zoom.websocket_url": "used only when rollcall serve opens the WebSocket subscription",
     "zoom.download_hosts": "passed by the service worker to the recording download",
     "jobs.retry_base_s": "read by the service worker when a job fails (retry backoff)",
@@ -541,6 +548,10 @@ NOT_CHEAP: dict[str, str] = {
     "(tests/test_service.py runs them with a short one)",
     "zoom.participants_give_up_h": "when rollcall serve stops asking for a participants report "
     "(tests/test_service.py gives up with 0)",
+    "server.tls_terminated": "sets the Secure flag of the web app's session cookie "
+    "(tests/test_web_auth.py signs in over plain HTTP with it off)",
+    "server.max_upload_bytes": "the size limit of a recording uploaded in the web app "
+    "(tests/test_web_browser.py uploads one)",
     "jobs.poll_revivals": "how often the Zoom poller may requeue a failed job with fresh download "
     "data (tests/test_service.py)",
 }

@@ -292,3 +292,70 @@ def test_photo_size_limits_come_from_config(faces_dir, course, home, monkeypatch
     monkeypatch.setenv("ROLLCALL_ENROLLMENT_MAX_PHOTO_PIXELS", "10000")  # it has 250x250
     assert main(["student", "add", course, "S1", *photo]) == 1
     assert "1.jpg: image too large (250x250 pixels, at most 0.01 megapixels" in out_of(capsys)
+
+
+def _face_of(plugin_manager, image):
+    from rollcall.enrollment.enroll import detect_and_embed
+
+    found, _ = detect_and_embed(plugin_manager, image)
+    return max(found, key=lambda f: f.score)
+
+
+def test_enrollment_embeds_masked_copies_of_every_photo(faces_dir, plugin_manager):
+    from rollcall.enrollment.enroll import enrollment_vectors, masked_copies
+    from rollcall.enrollment.masks import ENROLLMENT_MASKS
+
+    image = cv2.imread(str(faces_dir / "Tony_Blair" / "1.jpg"))
+    face = _face_of(plugin_manager, image)
+    copies = masked_copies(image, face)
+    assert len(copies) == 2 * len(ENROLLMENT_MASKS)
+    (_, _), (_, _), _, (mlx, mly), (mrx, _) = face.kps.astype(int)
+    for copy in copies:
+        assert copy.shape == image.shape
+        mouth = np.abs(
+            copy[mly - 3 : mly + 4, mlx : mrx + 1].astype(int)
+            - image[mly - 3 : mly + 4, mlx : mrx + 1]
+        )
+        assert mouth.mean() > 12  # the mouth is covered
+    plain, masked = enrollment_vectors(plugin_manager, image, face)
+    assert plain.shape == (4, 128) and masked.shape == (2 * len(ENROLLMENT_MASKS), 128)
+    assert np.allclose(np.linalg.norm(masked, axis=1), 1.0, atol=1e-4)
+    _, none = enrollment_vectors(plugin_manager, image, face, masked=False)
+    assert none.shape == (0, 128)
+
+
+def test_masked_enrollment_brings_a_masked_face_closer(faces_dir, plugin_manager):
+    """A student's other photo in a generator mask (a colour enrollment never draws) is
+    more similar to a template with masked copies than to one without."""
+    from rollcall.enrollment.enroll import detect_and_embed, enrollment_embedding
+    from rollcall.enrollment.masks import GENERATOR_COLOURS, Occlusion, draw_occlusion
+
+    gains = []
+    for person in ("Tony_Blair", "Angelina_Jolie", "Hugo_Chavez", "Yao_Ming"):
+        enrolled = cv2.imread(str(faces_dir / person / "1.jpg"))
+        face = _face_of(plugin_manager, enrolled)
+        with_masks = enrollment_embedding(plugin_manager, enrolled, face)
+        without = enrollment_embedding(plugin_manager, enrolled, face, masked_weight=0.0)
+        assert not np.allclose(with_masks, without)
+        probe = cv2.imread(str(faces_dir / person / "2.jpg"))
+        probe_face = _face_of(plugin_manager, probe)
+        occ = Occlusion("cloth", GENERATOR_COLOURS["cloth"][0])
+        masked_probe = draw_occlusion(probe, probe_face.kps, occ, seed=3)
+        found, emb = detect_and_embed(plugin_manager, masked_probe)
+        vec = emb[int(np.argmax([f.score for f in found]))]
+        gains.append(float(vec @ with_masks) - float(vec @ without))
+    assert min(gains) > 0.0 and np.mean(gains) > 0.03, gains
+
+
+def test_masked_copies_can_be_turned_off(faces_dir, course, home, monkeypatch, plugin_manager):
+    from rollcall.enrollment.enroll import enrollment_embedding
+
+    path = faces_dir / "Tony_Blair" / "1.jpg"
+    monkeypatch.setenv("ROLLCALL_ENROLLMENT_MASKED_COPIES", "false")
+    assert main(["student", "add", course, "S1", str(path)]) == 0
+    db = storage.open_db(home)
+    stored = storage.blob_to_vector(next(iter(db["embeddings"].rows))["vector"])
+    image = cv2.imread(str(path))
+    face = _face_of(plugin_manager, image)
+    plain = enrollment_embedding(plugin_manager, image, face, masked_weight=0.0)
+    assert float(stored @ plain) > 0.999

@@ -347,6 +347,41 @@ def test_gives_up_after_max_attempts_and_stale_sending_is_retried(db, home):
     assert outbox.list_messages(db, state="pending")[0]["id"] == claimed["id"]
 
 
+def test_a_message_left_sending_by_a_killed_process_is_sent_at_the_next_run(db, home):
+    """The fault soak found it: `rollcall serve` killed (SIGKILL) while it rendered or sent
+    a summary left the row "sending", and nobody sent it for STALE_SENDING_S (10 minutes).
+    A row names the process that claimed it; one whose process is gone is taken again at
+    the next delivery run and sent once. Rows of a live process or of another host wait."""
+    import socket
+    import sys
+
+    meeting_id = seed_meeting(db)
+    port = free_port()
+    config = make_config(home, smtp_port=port)
+    messages.enqueue_meeting(db, config, meeting_id, now=T0)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    dead = f"{socket.gethostname()}:{int(child.stdout)}"  # exited and reaped
+    claimed = outbox.claim_next(db, now=T0, claimer=dead)
+    assert claimed["state"] == "sending" and claimed["claimed_by"] == dead
+    sink = Sink()
+    controller = smtp_server(port, sink)
+    try:
+        result = delivery.deliver_due(db, config, manager(), now=T0 + timedelta(seconds=5))
+        assert result.sent == 1 and len(sink.envelopes) == 1
+        row = outbox.list_messages(db, meeting_id)[0]
+        assert (row["state"], row["attempts"]) == ("sent", 2)
+        # a live claimer (this process) or one on another host is left alone for a while
+        outbox.resend(db, config, meeting_id, ["email"], now=T0)
+        for claimer in (outbox.this_process(), f"other-host:{int(child.stdout)}"):
+            row = outbox.claim_next(db, now=T0, claimer=claimer)
+            assert outbox.requeue_stale(db, now=T0 + timedelta(seconds=60)) == 0
+            db.execute("update outbox set state = 'pending' where id = ?", [row["id"]])
+    finally:
+        controller.stop()
+    assert len(sink.envelopes) == 1
+
+
 def test_webhooks_500_then_200_deliver_once(db, home, caplog):
     meeting_id = seed_meeting(db)
     with Receiver(fail=1) as hook:

@@ -279,8 +279,10 @@ def test_new_database_has_the_core_tables_only(tmp_path):
     tables = set(db.table_names())
     assert {"jobs", "participants", "plugin_audit", "corrections", "outbox"} <= tables
     assert "participant_reports" in tables
+    assert {"users", "user_courses", "api_tokens", "signin_attempts"} <= tables
     assert not {t for t in tables if t.startswith(("emotion_", "engagement_"))}
-    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 8
+    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 11
+    assert "minute_evidence" in tables
 
 
 def test_an_old_database_upgrades_and_keeps_its_analyzer_tables(tmp_path):

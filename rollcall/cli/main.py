@@ -6,7 +6,7 @@ recording, unknown course...), 2 a usage or configuration error.
 
 Command groups: :mod:`~rollcall.cli.enrollment` (course, student, photo),
 :mod:`~rollcall.cli.analyze` (analyze, demo), :mod:`~rollcall.cli.meetings`
-(meeting, unknown), :mod:`~rollcall.cli.reports` (report, attendance),
+(meeting, unknown), :mod:`~rollcall.cli.explain` (explain), :mod:`~rollcall.cli.reports` (report, attendance),
 :mod:`~rollcall.cli.service` (serve, jobs, zoom), :mod:`~rollcall.cli.plugins`,
 :mod:`~rollcall.cli.notify`, :mod:`~rollcall.cli.retention`, :mod:`~rollcall.cli.models`.
 """
@@ -26,6 +26,7 @@ from rich.text import Text
 from rollcall.cli import (
     analyze,
     enrollment,
+    explain,
     meetings,
     models,
     notify,
@@ -33,6 +34,7 @@ from rollcall.cli import (
     reports,
     retention,
     service,
+    users,
 )
 from rollcall.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError
 from rollcall.cli.failures import describe_failure
@@ -46,7 +48,19 @@ __all__ = ["CliError", "build_parser", "main"]
 log = logging.getLogger("rollcall")
 
 #: The command groups, in the order ``rollcall --help`` lists them.
-GROUPS = (enrollment, analyze, meetings, reports, service, plugins, notify, retention, models)
+GROUPS = (
+    enrollment,
+    analyze,
+    meetings,
+    explain,
+    reports,
+    service,
+    plugins,
+    notify,
+    retention,
+    models,
+    users,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -122,7 +122,8 @@ def cmd_jobs_cancel(args, config, console) -> int:
 
 def cmd_zoom_check(args, config, console) -> int:
     from rollcall.bot.zoom_client import ZoomClient
-    from rollcall.service.serve import disabled_parts, zoom_credentials_missing
+    from rollcall.config import zoom_credentials_missing
+    from rollcall.service.serve import disabled_parts
 
     for part, reason in disabled_parts(config).items():
         console.print(Text(f"disabled: {part}: {reason}"))

@@ -31,6 +31,7 @@ class StudentLine:
     attendance_pct: float
     present_minutes: int
     below_threshold: bool
+    review_minutes: int = 0  # minutes that need an instructor's review
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class MeetingSummary:
     unknown_faces: int  # unlabelled unknown-face clusters
     admin_url: str = ""  # "" when [reports] base_url is not set
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    review_minutes: int = 0  # student-minutes that need an instructor's review
 
     @property
     def duration_min(self) -> int:
@@ -98,6 +100,7 @@ def _student_lines(report: AttendanceReport, threshold: float) -> tuple[StudentL
             attendance_pct=float(s.attendance_pct),
             present_minutes=int(s.present_minutes),
             below_threshold=float(s.attendance_pct) < threshold,
+            review_minutes=len(s.review_minutes),
         )
         for s in report.students
     ]
@@ -169,4 +172,5 @@ def build_summary(
         unknown_faces=int(report.unknown_clusters),
         admin_url=base + ADMIN_MEETING_PATH.format(meeting_id=meeting_id) if base else "",
         warnings=tuple(report.warnings),
+        review_minutes=sum(len(s.review_minutes) for s in report.students),
     )

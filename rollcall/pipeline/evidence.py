@@ -3,7 +3,8 @@
 Off by default (``[privacy] store_frames`` / ``store_face_crops``): rollcall
 keeps no pixels of a recording unless an admin asks. When asked, it keeps one
 sampled frame per minute and, per unknown-face cluster, one face crop, so an
-instructor can see who an unknown face was before labelling it. The files live
+instructor can see who an unknown face was before labelling it, and one crop per
+track attributed to a student (``rollcall explain`` lists them). The files live
 under ``<data dir>/evidence/<meeting id>/`` and go with the meeting's results.
 A keeper without a folder (a cluster worker's, which has no data directory of the
 coordinator) keeps the files in memory, in ``files``, for the coordinator to write.
@@ -47,6 +48,15 @@ class EvidenceKeeper:
                     ok, jpeg = cv2.imencode(".jpg", crop)
                     if ok:
                         self._crops[tracked.track_id] = (score, jpeg.tobytes())
+
+    def save_track_crops(self, track_ids) -> None:
+        """One crop per attributed track (``track-<id>.jpg``): the faces that decided a
+        student's presence, listed by ``rollcall explain``."""
+        if not self.face_crops:
+            return
+        for track_id in track_ids:
+            if track_id in self._crops:
+                self._save(f"track-{track_id}.jpg", self._crops[track_id][1])
 
     def save_cluster_crops(self, clusters) -> None:
         """One crop per unknown cluster, from its best-scored track."""

@@ -17,6 +17,7 @@ roll back together.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -54,7 +55,7 @@ from rollcall.pipeline.unknowns import (
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
-from rollcall.types import MeetingContext, PluginFailure, Roster, SampledFrame
+from rollcall.types import MeetingContext, PluginFailure, Roster, SampledFrame, track_decisions
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, float], None]  # (seconds done, seconds total)
@@ -101,6 +102,7 @@ class FrameAnalysis:
     presence_rows: list[dict[str, Any]]
     attendance_rows: list[dict[str, Any]]
     clusters: list[dict[str, Any]]  # unknown-face cluster rows (no label yet)
+    evidence_rows: list[dict[str, Any]]  # minute_evidence rows: why a minute is present/review
     evidence: dict[str, bytes]  # evidence files not yet written (a cluster worker's)
     source: str  # where the recording was read from (a path or the download URL)
     size: int  # its size in bytes
@@ -190,7 +192,7 @@ def analyze_recording(
             return analyse_frames(pm, models, config, job, progress=progress)
 
     try:
-        roster = load_roster(db, pm, course_id, models.model_key)
+        roster = course_roster(db, pm, models, course_id, exclude_meeting=meeting_id)
         job = FrameJob(
             path=path,
             roster=roster,
@@ -210,6 +212,28 @@ def analyze_recording(
         raise
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def course_roster(
+    db: sqlite_utils.Database,
+    pm: pluggy.PluginManager,
+    models: FaceModels,
+    course_id: str,
+    *,
+    exclude_meeting: int | None = None,
+) -> Roster:
+    """The course's roster with its cohort: the unknown-face centroids of the course's
+    other meetings (non-students the recognizer's margins compare against).
+
+    Read from the database here, so a cluster worker gets it inside the task's roster.
+    """
+    roster = load_roster(db, pm, course_id, models.model_key)
+    cohort = storage.course_unknown_centroids(
+        db, course_id, models.model_key, exclude_meeting=exclude_meeting
+    )
+    if len(cohort) and roster.templates.ndim == 2 and cohort.shape[1] == roster.templates.shape[1]:
+        roster = dataclasses.replace(roster, cohort=cohort)
+    return roster
 
 
 def analyse_frames(
@@ -289,11 +313,13 @@ def analyse_frames(
     clusters = cluster_unknown_tracks(
         tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
     )
+    keeper.save_track_crops(track_decisions(identities))
     keeper.save_cluster_crops(clusters)
     attendance = results.get("attendance", [])
-    presence_rows, attendance_rows = [], []
+    presence_rows, attendance_rows, evidence_rows = [], [], []
     for row in attendance:
         pk = roster.student_keys[row.student_index]
+        review = getattr(row, "review", ()) or (0,) * len(row.minutes)
         for minute, (seen, present) in enumerate(zip(row.seconds_seen, row.minutes, strict=True)):
             presence_rows.append(
                 {
@@ -302,6 +328,7 @@ def analyse_frames(
                     "minute": minute,
                     "seconds_seen": seen,
                     "present": present,
+                    "review": review[minute],
                 }
             )
         attendance_rows.append(
@@ -311,8 +338,13 @@ def analyse_frames(
                 "present_minutes": row.present_minutes,
                 "attendance_pct": row.attendance_pct,
                 "status": row.status,
+                "review_minutes": sum(review),
             }
         )
+        for ev in getattr(row, "evidence", ()):
+            evidence_rows.append(
+                {"meeting_id": meeting_id, "student_pk": pk, **dataclasses.asdict(ev)}
+            )
     new_clusters = cluster_rows(
         clusters,
         meeting_id=meeting_id,
@@ -329,6 +361,7 @@ def analyse_frames(
         presence_rows=presence_rows,
         attendance_rows=attendance_rows,
         clusters=new_clusters,
+        evidence_rows=evidence_rows,
         evidence=keeper.files,
         source=str(path),
         size=path.stat().st_size,
@@ -355,6 +388,7 @@ def store_analysis(
     info, start_time, context = analysis.info, analysis.start_time, analysis.context
     results, new_clusters = analysis.results, analysis.clusters
     presence_rows, attendance_rows = analysis.presence_rows, analysis.attendance_rows
+    evidence_rows = analysis.evidence_rows
     labels = carry_labels(
         storage.unknown_clusters(db, meeting_id), new_clusters, threshold=models.cluster_threshold
     )
@@ -386,6 +420,7 @@ def store_analysis(
                 "warnings": "\n".join(warnings),
                 "analyzed_at": storage.now_iso(),
             },
+            evidence_rows,
         )
         stored = storage.get_meeting(db, meeting_id)
         for student_pk in sorted({c["label_student_pk"] for c in new_clusters} - {None}):

@@ -138,6 +138,11 @@ def builtin_plugins(config: Config, models: FaceModels) -> list[object]:
             min_track_samples=r.min_track_samples,
             vote_share=r.vote_share,
             threads=config.models.threads,
+            margin_student=r.margin_student,
+            margin_cohort=r.margin_cohort,
+            review_slack=r.review_slack,
+            review=r.review,
+            centroid_above=r.centroid_above,
         ),
         AttendancePlugin(
             min_seconds_per_minute=config.attendance.min_seconds_per_minute,

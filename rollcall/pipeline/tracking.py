@@ -106,6 +106,9 @@ class FaceTracker:
                 if match.student_index >= 0:
                     track.votes[match.student_index] += 1
                     track.similarity_sum[match.student_index] += match.similarity
+                track.samples.append(
+                    (t, match.student_index, match.nearest_index, float(match.similarity))
+                )
                 track.embedding_sum = (
                     emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
                 )

@@ -12,6 +12,12 @@ are marked in every format: a ``corrections`` column in the CSV (the minute
 cells stay numeric), a distinct fill with a who/why comment and a legend in the
 XLSX, hatching in the PNG, and a starred ``Present`` count in the terminal.
 
+Minutes that need review (``StudentAttendance.review_minutes``: the face evidence
+was borderline, so they count as absent until an instructor decides) are shown
+apart in every format too: ``?`` cells and a ``review_minutes`` column in the CSV,
+an orange fill and a legend in the XLSX, a third colour in the PNG and HTML, ``?``
+in the terminal strip, and "n minutes need review" in the summaries.
+
 Untrusted text (student names, ids and meeting titles come from rosters and Zoom
 metadata) never becomes a formula: :func:`csv_safe` defuses CSV cells (OWASP "CSV
 injection"); the XLSX writer stores text with the string type (:func:`rollcall.reports.xlsx.set_text`).
@@ -34,6 +40,9 @@ STATUS_COLOURS: dict[str, str] = {
 }
 OTHER_COLOUR = "#757575"  # a status not in STATUS_COLOURS
 CORRECTED_COLOUR = "#7b1fa2"  # PNG hatching / HTML outline of corrected minutes
+REVIEW_COLOUR = "#ff9800"  # minutes that need an instructor's review (every format)
+#: The marker of a needs-review minute in the CSV, the terminal strip and the legends.
+REVIEW_MARK = "?"
 
 #: The columns after the minutes in the CSV and the XLSX matrix.
 TOTAL_HEADERS = ("present_minutes", "attendance_pct", "status")
@@ -103,6 +112,29 @@ def minute_notes(s: StudentAttendance, labels: Sequence[str]) -> dict[int, Corre
 def has_corrections(report: AttendanceReport) -> bool:
     """True if an instructor's correction decided some minute of the report."""
     return any(s.corrected_minutes for s in report.students)
+
+
+def has_review(report: AttendanceReport) -> bool:
+    """True if some minute of the report needs an instructor's review."""
+    return any(s.review_minutes for s in report.students)
+
+
+def review_total(report: AttendanceReport) -> int:
+    """Student-minutes of the report that need review."""
+    return sum(len(s.review_minutes) for s in report.students)
+
+
+def review_text(report: AttendanceReport) -> str:
+    """``"3 minutes need review (2 students)"``, or "" when none does."""
+    total = review_total(report)
+    if not total:
+        return ""
+    students = sum(1 for s in report.students if s.review_minutes)
+    return (
+        f"{total} minute{'s' if total != 1 else ''} need{'s' if total == 1 else ''} review "
+        f"({students} student{'s' if students != 1 else ''}): borderline face matches, "
+        "counted as absent until an instructor corrects them"
+    )
 
 
 def status_counts(report: AttendanceReport) -> dict[str, int]:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from rollcall.reports.atomic import commit_atomically
 from rollcall.reports.common import (
+    REVIEW_MARK,
     TOTAL_HEADERS,
     correction_text,
     csv_safe,
     has_corrections,
+    has_review,
     incomplete_notice,
     minute_labels,
 )
@@ -32,7 +34,10 @@ def write_csv_to(report: AttendanceReport, path: Path) -> None:
     """Write the CSV straight to ``path`` (the atomic move is the caller's: see :func:`write_csv`)."""
     labels = minute_labels(report)
     corrected = has_corrections(report)
+    review = has_review(report)
     header = ["student_id", "name", *labels, *TOTAL_HEADERS]
+    if review:
+        header.append("review_minutes")
     if corrected:
         header.append("corrections")
     notice = incomplete_notice(report)
@@ -49,10 +54,14 @@ def write_csv_to(report: AttendanceReport, path: Path) -> None:
                 [
                     csv_safe(s.student_id),
                     csv_safe(s.name),
-                    *(int(m) for m in s.minutes),
+                    *(
+                        REVIEW_MARK if j in s.review_minutes else int(m)
+                        for j, m in enumerate(s.minutes)
+                    ),
                     int(s.present_minutes),
                     float(s.attendance_pct),
                     csv_safe(s.status),
+                    *([len(s.review_minutes)] if review else []),
                     *([csv_safe(_corrections_cell(s, labels))] if corrected else []),
                     *([csv_safe(notice)] if notice else []),
                 ]
@@ -63,8 +72,10 @@ def write_csv(report: AttendanceReport, path: str | os.PathLike[str]) -> Path:
     """Write the attendance matrix as CSV (UTF-8 with BOM) and return its path.
 
     Columns: ``student_id, name``, one 0/1 column per minute headed by
-    :func:`minute_labels`, then ``present_minutes, attendance_pct, status``,
-    and -- only when some minute was corrected by an instructor -- a
+    :func:`minute_labels`, then ``present_minutes, attendance_pct, status``;
+    only when some minute needs review, its cell holds ``?`` instead of 0 and a
+    ``review_minutes`` column counts them per student (they are not in
+    ``present_minutes``); and -- only when some minute was corrected by an instructor -- a
     ``corrections`` column describing each student's corrections (minutes,
     new value, who, when, why; the minute cells already hold corrected values),
     and -- only when the meeting's analysis did not finish -- a ``meeting_status``

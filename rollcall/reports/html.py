@@ -6,8 +6,11 @@ or opened offline. Jinja2's autoescaping keeps untrusted names and titles
 (rosters, Zoom metadata) from becoming markup.
 
 Marks the tests and readers rely on: a corrected minute cell has the class
-``corrected`` and a ``title`` saying who changed it, when and why; a student
-under the course threshold has the row class ``below-threshold``.
+``corrected`` and a ``title`` saying who changed it, when and why; a minute that
+needs review has the class ``review`` and shows ``?``; a present or needs-review
+minute's ``title`` says why (the stored evidence, also listed in the table
+``#evidence``); a student under the course threshold has the row class
+``below-threshold``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from rollcall.reports.common import (
     incomplete_notice,
     minute_labels,
     minute_notes,
+    review_text,
     status_counts,
 )
 from rollcall.reports.course_png import figure_png, meetings_figure, students_figure
 from rollcall.reports.course_types import CourseReport
 from rollcall.reports.png import png_bytes
-from rollcall.types import AttendanceReport
+from rollcall.types import AttendanceReport, MinuteEvidence
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -59,8 +63,11 @@ def render_meeting_html(report: AttendanceReport) -> str:
     """The meeting report as one HTML page (chart, matrix with corrections, legend)."""
     labels = minute_labels(report)
     rows = []
+    evidence = []
     for s in report.students:
         notes = minute_notes(s, labels)
+        why = {e.minute: evidence_text(e) for e in s.evidence}
+        evidence += [(s, labels[e.minute], e) for e in s.evidence if e.minute < len(labels)]
         rows.append(
             {
                 "student": s,
@@ -68,7 +75,9 @@ def render_meeting_html(report: AttendanceReport) -> str:
                     {
                         "value": int(m),
                         "corrected": j in notes,
+                        "review": j in s.review_minutes,
                         "note": correction_text(notes[j], labels) if j in notes else "",
+                        "why": why.get(j, ""),
                     }
                     for j, m in enumerate(s.minutes)
                 ],
@@ -89,9 +98,27 @@ def render_meeting_html(report: AttendanceReport) -> str:
             duration=format_duration(report.duration_s),
             chart=_data_uri(png_bytes(report)),
             corrections=[(correction_text(c, labels), s) for c, s in corrections],
+            review=review_text(report),
+            evidence=evidence,
+            fmt=_fmt,
             generated=_generated(),
             incomplete=incomplete_notice(report),
         )
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.2f}"
+
+
+def evidence_text(e: MinuteEvidence) -> str:
+    """One line saying why a minute is present or needs review (the cell's hover text)."""
+    state = "present" if e.state == "present" else "needs review"
+    return (
+        f"{state}: {e.matched} of {e.samples} samples matched, best similarity "
+        f"{_fmt(e.best_similarity)}, median {_fmt(e.median_similarity)}, margin over the next "
+        f"student {_fmt(e.margin_student)}, over non-students {_fmt(e.margin_cohort)} ({e.path})"
+        + (f"; {e.reason}" if e.state == "review" and e.reason else "")
     )
 
 

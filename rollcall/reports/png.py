@@ -19,6 +19,7 @@ from rollcall.reports.common import (
     CORRECTED_COLOUR,
     MAX_NAME_CHARS,
     OTHER_COLOUR,
+    REVIEW_COLOUR,
     STATUS_COLOURS,
     format_duration,
     minute_labels,
@@ -151,14 +152,19 @@ def _png_figure(report: AttendanceReport):
     )
 
     # Heatmap: students x minutes.
-    matrix = [list(s.minutes) + [0] * (n_min - len(s.minutes)) for s in students]
-    cmap = ListedColormap(["#f6c6c3", "#3a9f5c"])
+    # 0 absent, 1 present, 2 needs review (a third colour).
+    matrix = [
+        [2 if j in s.review_minutes else int(m) for j, m in enumerate(s.minutes)]
+        + [0] * (n_min - len(s.minutes))
+        for s in students
+    ]
+    cmap = ListedColormap(["#f6c6c3", "#3a9f5c", REVIEW_COLOUR])
     ax_heat.imshow(
         matrix,
         aspect="auto",
         cmap=cmap,
         vmin=0,
-        vmax=1,
+        vmax=2,
         interpolation="nearest",
         extent=(-0.5, n_min - 0.5, n - 0.5, -0.5),
     )
@@ -175,6 +181,8 @@ def _png_figure(report: AttendanceReport):
     ax_heat.tick_params(axis="y", left=False, labelleft=False)
     ax_heat.set_ylim(n - 0.5, -0.5)
     handles = [Patch(color="#3a9f5c", label="present"), Patch(color="#f6c6c3", label="absent")]
+    if any(s.review_minutes for s in students):
+        handles.append(Patch(color=REVIEW_COLOUR, label="needs review (?)"))
     if _hatch_corrections(ax_heat, students):
         handles.append(
             Patch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pluggy
@@ -12,7 +13,7 @@ from rollcall.pipeline.plugin_manager import report_manager
 from rollcall.presence import attendance_status, minute_lengths
 from rollcall.store import storage
 from rollcall.store.corrections import apply_corrections, corrections_by_student
-from rollcall.types import AttendanceReport, StudentAttendance
+from rollcall.types import AttendanceReport, MinuteEvidence, StudentAttendance
 
 
 def meeting_report(
@@ -58,15 +59,20 @@ def meeting_students(
     meeting_id = meeting["id"]
     n = len(minute_lengths(meeting["duration_s"] or 0.0))
     presence: dict[int, list[int]] = {}
+    review: dict[int, set[int]] = {}
     for r in db.query(
-        "select student_pk, minute, present from presence where meeting_id = ? order by minute",
+        "select student_pk, minute, present, review from presence where meeting_id = ? "
+        "order by minute",
         [meeting_id],
     ):
         presence.setdefault(r["student_pk"], [0] * n)[r["minute"]] = r["present"]
+        if r["review"] and not r["present"]:
+            review.setdefault(r["student_pk"], set()).add(r["minute"])
     attendance = {
         r["student_pk"]: r for r in db["attendance"].rows_where("meeting_id = ?", [meeting_id])
     }
     corrections = corrections_by_student(db, meeting_id)
+    evidence = stored_evidence(db, meeting_id)
     students = []
     for s in db["students"].rows_where(
         "course_id = ?", [meeting["course_id"]], order_by="student_id"
@@ -100,9 +106,43 @@ def meeting_students(
                 status=status,
                 corrected_minutes=touched,
                 corrections=tuple(c.note() for c in fixes),
+                # A corrected minute is decided: it no longer needs review.
+                review_minutes=tuple(sorted(review.get(s["id"], set()) - set(touched))),
+                evidence=evidence.get(s["id"], ()),
             )
         )
     return students
+
+
+def stored_evidence(
+    db: sqlite_utils.Database, meeting_id: int
+) -> dict[int, tuple[MinuteEvidence, ...]]:
+    """student_pk -> the stored per-minute evidence of a meeting, by minute."""
+    out: dict[int, list[MinuteEvidence]] = {}
+    for r in db.query(
+        "select * from minute_evidence where meeting_id = ? order by student_pk, minute",
+        [meeting_id],
+    ):
+        out.setdefault(r["student_pk"], []).append(evidence_of(r))
+    return {pk: tuple(rows) for pk, rows in out.items()}
+
+
+def evidence_of(row: dict) -> MinuteEvidence:
+    """A ``minute_evidence`` row as a :class:`MinuteEvidence`."""
+    tracks = row["tracks"]
+    return MinuteEvidence(
+        minute=row["minute"],
+        state=row["state"],
+        samples=row["samples"],
+        matched=row["matched"],
+        best_similarity=row["best_similarity"],
+        median_similarity=row["median_similarity"],
+        margin_student=row["margin_student"],
+        margin_cohort=row["margin_cohort"],
+        path=row["path"],
+        tracks=tuple(json.loads(tracks) if isinstance(tracks, str) else tracks or ()),
+        reason=row.get("reason") or "",
+    )
 
 
 def analyzer_sheets(

@@ -13,9 +13,11 @@ from rich.text import Text
 
 from rollcall.printable import printable
 from rollcall.reports.common import (
+    REVIEW_MARK,
     format_start,
     has_corrections,
     incomplete_notice,
+    review_text,
     status_counts,
     status_label,
 )
@@ -31,19 +33,26 @@ _RICH_STATUS_STYLE: dict[str, str] = {
 _STRIP_WIDTH = 60
 
 
-def minute_strip(minutes: Sequence[int], width: int = _STRIP_WIDTH) -> str:
+def minute_strip(
+    minutes: Sequence[int], width: int = _STRIP_WIDTH, review: Sequence[int] = ()
+) -> str:
     """Presence as at most ``width`` characters, grouping consecutive minutes.
 
-    ``█`` all present, ``▓`` at least half, ``░`` some, ``·`` none.
+    ``█`` all present, ``▓`` at least half, ``░`` some, ``·`` none; ``?`` when no
+    minute of the group is present and one of them (0-based in ``review``) needs review.
     """
     n = len(minutes)
     if n == 0:
         return ""
     group = max(1, math.ceil(n / width))
+    doubt = set(review)
     chars = []
     for start in range(0, n, group):
         chunk = minutes[start : start + group]
         share = sum(1 for m in chunk if m) / len(chunk)
+        if share == 0 and doubt.intersection(range(start, start + group)):
+            chars.append(REVIEW_MARK)
+            continue
         chars.append("█" if share == 1 else "▓" if share >= 0.5 else "░" if share > 0 else "·")
     return "".join(chars)
 
@@ -79,7 +88,8 @@ def summary_table(report: AttendanceReport) -> Table:
             Text(printable(s.name)),
             Text(
                 f"{s.present_minutes}/{len(s.minutes) or n_min}"
-                + ("*" if s.corrected_minutes else ""),
+                + ("*" if s.corrected_minutes else "")
+                + (f" ({len(s.review_minutes)}?)" if s.review_minutes else ""),
                 style="magenta" if s.corrected_minutes else "",
             ),
             Text(f"{s.attendance_pct:.1f}"),
@@ -93,6 +103,8 @@ def summary_table(report: AttendanceReport) -> Table:
             caption.append(" · ")
         caption.append(f"{status_label(status)}: {count}", style=_RICH_STATUS_STYLE.get(status))
     caption.append(f" · unknown faces: {report.unknown_clusters}")
+    if review_text(report):
+        caption.append(f" · ? {review_text(report)}", style="bold dark_orange")
     if has_corrections(report):
         caption.append(" · * corrected by an instructor (magenta minutes)", style="magenta")
     if report.warnings:
@@ -106,7 +118,15 @@ def _strip_text(s: StudentAttendance) -> Text:
     n = len(s.minutes)
     group = max(1, math.ceil(n / _STRIP_WIDTH)) if n else 1
     corrected_groups = {m // group for m in s.corrected_minutes}
-    for k, ch in enumerate(minute_strip(s.minutes)):
-        style = "green" if ch in "█▓" else "yellow" if ch == "░" else "dim"
+    for k, ch in enumerate(minute_strip(s.minutes, review=s.review_minutes)):
+        style = (
+            "green"
+            if ch in "█▓"
+            else "yellow"
+            if ch == "░"
+            else "bold dark_orange"
+            if ch == REVIEW_MARK
+            else "dim"
+        )
         text.append(ch, style="magenta" if k in corrected_groups else style)
     return text

@@ -28,11 +28,14 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from rollcall.reports.atomic import commit_atomically
 from rollcall.reports.common import (
+    REVIEW_COLOUR,
+    REVIEW_MARK,
     STATUS_COLOURS,
     TOTAL_HEADERS,
     correction_text,
     format_duration,
     has_corrections,
+    has_review,
     incomplete_notice,
     minute_labels,
     minute_notes,
@@ -43,6 +46,7 @@ from rollcall.types import AttendanceReport
 PRESENT_RGB = "C6EFCE"  # Excel's "good" green
 ABSENT_RGB = "FFC7CE"  # Excel's "bad" light red
 CORRECTED_RGB = "FFD966"  # amber: a minute an instructor decided
+REVIEW_RGB = REVIEW_COLOUR.lstrip("#").upper()  # orange: a minute that needs review
 
 _ILLEGAL_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -124,6 +128,7 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     absent_fill = PatternFill("solid", start_color=ABSENT_RGB, end_color=ABSENT_RGB)
     corrected_fill = PatternFill("solid", start_color=CORRECTED_RGB, end_color=CORRECTED_RGB)
     corrected_font = Font(bold=True, italic=True)
+    review_fill = PatternFill("solid", start_color=REVIEW_RGB, end_color=REVIEW_RGB)
     status_fonts = {
         st: Font(bold=True, color="FF" + c.lstrip("#").upper()) for st, c in STATUS_COLOURS.items()
     }
@@ -146,6 +151,12 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
             cell = ws.cell(row=row, column=3 + j, value=int(m))
             cell.fill = present_fill if m else absent_fill
             cell.alignment = centre
+            if j in s.review_minutes:
+                set_text(cell, REVIEW_MARK).fill = review_fill
+                cell.comment = cell_comment(
+                    "needs review: the face evidence was borderline, counted as absent; "
+                    "rollcall explain shows why, rollcall attendance set decides"
+                )
             if j in notes:
                 cell.fill = corrected_fill
                 cell.font = corrected_font
@@ -171,8 +182,15 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
     ws.row_dimensions[1].height = 36
     for k, title in enumerate(TOTAL_HEADERS):
         ws.column_dimensions[get_column_letter(first_total + k)].width = len(title) + 3
-    if has_corrections(report):
-        _matrix_legend(ws, len(report.students) + 3, present_fill, absent_fill, corrected_fill)
+    if has_corrections(report) or has_review(report):
+        _matrix_legend(
+            ws,
+            len(report.students) + 3,
+            present_fill,
+            absent_fill,
+            corrected_fill,
+            review_fill if has_review(report) else None,
+        )
 
 
 def cell_comment(text: str) -> Comment:
@@ -183,17 +201,29 @@ def cell_comment(text: str) -> Comment:
 
 
 def _matrix_legend(
-    ws: Worksheet, row: int, present: PatternFill, absent: PatternFill, corrected: PatternFill
+    ws: Worksheet,
+    row: int,
+    present: PatternFill,
+    absent: PatternFill,
+    corrected: PatternFill,
+    review: PatternFill | None = None,
 ) -> None:
-    """A legend under the matrix (only written when the report has corrections)."""
+    """A legend under the matrix (only written when the report has corrections or
+    minutes that need review)."""
     set_text(ws.cell(row=row, column=1), "Legend").font = Font(bold=True)
-    entries = (
+    entries = [
         (present, 1, "present (automatic)"),
         (absent, 0, "absent (automatic)"),
         (corrected, None, "corrected by an instructor; hover the cell for who and why"),
-    )
+    ]
+    if review is not None:
+        entries.append(
+            (review, REVIEW_MARK, "needs review: borderline evidence, counted as absent")
+        )
     for k, (fill, value, text) in enumerate(entries, start=1):
         swatch = ws.cell(row=row + k, column=1, value=value)
+        if isinstance(value, str):
+            set_text(swatch, value)
         swatch.fill = fill
         set_text(ws.cell(row=row + k, column=2), text)
 
@@ -247,6 +277,7 @@ def _fill_summary_sheet(ws: Worksheet, report: AttendanceReport) -> None:
         ("Duration", format_duration(report.duration_s)),
         ("Minutes", report.n_minutes),
         ("Students", len(report.students)),
+        ("Minutes needing review", sum(len(s.review_minutes) for s in report.students)),
     ]
     for label, value in meta:
         set_text(ws.cell(row=row, column=1), label).font = bold

@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from rollcall.bot.intake import Intake
 from rollcall.bot.webhook import webhook_routes
-from rollcall.config import Config
+from rollcall.config import Config, zoom_credentials_missing
 from rollcall.service.pool import AnalysisPool
 from rollcall.service.worker import (
     WorkerContext,
@@ -59,18 +59,6 @@ class ServiceState:
     def stopped_workers(self) -> int:
         """Job worker tasks that ended (a worker loop only ends on shutdown)."""
         return sum(1 for task in self.workers if task.done())
-
-
-def zoom_credentials_missing(config: Config) -> list[str]:
-    z = config.zoom
-    missing = [
-        name
-        for name, value in (("account_id", z.account_id), ("client_id", z.client_id))
-        if not value
-    ]
-    if not z.client_secret.get_secret_value():
-        missing.append("client_secret")
-    return missing
 
 
 def disabled_parts(config: Config) -> dict[str, str]:
@@ -179,6 +167,9 @@ def build_app(
     from rollcall.web.admin_api import admin_routes
 
     app.add_routes(admin_routes(config))
+    from rollcall.web.app import setup_web_app
+
+    setup_web_app(app, config, lambda: dict(vars(state)))
     return app
 
 

@@ -132,7 +132,8 @@ def mark_cancelled(db, home: Path, job: jobs.Job, reason: str) -> None:
 
 
 def source_key(job: jobs.Job) -> str:
-    return f"zoom:{job.meeting_uuid}:{job.file_id}"
+    """The meeting key of a job's recording: ``zoom:`` for Zoom's, ``upload:`` for the web app's."""
+    return f"{job.payload.get('kind') or 'zoom'}:{job.meeting_uuid}:{job.file_id}"
 
 
 def analysis_for(config: Config, dispatcher: Any = None) -> Callable[..., int]:
@@ -168,7 +169,7 @@ def analysis_for(config: Config, dispatcher: Any = None) -> Callable[..., int]:
                 job.course_id,
                 title=job.topic or f"Zoom meeting {job.zoom_meeting_id}",
                 start_time=datetime.fromisoformat(start) if start else None,
-                source="zoom",
+                source=job.payload.get("kind") or "zoom",  # "upload": the web app's
                 source_key=source_key(job),
                 warning=job.payload.get("warning") or "",
                 report_dir=None,  # reports are rendered from the database (see process.py)
@@ -370,7 +371,14 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
     video = config.home / "downloads" / f"job-{job.id}.mp4"
     beat = asyncio.create_task(_heartbeat(db, job.id, worker_id, config.jobs.lease_s))
     try:
-        if ctx.remote is not None:
+        if job.payload.get("local_path"):  # uploaded in the web app: already on disk
+            video = Path(job.payload["local_path"])
+            if ctx.remote is not None:  # on this machine's disk: no worker machine can read it
+                log.info("uploaded recording analysed on the coordinator", extra=extra)
+            await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
+            log.info("analysing recording", extra=extra)
+            meeting_id = await ctx.analyze(video, job)
+        elif ctx.remote is not None:
             log.info("sending recording to the cluster", extra=extra)
             meeting_id = await analyse_remotely(db, ctx, job, worker_id)
         else:
@@ -380,7 +388,7 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
             log.info("analysing recording", extra=extra)
             meeting_id = await ctx.analyze(video, job)
         await db.run(jobs.assert_held, job.id, worker_id)  # cancelled meanwhile: no report
-        if ctx.fetch_participants is not None:
+        if ctx.fetch_participants is not None and not job.payload.get("local_path"):
             try:
                 await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
             except Exception as exc:  # the attendance result stands without it

@@ -72,7 +72,7 @@ def backoff_delay(
     delay = min(float(max_s), base_s * 2 ** max(attempts - 1, 0))
     if jitter > 0:
         delay += (rng or random).uniform(0, jitter * delay)
-    return delay
+    return float(delay)
 
 
 # ---------------------------------------------------------------- write transactions
@@ -145,3 +145,11 @@ def write_transaction(
         conn.commit()
     finally:
         _OPENED_HERE.reset(token)
+
+
+def inserted_pk(table: sqlite_utils.db.Table) -> int:
+    """The primary key of the row ``table.insert(...)`` just wrote."""
+    pk = table.last_pk
+    if pk is None:
+        raise StorageError(f"insert into {table.name} returned no primary key")
+    return int(pk)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlite_utils
 
@@ -56,12 +57,12 @@ class Correction:
         )
 
 
-def meeting_minutes(meeting: dict) -> int:
+def meeting_minutes(meeting: dict[str, Any]) -> int:
     """How many (possibly partial) minutes the meeting's report has."""
     return len(minute_lengths(meeting["duration_s"] or 0.0))
 
 
-def minute_labels_of(meeting: dict) -> list[str]:
+def minute_labels_of(meeting: dict[str, Any]) -> list[str]:
     """The report's ``HH:MM`` column headers (clock time when the start is known)."""
     n = meeting_minutes(meeting)
     if meeting["start_time"]:
@@ -73,7 +74,7 @@ def minute_labels_of(meeting: dict) -> list[str]:
 _RANGE = re.compile(r"^\s*([0-9:]+)\s*(?:-\s*([0-9:]+)\s*)?$")
 
 
-def parse_minutes(text: str, meeting: dict) -> tuple[int, int]:
+def parse_minutes(text: str, meeting: dict[str, Any]) -> tuple[int, int]:
     """``"10-45"``, ``"7"`` or ``"09:10-09:45"`` -> 0-based inclusive minute range.
 
     Plain numbers are 0-based minute offsets; ``HH:MM`` values are the column
@@ -112,7 +113,7 @@ def parse_minutes(text: str, meeting: dict) -> tuple[int, int]:
     return first, last
 
 
-def _analysed_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict:
+def _analysed_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict[str, Any]:
     meeting = storage.get_meeting(db, meeting_id)
     if meeting["status"] != "done":
         raise CorrectionError(
@@ -166,11 +167,11 @@ def add_correction(
         "made_at": storage.now_iso(),
     }
     with write_transaction(db):
-        pk = db["corrections"].insert(row).last_pk
+        pk = db.table("corrections").insert(row).last_pk
     return _from_row(dict(row, id=pk, student_id=student["student_id"]))
 
 
-def _from_row(row: dict) -> Correction:
+def _from_row(row: dict[str, Any]) -> Correction:
     return Correction(
         id=row["id"],
         meeting_id=row["meeting_id"],

@@ -37,6 +37,7 @@ from rollcall.store.common import (
     ForeignTransactionError,
     StorageError,
     backoff_delay,
+    inserted_pk,
     now_iso,
     utc_now,
     write_transaction,
@@ -50,6 +51,7 @@ __all__ = [
     "StorageError",
     "backoff_delay",
     "now_iso",
+    "inserted_pk",
     "open_db",
     "utc_now",
     "write_transaction",
@@ -93,4 +95,4 @@ def checkpoint_erased(db: sqlite_utils.Database | sqlite3.Connection) -> bool:
     if conn.in_transaction:
         return False
     busy, _log_frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return busy == 0
+    return bool(busy == 0)

@@ -23,9 +23,13 @@ Life of a message:
   ``max_attempts`` (:func:`mark_failed`).
 - :func:`waiting` names what is queued but not due yet (``rollcall notify send``
   says so and exits 1); :func:`make_due` moves it to now (``notify send --now``).
-- A row left in ``sending`` by a process that died is taken again after
-  :data:`STALE_SENDING_S` (:func:`requeue_stale`). Emails carry a Message-ID
-  derived from the row, so in that rare case a mail client shows the message once.
+- A claimed row names the process sending it (``claimed_by``, ``host:pid``). A row
+  left in ``sending`` by a process of this host that is no longer running (``kill -9``
+  of ``rollcall serve`` while it rendered or sent the message) is taken again at the
+  next delivery run; one claimed elsewhere, or by a process whose death cannot be
+  seen, after :data:`STALE_SENDING_S` (:func:`requeue_stale`). Emails carry a
+  Message-ID derived from the row, so if the process died after the mail server had
+  accepted the message but before it was marked sent, a mail client shows it once.
 
 Addresses are stored (they are shown by ``rollcall notify list``); webhook
 URLs are not: a chat row names the webhook (``slack``/``teams`` of the
@@ -39,6 +43,8 @@ backoff are the store's shared helpers (``rollcall.store.db``).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -244,7 +250,8 @@ def make_due(db: sqlite_utils.Database, *, now: datetime | None = None) -> int:
 def list_messages(
     db: sqlite_utils.Database, meeting_id: int | None = None, state: str | None = None
 ) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[int | str] = []
     if meeting_id is not None:
         where.append("meeting_id = ?")
         args.append(meeting_id)
@@ -257,20 +264,61 @@ def list_messages(
     return list(db.query(sql + " order by id", args))
 
 
+def this_process() -> str:
+    """What a claim made by this process records in ``claimed_by``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_gone(claimed_by: str | None) -> bool:
+    """True when ``claimed_by`` names a process of this host that is no longer running.
+
+    A claim from another host, an unreadable one, or a process that may still run
+    (or whose pid was reused) is not known to be gone: it waits for
+    :data:`STALE_SENDING_S`.
+    """
+    host, _, pid = (claimed_by or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
+
+
 def requeue_stale(db: sqlite_utils.Database, *, now: datetime | None = None) -> int:
-    """Rows left ``sending`` by a process that died go back to ``pending``."""
+    """Rows left ``sending`` by a process that died go back to ``pending`` (due now):
+    at once when the process is known to be gone, else after :data:`STALE_SENDING_S`."""
     cutoff = _iso(utc_now(now) - timedelta(seconds=STALE_SENDING_S))
     with write_transaction(db):
-        cur = db.execute(
-            "update outbox set state = 'pending', last_error = 'interrupted while sending' "
-            "where state = 'sending' and claimed_at < ?",
-            [cutoff],
+        sending = db.execute(
+            "select id, claimed_at, claimed_by from outbox where state = 'sending'"
+        ).fetchall()
+        ids = [
+            row_id
+            for row_id, claimed_at, claimed_by in sending
+            if (claimed_at or "") < cutoff or process_gone(claimed_by)
+        ]
+        for row_id in ids:
+            db.execute(
+                "update outbox set state = 'pending', last_error = 'interrupted while sending' "
+                "where id = ? and state = 'sending'",
+                [row_id],
+            )
+    if ids:
+        log.warning(
+            "messages interrupted while sending are queued again", extra={"outbox_ids": ids}
         )
-    return cur.rowcount
+    return len(ids)
 
 
-def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dict | None:
-    """Take the next due message (``pending`` -> ``sending``), or None."""
+def claim_next(
+    db: sqlite_utils.Database, *, now: datetime | None = None, claimer: str | None = None
+) -> dict[str, Any] | None:
+    """Take the next due message (``pending`` -> ``sending``) for ``claimer`` (default:
+    :func:`this_process`), or None."""
     stamp = _iso(utc_now(now))
     with write_transaction(db):
         row = db.execute(
@@ -281,11 +329,11 @@ def claim_next(db: sqlite_utils.Database, *, now: datetime | None = None) -> dic
         if row is None:
             return None
         db.execute(
-            "update outbox set state = 'sending', attempts = attempts + 1, claimed_at = ? "
-            "where id = ?",
-            [stamp, row[0]],
+            "update outbox set state = 'sending', attempts = attempts + 1, claimed_at = ?, "
+            "claimed_by = ? where id = ?",
+            [stamp, claimer or this_process(), row[0]],
         )
-    return db["outbox"].get(row[0])
+    return db.table("outbox").get(row[0])
 
 
 def backoff_s(config: Config, attempts: int) -> float:
@@ -304,7 +352,7 @@ def mark_sent(db: sqlite_utils.Database, row_id: int, *, now: datetime | None = 
 def mark_failed(
     db: sqlite_utils.Database,
     config: Config,
-    row: dict,
+    row: dict[str, Any],
     error: str,
     *,
     retry: bool = True,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlite_utils
 
@@ -46,7 +47,7 @@ class PendingReport:
     last_error: str
 
 
-def _from_row(row: dict) -> PendingReport:
+def _from_row(row: dict[str, Any]) -> PendingReport:
     start = row["start_time"]
     return PendingReport(
         meeting_id=row["meeting_id"],
@@ -62,11 +63,13 @@ def _from_row(row: dict) -> PendingReport:
 
 def _set_warning(db: sqlite_utils.Database, meeting_id: int, line: str) -> None:
     """Replace this module's warning line of the meeting with ``line`` ("" = remove it)."""
-    meeting = db["meetings"].get(meeting_id)
+    meeting = db.table("meetings").get(meeting_id)
     kept = [
         w for w in (meeting["warnings"] or "").split("\n") if w and not w.startswith(WARNING_PREFIX)
     ]
-    db["meetings"].update(meeting_id, {"warnings": "\n".join(kept + ([line] if line else []))})
+    db.table("meetings").update(
+        meeting_id, {"warnings": "\n".join(kept + ([line] if line else []))}
+    )
 
 
 def schedule(
@@ -99,7 +102,7 @@ def schedule(
     }
     with write_transaction(db):  # one row per meeting
         db.execute("delete from participant_reports where meeting_id = ?", [meeting_id])
-        db["participant_reports"].insert(row)
+        db.table("participant_reports").insert(row)
         _set_warning(
             db,
             meeting_id,
@@ -133,7 +136,7 @@ def record_done(db: sqlite_utils.Database, meeting_id: int, *, now: datetime | N
             "where meeting_id = ?",
             [DONE, now_iso(now), meeting_id],
         )
-        if db["meetings"].count_where("id = ?", [meeting_id]):
+        if db.table("meetings").count_where("id = ?", [meeting_id]):
             _set_warning(db, meeting_id, "")
 
 

@@ -15,11 +15,12 @@ import getpass
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
 from rollcall.store import storage
-from rollcall.store.db import write_transaction
+from rollcall.store.db import inserted_pk, write_transaction
 from rollcall.types import PluginFailure, PluginInfo
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class PluginStatus:
             return self.courses[course_id]
         return self.enabled_globally
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         i = self.info
         return {
             "name": i.name,
@@ -201,7 +202,7 @@ def set_plugin_enabled(
     if enabled and name in NOTICES:
         detail += " (legal notice shown and confirmed)"
     with write_transaction(db):
-        db["plugin_settings"].upsert(
+        db.table("plugin_settings").upsert(
             {
                 "plugin": name,
                 "course_id": scope,
@@ -211,9 +212,8 @@ def set_plugin_enabled(
             },
             pk=("plugin", "course_id"),
         )
-        entry_id = (
-            db["plugin_audit"]
-            .insert(
+        entry_id = inserted_pk(
+            db.table("plugin_audit").insert(
                 {
                     "at": at,
                     "who": who,
@@ -223,7 +223,6 @@ def set_plugin_enabled(
                     "detail": detail,
                 }
             )
-            .last_pk
         )
     log.info(
         "plugin setting changed",
@@ -265,10 +264,10 @@ def save_plugin_failures(
     ]
     with write_transaction(db):
         db.execute("DELETE FROM plugin_errors WHERE meeting_id = ?", [meeting_id])
-        db["plugin_errors"].insert_all(rows)
+        db.table("plugin_errors").insert_all(rows)
     return len(rows)
 
 
-def stored_plugin_failures(db: sqlite_utils.Database, meeting_id: int) -> list[dict]:
+def stored_plugin_failures(db: sqlite_utils.Database, meeting_id: int) -> list[dict[str, Any]]:
     """The plugin failures stored for a meeting, oldest first."""
-    return list(db["plugin_errors"].rows_where("meeting_id = ?", [meeting_id], order_by="id"))
+    return list(db.table("plugin_errors").rows_where("meeting_id = ?", [meeting_id], order_by="id"))

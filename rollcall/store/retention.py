@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -51,7 +52,7 @@ def _parse(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def meeting_date(meeting: dict) -> tuple[datetime, str] | None:
+def meeting_date(meeting: dict[str, Any]) -> tuple[datetime, str] | None:
     """When a meeting's age counts from: its class start, else its analysis."""
     start = _parse(meeting.get("start_time"))
     if start is not None:

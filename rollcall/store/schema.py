@@ -27,8 +27,8 @@ from rollcall.store.common import StorageError, write_transaction
 
 def migrate_core(db: sqlite_utils.Database) -> None:
     """Migration 1: courses, students, photos, embeddings, meetings and their results."""
-    db["courses"].create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
-    db["students"].create(
+    db.table("courses").create({"course_id": str, "title": str, "created_at": str}, pk="course_id")
+    db.table("students").create(
         {
             "id": int,
             "course_id": str,
@@ -40,8 +40,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("course_id", "courses", "course_id")],
     )
-    db["students"].create_index(["course_id", "student_id"], unique=True)
-    db["photos"].create(
+    db.table("students").create_index(["course_id", "student_id"], unique=True)
+    db.table("photos").create(
         {
             "id": int,
             "student_pk": int,
@@ -58,8 +58,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("student_pk", "students", "id")],
     )
-    db["photos"].create_index(["student_pk", "filename"], unique=True)
-    db["embeddings"].create(
+    db.table("photos").create_index(["student_pk", "filename"], unique=True)
+    db.table("embeddings").create(
         {
             "id": int,
             "photo_id": int,
@@ -72,8 +72,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("photo_id", "photos", "id"), ("student_pk", "students", "id")],
     )
-    db["embeddings"].create_index(["photo_id", "model"], unique=True)
-    db["meetings"].create(
+    db.table("embeddings").create_index(["photo_id", "model"], unique=True)
+    db.table("meetings").create(
         {
             "id": int,
             "course_id": str,
@@ -91,8 +91,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["meetings"].create_index(["source_key"], unique=True)
-    db["recordings"].create(
+    db.table("meetings").create_index(["source_key"], unique=True)
+    db.table("recordings").create(
         {
             "id": int,
             "meeting_id": int,
@@ -110,7 +110,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("meeting_id", "meetings", "id")],
     )
-    db["presence"].create(
+    db.table("presence").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -120,7 +120,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk=("meeting_id", "student_pk", "minute"),
     )
-    db["attendance"].create(
+    db.table("attendance").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -130,7 +130,7 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk=("meeting_id", "student_pk"),
     )
-    db["unknown_clusters"].create(
+    db.table("unknown_clusters").create(
         {
             "id": int,
             "meeting_id": int,
@@ -147,8 +147,8 @@ def migrate_core(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["unknown_clusters"].create_index(["meeting_id", "cluster_no"], unique=True)
-    db["plugin_settings"].create(
+    db.table("unknown_clusters").create_index(["meeting_id", "cluster_no"], unique=True)
+    db.table("plugin_settings").create(
         {"plugin": str, "course_id": str, "enabled": int, "updated_at": str, "updated_by": str},
         pk=("plugin", "course_id"),
     )
@@ -222,7 +222,7 @@ def migrate_jobs(db: sqlite_utils.Database) -> None:
 
 def migrate_participants(db: sqlite_utils.Database) -> None:
     """Migration 3: Zoom's participants report and its reconciliation with face presence."""
-    db["participants"].create(
+    db.table("participants").create(
         {
             "id": int,
             "meeting_id": int,
@@ -234,8 +234,8 @@ def migrate_participants(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["participants"].create_index(["meeting_id"])
-    db["reconciliation"].create(
+    db.table("participants").create_index(["meeting_id"])
+    db.table("reconciliation").create(
         {
             "meeting_id": int,
             "student_pk": int,
@@ -257,7 +257,7 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
     """
 
     if "plugin_audit" not in db.table_names():
-        db["plugin_audit"].create(
+        db.table("plugin_audit").create(
             {
                 "id": int,
                 "at": str,
@@ -270,7 +270,7 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
             pk="id",
         )
     if "plugin_errors" not in db.table_names():
-        db["plugin_errors"].create(
+        db.table("plugin_errors").create(
             {
                 "id": int,
                 "meeting_id": int,
@@ -283,12 +283,12 @@ def migrate_plugin_admin(db: sqlite_utils.Database) -> None:
             },
             pk="id",
         )
-        db["plugin_errors"].create_index(["meeting_id"])
+        db.table("plugin_errors").create_index(["meeting_id"])
 
 
 def migrate_corrections(db: sqlite_utils.Database) -> None:
     """Migration 5: instructors' manual attendance corrections."""
-    db["corrections"].create(
+    db.table("corrections").create(
         {
             "id": int,
             "meeting_id": int,
@@ -302,12 +302,12 @@ def migrate_corrections(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["corrections"].create_index(["meeting_id", "student_pk"])
+    db.table("corrections").create_index(["meeting_id", "student_pk"])
 
 
 def migrate_outbox(db: sqlite_utils.Database) -> None:
     """Migration 6: the notification outbox."""
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "meeting_id": int,
@@ -326,9 +326,9 @@ def migrate_outbox(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["outbox"].create_index(["dedupe_key"], unique=True)
-    db["outbox"].create_index(["state", "next_attempt_at"])
-    db["outbox"].create_index(["meeting_id"])
+    db.table("outbox").create_index(["dedupe_key"], unique=True)
+    db.table("outbox").create_index(["state", "next_attempt_at"])
+    db.table("outbox").create_index(["meeting_id"])
 
 
 def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
@@ -358,7 +358,7 @@ def migrate_unknown_labels(db: sqlite_utils.Database) -> None:
 
 def migrate_participant_reports(db: sqlite_utils.Database) -> None:
     """Migration 8: Zoom participants reports still to fetch (retried on their own schedule)."""
-    db["participant_reports"].create(
+    db.table("participant_reports").create(
         {
             "id": int,
             "meeting_id": int,
@@ -374,8 +374,95 @@ def migrate_participant_reports(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["participant_reports"].create_index(["meeting_id"])
-    db["participant_reports"].create_index(["state", "next_attempt_at"])
+    db.table("participant_reports").create_index(["meeting_id"])
+    db.table("participant_reports").create_index(["state", "next_attempt_at"])
+
+
+def migrate_users(db: sqlite_utils.Database) -> None:
+    """Migration 9: web app accounts, their courses, API tokens (hashed) and sign-in attempts."""
+    db.execute(
+        """
+        create table users (
+            id integer primary key,
+            email text not null unique collate nocase,
+            role text not null check (role in ('admin', 'instructor')),
+            password_hash text not null,
+            session_version integer not null default 0,
+            created_at text not null,
+            password_changed_at text not null
+        )
+        """
+    )
+    db.execute(
+        """
+        create table user_courses (
+            user_id integer not null references users (id) on delete cascade,
+            course_id text not null,
+            primary key (user_id, course_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        create table api_tokens (
+            id integer primary key,
+            user_id integer not null references users (id) on delete cascade,
+            name text not null default '',
+            token_sha256 text not null unique,
+            created_at text not null,
+            last_used_at text
+        )
+        """
+    )
+    db.execute(
+        """
+        create table signin_attempts (
+            id integer primary key,
+            email text not null collate nocase,
+            remote text not null default '',
+            ok integer not null,
+            at text not null
+        )
+        """
+    )
+    db.execute("create index signin_attempts_at on signin_attempts (at)")
+
+
+def migrate_outbox_claims(db: sqlite_utils.Database) -> None:
+    """Migration 10: an outbox row being sent names the process sending it (``host:pid``),
+    so a row left ``sending`` by a process that died is taken again at once."""
+    db.table("outbox").add_column("claimed_by", str)
+
+
+def migrate_review(db: sqlite_utils.Database) -> None:
+    """Migration 11: "needs review" minutes and the evidence behind every present minute.
+
+    ``presence.review`` is 1 for a minute that would be present only with borderline
+    evidence (``present`` stays 0); ``attendance.review_minutes`` counts them.
+    ``minute_evidence`` holds, per student and present or needs-review minute, what
+    decided it (no images): samples, best and median similarity, the margins over
+    the next student and over non-students, and the decision path.
+    """
+    db.execute("alter table presence add column review integer not null default 0")
+    db.execute("alter table attendance add column review_minutes integer not null default 0")
+    db.table("minute_evidence").create(
+        {
+            "meeting_id": int,
+            "student_pk": int,
+            "minute": int,
+            "state": str,  # "present" or "review"
+            "samples": int,
+            "matched": int,
+            "best_similarity": float,
+            "median_similarity": float,
+            "margin_student": float,
+            "margin_cohort": float,
+            "path": str,  # "vote", "centroid" or "vote+centroid"
+            "tracks": str,  # JSON list of track ids
+            "reason": str,  # why a needs-review minute was not accepted
+        },
+        pk=("meeting_id", "student_pk", "minute"),
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -387,12 +474,15 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_outbox,  # 6
     migrate_unknown_labels,  # 7
     migrate_participant_reports,  # 8
+    migrate_users,  # 9
+    migrate_outbox_claims,  # 10
+    migrate_review,  # 11
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
-    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(db.conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def migrate(db: sqlite_utils.Database, path: Path | str = "") -> None:

@@ -26,6 +26,7 @@ from rollcall.store.db import (
     DB_NAME,
     StorageError,
     checkpoint_erased,
+    inserted_pk,
     now_iso,
     open_db,
     write_transaction,
@@ -44,17 +45,17 @@ class NotFound(LookupError):
 
 def add_course(db: sqlite_utils.Database, course_id: str, title: str) -> bool:
     """Create a course; returns False when it already existed (title updated)."""
-    if db["courses"].count_where("course_id = ?", [course_id]):
-        db["courses"].update(course_id, {"title": title})
+    if db.table("courses").count_where("course_id = ?", [course_id]):
+        db.table("courses").update(course_id, {"title": title})
         return False
-    db["courses"].insert({"course_id": course_id, "title": title, "created_at": now_iso()})
+    db.table("courses").insert({"course_id": course_id, "title": title, "created_at": now_iso()})
     return True
 
 
 def get_course(db: sqlite_utils.Database, course_id: str) -> dict[str, Any]:
-    rows = list(db["courses"].rows_where("course_id = ?", [course_id]))
+    rows = list(db.table("courses").rows_where("course_id = ?", [course_id]))
     if not rows:
-        known = ", ".join(r["course_id"] for r in db["courses"].rows) or "none yet"
+        known = ", ".join(r["course_id"] for r in db.table("courses").rows) or "none yet"
         raise NotFound(
             f"course {course_id!r} does not exist (known: {known}); "
             f"create it with: rollcall course add {course_id} --title ..."
@@ -77,16 +78,15 @@ def upsert_student(
     """Create or update a student; returns its primary key."""
     get_course(db, course_id)
     rows = list(
-        db["students"].rows_where("course_id = ? and student_id = ?", [course_id, student_id])
+        db.table("students").rows_where("course_id = ? and student_id = ?", [course_id, student_id])
     )
     if rows:
         changes = {k: v for k, v in (("name", name), ("email", email)) if v}
         if changes:
-            db["students"].update(rows[0]["id"], changes)
-        return rows[0]["id"]
-    return (
-        db["students"]
-        .insert(
+            db.table("students").update(rows[0]["id"], changes)
+        return int(rows[0]["id"])
+    return inserted_pk(
+        db.table("students").insert(
             {
                 "course_id": course_id,
                 "student_id": student_id,
@@ -95,13 +95,12 @@ def upsert_student(
                 "created_at": now_iso(),
             }
         )
-        .last_pk
     )
 
 
 def get_student(db: sqlite_utils.Database, course_id: str, student_id: str) -> dict[str, Any]:
     rows = list(
-        db["students"].rows_where("course_id = ? and student_id = ?", [course_id, student_id])
+        db.table("students").rows_where("course_id = ? and student_id = ?", [course_id, student_id])
     )
     if not rows:
         raise NotFound(f"student {student_id!r} is not enrolled in course {course_id!r}")
@@ -170,16 +169,16 @@ def _scrub_warnings(db: sqlite_utils.Database, course_id: str, words: list[str])
 
 def add_photo(db: sqlite_utils.Database, student_pk: int, photo: dict[str, Any]) -> int:
     row = dict(photo, student_pk=student_pk, created_at=now_iso())
-    return db["photos"].insert(row, replace=False).last_pk
+    return inserted_pk(db.table("photos").insert(row, replace=False))
 
 
 def photos_of(db: sqlite_utils.Database, student_pk: int) -> list[dict[str, Any]]:
-    return list(db["photos"].rows_where("student_pk = ?", [student_pk], order_by="id"))
+    return list(db.table("photos").rows_where("student_pk = ?", [student_pk], order_by="id"))
 
 
 def remove_photo(db: sqlite_utils.Database, course_id: str, student_id: str, filename: str) -> None:
     pk = get_student(db, course_id, student_id)["id"]
-    rows = list(db["photos"].rows_where("student_pk = ? and filename = ?", [pk, filename]))
+    rows = list(db.table("photos").rows_where("student_pk = ? and filename = ?", [pk, filename]))
     if not rows:
         names = ", ".join(p["filename"] for p in photos_of(db, pk)) or "none"
         raise NotFound(f"student {student_id!r} has no photo {filename!r} (photos: {names})")
@@ -223,10 +222,10 @@ def course_embeddings(
 ) -> list[StudentEmbeddings]:
     """Every student of the course with their photo embeddings made by ``model``."""
     out = []
-    for s in db["students"].rows_where("course_id = ?", [course_id], order_by="student_id"):
+    for s in db.table("students").rows_where("course_id = ?", [course_id], order_by="student_id"):
         vecs = [
             blob_to_vector(r["vector"])
-            for r in db["embeddings"].rows_where(
+            for r in db.table("embeddings").rows_where(
                 "student_pk = ? and model = ?", [s["id"], model], order_by="id"
             )
         ]
@@ -260,24 +259,24 @@ def photos_missing_embeddings(
 
 def upsert_meeting(db: sqlite_utils.Database, meeting: dict[str, Any]) -> int:
     """Create the meeting or return the existing one with the same ``source_key``."""
-    rows = list(db["meetings"].rows_where("source_key = ?", [meeting["source_key"]]))
+    rows = list(db.table("meetings").rows_where("source_key = ?", [meeting["source_key"]]))
     if rows:
-        db["meetings"].update(
+        db.table("meetings").update(
             rows[0]["id"], {k: v for k, v in meeting.items() if k != "source_key"}
         )
-        return rows[0]["id"]
-    return db["meetings"].insert(dict(meeting, created_at=now_iso())).last_pk
+        return int(rows[0]["id"])
+    return inserted_pk(db.table("meetings").insert(dict(meeting, created_at=now_iso())))
 
 
 def find_meeting(db: sqlite_utils.Database, source_key: str) -> dict[str, Any] | None:
     """The meeting stored for this recording (``source_key``), or None."""
-    rows = list(db["meetings"].rows_where("source_key = ?", [source_key]))
+    rows = list(db.table("meetings").rows_where("source_key = ?", [source_key]))
     return rows[0] if rows else None
 
 
 def get_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict[str, Any]:
     try:
-        return db["meetings"].get(meeting_id)
+        return db.table("meetings").get(meeting_id)
     except sqlite_utils.db.NotFoundError:
         raise NotFound(f"meeting {meeting_id} does not exist") from None
 
@@ -285,11 +284,11 @@ def get_meeting(db: sqlite_utils.Database, meeting_id: int) -> dict[str, Any]:
 def set_meeting_status(
     db: sqlite_utils.Database, meeting_id: int, status: str, error: str = ""
 ) -> None:
-    db["meetings"].update(meeting_id, {"status": status, "error": error})
+    db.table("meetings").update(meeting_id, {"status": status, "error": error})
 
 
 def save_recording(db: sqlite_utils.Database, recording: dict[str, Any]) -> int:
-    return db["recordings"].insert(dict(recording, created_at=now_iso())).last_pk
+    return inserted_pk(db.table("recordings").insert(dict(recording, created_at=now_iso())))
 
 
 def replace_results(
@@ -299,6 +298,7 @@ def replace_results(
     attendance_rows: Iterable[dict[str, Any]],
     clusters: Iterable[dict[str, Any]],
     meeting_changes: dict[str, Any],
+    evidence_rows: Iterable[dict[str, Any]] = (),
 ) -> None:
     """Atomically replace a meeting's automatic results (a re-run never duplicates rows).
 
@@ -309,16 +309,52 @@ def replace_results(
     caller can store more (the plugins' rows) and commit or roll back everything at once.
     """
     with write_transaction(db):
-        for table in ("presence", "attendance", "unknown_clusters"):
+        for table in ("presence", "attendance", "unknown_clusters", "minute_evidence"):
             db.execute(f"delete from {table} where meeting_id = ?", [meeting_id])
-        db["presence"].insert_all(
+        db.table("presence").insert_all(
             dict(r, auto_seconds=r.get("auto_seconds", r["seconds_seen"])) for r in presence_rows
         )
-        db["attendance"].insert_all(attendance_rows)
-        db["unknown_clusters"].insert_all(
+        db.table("attendance").insert_all(attendance_rows)
+        db.table("unknown_clusters").insert_all(
             dict(c, seconds_by_minute=json.dumps(c["seconds_by_minute"])) for c in clusters
         )
-        db["meetings"].update(meeting_id, meeting_changes)
+        db.table("minute_evidence").insert_all(
+            dict(r, tracks=json.dumps(list(r.get("tracks", ())))) for r in evidence_rows
+        )
+        db.table("meetings").update(meeting_id, meeting_changes)
+
+
+def minute_evidence(
+    db: sqlite_utils.Database, meeting_id: int, student_pk: int
+) -> list[dict[str, Any]]:
+    """The stored evidence rows of one student in one meeting, by minute."""
+    rows = list(
+        db["minute_evidence"].rows_where(
+            "meeting_id = ? and student_pk = ?", [meeting_id, student_pk], order_by="minute"
+        )
+    )
+    for r in rows:
+        r["tracks"] = json.loads(r["tracks"] or "[]")
+    return rows
+
+
+def course_unknown_centroids(
+    db: sqlite_utils.Database, course_id: str, model: str, *, exclude_meeting: int | None = None
+) -> np.ndarray:
+    """(m, d) centroids of the unlabelled unknown-face clusters of the course's meetings
+    (made by ``model``): faces of people who are not enrolled, the cohort of non-students."""
+    rows = db.query(
+        "select c.centroid from unknown_clusters c join meetings m on m.id = c.meeting_id "
+        "where m.course_id = ? and c.model = ? and c.label_student_pk is null "
+        "and c.meeting_id != ?",
+        [course_id, model, -1 if exclude_meeting is None else exclude_meeting],
+    )
+    vectors = [blob_to_vector(r["centroid"]) for r in rows if r["centroid"]]
+    if not vectors:
+        return np.zeros((0, 0), np.float32)
+    out = np.stack(vectors)
+    normalised: np.ndarray = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    return normalised
 
 
 def meeting_presence(db: sqlite_utils.Database, meeting_id: int) -> dict[int, list[float]]:
@@ -347,7 +383,9 @@ def list_meetings(db: sqlite_utils.Database, course_id: str | None = None) -> li
 def unknown_clusters(db: sqlite_utils.Database, meeting_id: int) -> list[dict[str, Any]]:
     get_meeting(db, meeting_id)
     rows = list(
-        db["unknown_clusters"].rows_where("meeting_id = ?", [meeting_id], order_by="cluster_no")
+        db.table("unknown_clusters").rows_where(
+            "meeting_id = ?", [meeting_id], order_by="cluster_no"
+        )
     )
     for r in rows:
         r["seconds_by_minute"] = json.loads(r["seconds_by_minute"] or "[]")
@@ -397,7 +435,9 @@ def _count(db: sqlite_utils.Database, table: str, where: str, ids: Iterable[Any]
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
-    return db.execute(f"select count(*) from {table} where {where} in ({marks})", ids).fetchone()[0]
+    return int(
+        db.execute(f"select count(*) from {table} where {where} in ({marks})", ids).fetchone()[0]
+    )
 
 
 def _job_ids(db: sqlite_utils.Database, meeting_ids: Iterable[int]) -> list[int]:
@@ -476,9 +516,10 @@ def plan_course_removal(db: sqlite_utils.Database, course_id: str) -> Removal:
     """What :func:`remove_course` would delete (nothing is deleted)."""
     get_course(db, course_id)
     meeting_ids = [
-        r["id"] for r in db["meetings"].rows_where("course_id = ?", [course_id], order_by="id")
+        r["id"]
+        for r in db.table("meetings").rows_where("course_id = ?", [course_id], order_by="id")
     ]
-    student_pks = [r["id"] for r in db["students"].rows_where("course_id = ?", [course_id])]
+    student_pks = [r["id"] for r in db.table("students").rows_where("course_id = ?", [course_id])]
     extra = {"courses": 1, "students": len(student_pks)}
     for table in tables_with_column(db, "student_pk"):
         if table not in tables_with_column(db, "meeting_id"):  # counted with the meetings
@@ -505,7 +546,9 @@ def remove_course(db: sqlite_utils.Database, course_id: str, home: Path | None =
         _delete_jobs(db, _job_ids(db, plan.meeting_ids))
         for meeting_id in plan.meeting_ids:
             delete_meeting_rows(db, meeting_id)
-        student_pks = [r["id"] for r in db["students"].rows_where("course_id = ?", [course_id])]
+        student_pks = [
+            r["id"] for r in db.table("students").rows_where("course_id = ?", [course_id])
+        ]
         for pk in student_pks:
             for table in tables_with_column(db, "student_pk"):
                 db.execute(f"delete from {table} where student_pk = ?", [pk])

@@ -46,6 +46,7 @@ import av
 import cv2
 import numpy as np
 
+from rollcall.enrollment.masks import Occlusion
 from rollcall.presence import minute_lengths, present_minutes
 
 Interval = tuple[float, float]
@@ -194,27 +195,66 @@ def random_webcam(rng: np.random.Generator, hard: bool = False) -> WebcamProfile
     )
 
 
+def _check_images(key: str, images: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    images = tuple(images)
+    if not images:
+        raise ValueError(f"participant {key!r} has no images")
+    for img in images:
+        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3):
+            raise ValueError(f"participant {key!r}: images must be HxWx3 uint8 BGR")
+    return images
+
+
+@dataclass(frozen=True, eq=False)
+class OcclusionSpan:
+    """From ``start`` to ``end`` seconds the participant wears a mask or holds a hand or
+    microphone in front of the lower face: ``images`` are the participant's photos
+    (same order and number) with it drawn on (see :mod:`rollcall.synthetic.occlusion`);
+    ``occlusion`` says what it is, for the ground truth."""
+
+    start: float
+    end: float
+    occlusion: Occlusion
+    images: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.start < self.end):
+            raise ValueError(f"bad occlusion span {self.start}..{self.end}")
+
+
 @dataclass(frozen=True, eq=False)
 class Participant:
     """Someone in the meeting: who they are (``key``), what Zoom shows.
 
     ``images`` are BGR uint8 face-centred photos; the tile switches among them
-    every 20-40 s to mimic pose changes. Equality is identity (photos are arrays).
+    every 20-40 s to mimic pose changes. During an ``occlusions`` span the
+    tile shows that span's occluded copies of the same photos instead.
+    Equality is identity (photos are arrays).
     """
 
     key: str  # ground-truth id, e.g. a student id or "stranger-1"
     display_name: str  # the label Zoom draws in the tile
     images: tuple[np.ndarray, ...]
     webcam: WebcamProfile = field(default_factory=WebcamProfile)
+    occlusions: tuple[OcclusionSpan, ...] = ()
 
     def __post_init__(self) -> None:
-        images = tuple(self.images)
-        if not images:
-            raise ValueError(f"participant {self.key!r} has no images")
-        for img in images:
-            if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3):
-                raise ValueError(f"participant {self.key!r}: images must be HxWx3 uint8 BGR")
-        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "images", _check_images(self.key, self.images))
+        spans = tuple(sorted(self.occlusions, key=lambda s: s.start))
+        for a, b in zip(spans, spans[1:], strict=False):
+            if b.start < a.end:
+                raise ValueError(f"participant {self.key!r}: occlusion spans overlap")
+        for span in spans:
+            if len(_check_images(self.key, span.images)) != len(self.images):
+                raise ValueError(f"participant {self.key!r}: an occlusion needs every photo")
+        object.__setattr__(self, "occlusions", spans)
+
+    def occlusion_at(self, t: float) -> int:
+        """Index of the occlusion span containing ``t``, or -1."""
+        for i, span in enumerate(self.occlusions):
+            if span.start <= t < span.end:
+                return i
+        return -1
 
 
 @dataclass(frozen=True)
@@ -333,6 +373,9 @@ class ParticipantTruth:
     camera_off: list[Interval]
     visible: list[Interval]
     webcam: dict[str, Any] = field(default_factory=dict)
+    #: What covered the lower face when: ``{"start", "end", "kind", "colour", "pattern",
+    #: "side"}`` per span (masks, hands, microphones); empty for an uncovered face.
+    occlusions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -493,6 +536,11 @@ def ground_truth(script: MeetingScript, video: str = "") -> GroundTruth:
                 camera_off=_r(off),
                 visible=_r(vis),
                 webcam=json.loads(json.dumps(asdict(p.webcam))),
+                occlusions=[
+                    {"start": round(s.start, 6), "end": round(s.end, 6), **s.occlusion.describe()}
+                    for s in p.occlusions
+                    if s.start < d
+                ],
             )
         )
     return GroundTruth(
@@ -937,7 +985,7 @@ class MeetingRenderer:
         self.script = script
         self._base = np.empty((script.height, script.width, 3), np.uint8)
         self._base[...] = BACKGROUND_BGR
-        self._scenes: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self._scenes: dict[tuple[int, int, int, int, int], np.ndarray] = {}
         self._noise: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._last: dict[int, tuple[int, int, int, np.ndarray]] = {}  # idx -> tick, w, h, tile
         self._labels: dict[tuple[int, int, int], _Label] = {}
@@ -1026,12 +1074,14 @@ class MeetingRenderer:
         sw, sh = _source_size(prof, tw, th)
         times, which = self._image_switch[idx]
         img = which[bisect_right(times, t) - 1]
-        key = (idx, img, tw, th)
+        covered = p.occlusion_at(t)
+        key = (idx, img, covered, tw, th)
         scene = self._scenes.get(key)
         if scene is None:
             roll = np.random.default_rng([self.script.seed, idx, img, 6]).uniform(-3, 3)
             roll *= min(prof.motion, 1.5)
-            scene = _webcam_scene(p.images[img], prof, sw, sh, float(roll))
+            photo = p.images[img] if covered < 0 else p.occlusions[covered].images[img]
+            scene = _webcam_scene(photo, prof, sw, sh, float(roll))
             self._scenes[key] = scene
         # Head motion: crop a moving, slightly zooming window and resize it.
         dx, dy, ds = self._motion[idx].at(t)

@@ -39,6 +39,7 @@ from aiohttp import web
 FileBehaviour = Literal[
     "normal",
     "html_error_with_200",
+    "html_n_times_then_ok",
     "truncated_body",
     "slow_body",
     "fail_n_times_then_ok",
@@ -97,7 +98,8 @@ class FakeFile:
     """A file served at ``/rec/download/{file_id}`` and how it misbehaves.
 
     ``fail_times`` counts the failing responses of ``fail_n_times_then_ok``
-    (``fail_status`` 500 or 429 with ``retry_after``) and of ``truncated_body``
+    (``fail_status`` 500 or 429 with ``retry_after``), of ``html_n_times_then_ok``
+    (an HTML page with status 200 instead of the video) and of ``truncated_body``
     (the body stops after ``truncate_at`` bytes and the connection closes).
     ``redirect`` answers 302 to ``/rec/signed/{id}?sig=...`` on ``redirect_base``
     (another host), which needs no token.
@@ -520,6 +522,11 @@ class _App:
         if behaviour == "html_error_with_200":
             return web.Response(
                 text="<html><body>Sign in to Zoom</body></html>", content_type="text/html"
+            )
+        if behaviour == "html_n_times_then_ok" and served.served_failures < served.fail_times:
+            served.served_failures += 1
+            return web.Response(
+                text="<html><body>Something went wrong</body></html>", content_type="text/html"
             )
         if behaviour == "fail_n_times_then_ok" and served.served_failures < served.fail_times:
             served.served_failures += 1
