@@ -18,6 +18,7 @@ share of the cores), each analysing one recording at a time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import os
@@ -74,6 +75,7 @@ class TaskRunner:
         self._secret = config.cluster.secret.get_secret_value()
         self.models = resolve_face_models(config, progress=False)
         self.catalog = build_catalog(config, self.models)
+        self._catalog_settings: str | None = None  # the task settings self.catalog was built with
 
     def handle(self, text: str) -> None:
         """The Dramatiq actor: one sealed task in, one sealed result out."""
@@ -116,13 +118,7 @@ class TaskRunner:
                 f"this worker's face models are {self.models.model_key}, the coordinator's "
                 f"{task.model_key}: give both the same [models] pack"
             )
-        config = self.config.model_copy(
-            update={
-                name: type(getattr(self.config, name)).model_validate(values)
-                for name, values in task.settings.items()
-                if name in messages.SETTINGS_SECTIONS
-            }
-        )
+        config = self.config_for(task)
         scratch = self.config.home / "cluster"
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="task-", dir=scratch) as folder:
@@ -138,7 +134,7 @@ class TaskRunner:
                     max_attempts=3,
                 )
             )
-            pm = self.catalog.manager_for(set(task.plugins))
+            pm = self.manager_for(task, config)
             job = FrameJob(
                 path=video,
                 roster=task.roster,
@@ -151,6 +147,31 @@ class TaskRunner:
         parts = urlsplit(source.url)  # kept with the meeting: no query (it may hold a token)
         analysis.source = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         return analysis
+
+    def config_for(self, task: messages.Task) -> Config:
+        """This worker's configuration with the coordinator's settings of ``task``."""
+        return self.config.model_copy(
+            update={
+                name: type(getattr(self.config, name)).model_validate(values)
+                for name, values in task.settings.items()
+                if name in messages.SETTINGS_SECTIONS
+            }
+        )
+
+    def manager_for(self, task: messages.Task, config: Config) -> Any:
+        """The plugins of ``task``, built with its settings: the core plugins take the
+        decision rule, thresholds and attendance rules from them (``config``), so a
+        worker decides exactly as the coordinator would. The catalog is rebuilt only
+        when the settings change (the models load again then)."""
+        from rollcall.pipeline.plugin_manager import build_catalog
+
+        key = json.dumps(task.settings, sort_keys=True, default=str)
+        if key != self._catalog_settings:
+            if self._catalog_settings is not None:
+                log.info("task settings changed; plugins built again", extra={"worker": self.name})
+            self.catalog = build_catalog(config, self.models)
+            self._catalog_settings = key
+        return self.catalog.manager_for(set(task.plugins))
 
     def _reply(self, result: messages.Result, patience_s: float) -> None:
         """Send ``result``, trying again through a broker outage for ``patience_s``."""
