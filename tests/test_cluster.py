@@ -12,6 +12,7 @@ and a job cancelled while a worker analyses it gets nothing stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -393,3 +394,204 @@ def test_results_reach_only_the_task_waiting_for_them(tmp_path):
     dispatcher.forget("t1")
     assert not dispatcher.deliver(messages.Result("t1", 7, "w9", messages.OK))  # too late
     assert dispatcher.assignments() == []
+
+
+def meeting_rows(home: Path) -> dict[str, list[tuple]]:
+    """The one meeting's per-minute, per-student and minute_evidence rows, by student id,
+    floats rounded (a worker's onnxruntime may sum in another order)."""
+
+    def rounded(row: dict) -> tuple:
+        return tuple(round(v, 3) if isinstance(v, float) else v for v in row.values())
+
+    db = storage.open_db(home)
+    try:
+        (meeting,) = storage.list_meetings(db)
+        queries = {
+            "presence": "select s.student_id, p.minute, p.present, p.review, p.seconds_seen "
+            "from presence p join students s on s.id = p.student_pk where p.meeting_id = ? "
+            "order by s.student_id, p.minute",
+            "attendance": "select s.student_id, a.present_minutes, a.attendance_pct, a.status, "
+            "a.review_minutes from attendance a join students s on s.id = a.student_pk "
+            "where a.meeting_id = ? order by s.student_id",
+            "minute_evidence": "select s.student_id, e.minute, e.state, e.samples, e.matched, "
+            "e.best_similarity, e.median_similarity, e.margin_student, e.margin_cohort, e.path, "
+            "e.tracks, e.reason from minute_evidence e join students s on s.id = e.student_pk "
+            "where e.meeting_id = ? order by s.student_id, e.minute",
+        }
+        return {
+            name: [rounded(r) for r in db.query(sql, [meeting["id"]])]
+            for name, sql in queries.items()
+        }
+    finally:
+        db.conn.close()
+
+
+def test_a_cluster_analysis_is_stored_exactly_as_a_local_one(cluster, face_models):
+    """The coordinator's decision rule and attendance settings (not the worker's own,
+    which are the defaults here) decide on the worker: the per-minute statuses, the
+    needs-review minutes and the minute_evidence rows equal a local analysis of the
+    same recording with the coordinator's configuration."""
+    from rollcall.pipeline.orchestrator import analyze_recording
+    from rollcall.pipeline.plugin_manager import build_catalog
+    from rollcall.store.plugin_admin import enabled_plugins
+    from tests.test_service import COURSE
+
+    # a strict student margin: some tracks become needs-review instead of present
+    env = dict(
+        cluster["env"],
+        ROLLCALL_RECOGNITION_MARGIN_STUDENT="0.45",
+        ROLLCALL_ATTENDANCE_MIN_SECONDS_PER_MINUTE="20",
+    )
+    local_home = cluster["tmp"] / "local-home"
+    shutil.copytree(cluster["home"], local_home)  # the same course, before any analysis
+    cluster["worker"]("w1")
+    service = start_and_deliver(cluster, env)
+    try:
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 240, "done", cluster["log"])
+    finally:
+        assert service.stop() == 0
+    assert "analysed by a cluster worker" in cluster["log"].read_text()
+
+    local_config = load_config(None, dict(env, ROLLCALL_HOME=str(local_home)))
+    video = Path(cluster["state"].files["file-gallery"].path)
+    db = storage.open_db(local_home)
+    try:
+        catalog = build_catalog(local_config, face_models, entry_points=False)
+        pm = catalog.manager_for(enabled_plugins(db, COURSE))
+        analyze_recording(db, pm, face_models, local_config, video, COURSE)
+    finally:
+        db.conn.close()
+
+    remote, local = meeting_rows(cluster["home"]), meeting_rows(local_home)
+    assert local["minute_evidence"], "the recording gave no evidence rows to compare"
+    states = {row[2] for row in local["minute_evidence"]}
+    assert "present" in states and "review" in states, states
+    for name in ("presence", "attendance", "minute_evidence"):
+        assert remote[name] == local[name], name
+
+
+def test_an_uploaded_recording_is_analysed_on_the_coordinator(cluster, config):
+    """An upload is on the coordinator's disk, which no worker machine can read: the
+    coordinator analyses it itself (no worker runs here, so a task sent to the
+    cluster would never finish)."""
+    from rollcall.web.ops import _enqueue_upload
+    from tests.test_service import COURSE
+
+    uploads = cluster["home"] / "uploads" / "recordings"
+    uploads.mkdir(parents=True)
+    video = uploads / "lecture.mp4"
+    shutil.copyfile(cluster["state"].files["file-gallery"].path, video)
+    job = with_db(
+        cluster["home"], _enqueue_upload, COURSE, video, "Uploaded lecture", None, "admin"
+    )
+    service = Service(cluster["env"], free_port(), cluster["log"]).start()
+    try:
+        wait_for(lambda: job_states(cluster["home"]) == ["done"], 240, "done", cluster["log"])
+        health = requests.get(service.url("/healthz"), timeout=5).json()
+        assert health["cluster"]["connected"] and health["cluster"]["tasks"] == []
+    finally:
+        assert service.stop() == 0
+    log = cluster["log"].read_text()
+    assert "uploaded recording analysed on the coordinator" in log
+    assert "task sent to the cluster" not in log
+    db = storage.open_db(cluster["home"])
+    try:
+        (meeting,) = storage.list_meetings(db, COURSE)
+        assert meeting["source"] == "upload" and meeting["status"] == "done"
+        assert storage.find_meeting(db, f"upload:{job.meeting_uuid}:upload")["id"] == meeting["id"]
+        assert db["presence"].count == len(cluster["meeting"].students) * 2
+        assert jobs.get(db, job.id).state == jobs.DONE
+    finally:
+        db.conn.close()
+
+
+def test_a_task_carries_every_field_of_the_roster(tmp_path):
+    """The roster a worker decides with equals the coordinator's, field by field: the
+    templates (masked copies blended in), every photo embedding and the cohort of
+    non-student faces. A field added to Roster must be given a value here."""
+    import numpy as np
+
+    from rollcall.types import Roster
+
+    rng = np.random.default_rng(5)
+    roster = Roster(
+        student_keys=(3, 9),
+        student_ids=("S1", "S2"),
+        names=("Ann", "Bo"),
+        templates=rng.standard_normal((2, 8)).astype(np.float32),
+        photo_embeddings=(
+            rng.standard_normal((3, 8)).astype(np.float32),
+            rng.standard_normal((1, 8)).astype(np.float32),
+        ),
+        cohort=rng.standard_normal((4, 8)).astype(np.float32),
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(Roster)}
+    for name, default in defaults.items():
+        assert getattr(roster, name) is not default, f"give Roster.{name} a value in this test"
+    task = messages.Task(
+        token="t",
+        job_id=1,
+        meeting_id=2,
+        course_id="C",
+        title="",
+        start_time=None,
+        roster=roster,
+        download=messages.DownloadSource("https://x/y", "tok", None, ()),
+        settings={},
+        plugins=(),
+        model_key="m",
+    )
+    got = messages.unseal(CLUSTER_SECRET, "task", messages.seal(CLUSTER_SECRET, "task", task))
+    assert type(got.roster) is Roster
+    for name in defaults:
+        sent, received = getattr(roster, name), getattr(got.roster, name)
+        if isinstance(sent, np.ndarray):
+            assert received.dtype == sent.dtype and np.array_equal(received, sent), name
+        elif name == "photo_embeddings":
+            pairs = zip(received, sent, strict=True)
+            assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in pairs), name
+        else:
+            assert received == sent, name
+
+
+def test_a_worker_builds_its_plugins_with_the_task_settings(tmp_path, base_env):
+    """The decision rule, thresholds and attendance rules live in the core plugins: a
+    worker builds them from the coordinator's settings in the task, not from its own."""
+    from rollcall.cluster.remote import TaskRunner
+
+    worker_config = load_config(None, dict(base_env, ROLLCALL_HOME=str(tmp_path / "w")))
+    coordinator = load_config(
+        None,
+        dict(
+            base_env,
+            ROLLCALL_RECOGNITION_MARGIN_STUDENT="0.3",
+            ROLLCALL_RECOGNITION_REVIEW="false",
+            ROLLCALL_ATTENDANCE_MIN_SECONDS_PER_MINUTE="12",
+        ),
+    )
+    runner = TaskRunner(worker_config, "w1", broker=None)
+    settings = {
+        name: getattr(coordinator, name).model_dump(mode="json")
+        for name in messages.SETTINGS_SECTIONS
+    }
+    task = messages.Task(
+        token="t",
+        job_id=1,
+        meeting_id=2,
+        course_id="C",
+        title="",
+        start_time=None,
+        roster=None,
+        download=messages.DownloadSource("https://x/y", "tok", None, ()),
+        settings=settings,
+        plugins=(),
+        model_key=runner.models.model_key,
+    )
+    pm = runner.manager_for(task, runner.config_for(task))
+    recognizer, attendance = pm.get_plugin("recognizer"), pm.get_plugin("attendance")
+    assert recognizer.margins.student == 0.3 and recognizer.margins.review is False
+    assert attendance.min_seconds_per_minute == 12
+    # a task with the worker's own settings gets plugins built with those again
+    plain = dataclasses.replace(task, settings={})
+    pm = runner.manager_for(plain, runner.config_for(plain))
+    assert pm.get_plugin("recognizer").margins.student == worker_config.recognition.margin_student
