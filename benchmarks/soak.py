@@ -63,13 +63,10 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from rollcall.store import jobs, outbox, storage  # noqa: E402
 from rollcall.synthetic.meeting import GroundTruth  # noqa: E402
 from tests.fakezoom import (  # noqa: E402
-    FakeAccount,
     FakeFile,
     FakeMeeting,
     FakeRecordingFile,
-    FakeUser,
     FakeZoomServer,
-    FakeZoomState,
 )
 from tests.fakezoom.events import (  # noqa: E402
     encode_body,
@@ -80,7 +77,13 @@ from tests.fakezoom.events import (  # noqa: E402
     sign,
 )
 from tests.http_receiver import Receiver  # noqa: E402
-from tests.service_process import Service, free_port  # noqa: E402
+from tests.service_process import (  # noqa: E402
+    Service,
+    fake_zoom_env,
+    fake_zoom_state,
+    free_port,
+    participant,
+)
 
 COURSE = "BIO101"
 TOPIC = "Biology 101 - soak {:03d}"
@@ -472,11 +475,7 @@ class Soak:
         self.timers: list[tuple[float, Callable[[], None]]] = []
         self.service: Service | None = None
         self.webhook_url = ""
-        self.state = FakeZoomState(
-            accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
-            token_lifetime=30.0,
-            users=[FakeUser(id="host-1", email="teacher@example.edu")],
-        )
+        self.state = fake_zoom_state(token_lifetime=30.0)
         self.parked: dict[int, FakeMeeting] = {}  # trashed: not listed by the API
         self.mail = MailServer(free_port())
         self.chat = ChatServer(free_port())
@@ -492,19 +491,10 @@ class Soak:
                 "ROLLCALL_MODELS_ALLOW_DOWNLOAD": "false",
                 "ROLLCALL_LOGGING_FORMAT": "json",
                 "ROLLCALL_ANALYSIS_WORKERS": str(self.workers),
-                "ROLLCALL_ZOOM_ACCOUNT_ID": "acc-1",
-                "ROLLCALL_ZOOM_CLIENT_ID": "client-1",
-                "ROLLCALL_ZOOM_CLIENT_SECRET": "client-secret",
+                **fake_zoom_env(zoom, COURSE),
                 "ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN": SECRET,
-                "ROLLCALL_ZOOM_API_BASE_URL": zoom.api_base_url,
-                "ROLLCALL_ZOOM_OAUTH_URL": zoom.oauth_url,
-                "ROLLCALL_ZOOM_USERS": "host-1",
                 "ROLLCALL_ZOOM_POLL_MINUTES": "1",
-                "ROLLCALL_ZOOM_DOWNLOAD_HOSTS": "127.0.0.1,localhost",
                 "ROLLCALL_ZOOM_PARTICIPANTS_RETRY_S": "1",
-                "ROLLCALL_ZOOM_COURSE_MAP": json.dumps(
-                    [{"course": COURSE, "topics": ["Biology 101*"]}]
-                ),
                 "ROLLCALL_JOBS_RETRY_BASE_S": "1",
                 "ROLLCALL_JOBS_RETRY_MAX_S": "4",
                 "ROLLCALL_JOBS_LEASE_S": "5",
@@ -556,18 +546,7 @@ class Soak:
             host_email="teacher@example.edu",
             files=[FakeRecordingFile(rec.file_id)],
             participants=[
-                {
-                    "id": f"p{i}",
-                    "user_id": f"u{i}",
-                    "name": sid,
-                    "user_email": "",
-                    "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "leave_time": (start + timedelta(minutes=minutes)).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"
-                    ),
-                    "duration": 60 * minutes,
-                }
-                for i, sid in enumerate(self.clip.students)
+                participant(str(i), sid, start, minutes) for i, sid in enumerate(self.clip.students)
             ],
             participants_not_ready=2 if "participants_not_ready" in rec.faults else 0,
         )

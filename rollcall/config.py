@@ -271,6 +271,47 @@ class ClusterConfig(_Section):
         return bool(self.broker_url.get_secret_value())
 
 
+class OidcConfig(_Section):
+    """Single sign-on to the web app with OpenID Connect (Google Workspace, Microsoft
+    Entra...): off while ``issuer`` is ""."""
+
+    issuer: str = ""  # the provider's issuer URL; its discovery document is read from it
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")  # prefer ROLLCALL_OIDC_CLIENT_SECRET
+    allowed_domains: list[str] = Field(default_factory=list)  # email domains; [] = any
+    auto_create: bool = False  # unknown emails get an instructor account (no courses)
+    email_claim: str = Field("email", min_length=1)  # Entra: "preferred_username" too
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        return check_webhook_url(value).rstrip("/")
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        out = [d.strip().lower().lstrip("@") for d in value if d.strip()]
+        for domain in out:
+            if "." not in domain or any(c.isspace() or c in "@/" for c in domain):
+                raise ValueError(f"{domain!r} is not an email domain like school.edu")
+        return out
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcConfig:
+        if self.issuer and not self.client_id:
+            raise ValueError("client_id is needed with an issuer")
+        if self.auto_create and not self.allowed_domains:
+            raise ValueError(
+                "auto_create needs allowed_domains: else anyone with an account at the "
+                "provider could create one here"
+            )
+        return self
+
+
 class ReportsConfig(_Section):
     """Reports for instructors (term view, summaries)."""
 
@@ -378,6 +419,7 @@ class Config(_Section):
     jobs: JobsConfig = JobsConfig()
     server: ServerConfig = ServerConfig()
     cluster: ClusterConfig = ClusterConfig()
+    oidc: OidcConfig = OidcConfig()
     plugins: PluginsConfig = PluginsConfig()
     reports: ReportsConfig = ReportsConfig()
     smtp: SmtpConfig = SmtpConfig()

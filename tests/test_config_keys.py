@@ -246,6 +246,84 @@ def _admin_status(config: Config, ctx: Ctx) -> int:
     return asyncio.run(run())
 
 
+def _sso_button(config: Config, ctx: Ctx) -> bool:
+    """Whether the sign-in page offers single sign-on ([oidc] issuer)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from rollcall.web.admin_api import admin_routes
+    from rollcall.web.app import setup_web_app
+
+    async def run() -> bool:
+        app = web.Application()
+        app.add_routes(admin_routes(config))
+        setup_web_app(app, config)
+        async with TestClient(TestServer(app)) as client:
+            return "Sign in with SSO" in await (await client.get("/login")).text()
+
+    return asyncio.run(run())
+
+
+def _sso_authorize_query(config: Config, ctx: Ctx) -> str:
+    """The authorization URL the sign-in sends the browser to (its client_id)."""
+    from rollcall.web.oidc import OidcClient, Provider
+
+    provider = Provider("https://idp.example", "https://idp.example/auth", "", "", True)
+    return OidcClient(config.oidc).authorization_url(provider, "https://r/cb", "s", "n", "v")
+
+
+async def _token_request(config: Config) -> str:
+    """The Authorization header the code exchange sends to the token endpoint."""
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from rollcall.web.oidc import OidcClient, Provider
+
+    seen: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"id_token": "x"})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        provider = Provider("https://idp", "", str(server.make_url("/token")), "", True)
+        client = OidcClient(config.oidc)
+        client._provider = provider  # discovery is another probe's business
+        async with aiohttp.ClientSession() as http:
+            await client.exchange(http, "code", "https://r/cb", "verifier")
+    finally:
+        await server.close()
+    return seen[0]
+
+
+def _sso_identity(config: Config, ctx: Ctx) -> str:
+    """Who an id_token for x@other.org, with the address only in ``upn``, signs in as."""
+    from rollcall.web.oidc import OidcClient, SsoError
+
+    claims = {"sub": "1", "email": "x@other.org", "upn": "y@school.edu"}
+    try:
+        return OidcClient(config.oidc).identity(claims).email
+    except SsoError as exc:
+        return str(exc)
+
+
+def _sso_account(config: Config, ctx: Ctx) -> bool:
+    """Whether signing in as an unknown address of an allowed domain makes an account."""
+    from rollcall.store import storage
+    from rollcall.web.oidc import _account
+
+    db = storage.open_db(config.home)
+    try:
+        return _account(db, "new@school.edu", config.oidc.auto_create) is not None
+    finally:
+        db.conn.close()
+
+
 def _scheduled(config: Config, ctx: Ctx) -> dict[str, Any]:
     """How rollcall serve schedules outbox delivery."""
     from rollcall.service.serve import _schedule_notifications
@@ -441,6 +519,12 @@ PROBES: dict[str, Probe] = {
     ),
     "server.max_connections": Probe(7, lambda c, x: _http_limits(c, x).max_connections),
     "server.admin_token": Probe("tok", _admin_status),
+    "oidc.issuer": Probe("https://idp.example", _sso_button, base={"oidc.client_id": "rollcall"}),
+    "oidc.client_id": Probe("other-client", _sso_authorize_query),
+    "oidc.client_secret": Probe("s3cret", lambda c, x: asyncio.run(_token_request(c))),
+    "oidc.allowed_domains": Probe(["school.edu"], _sso_identity),
+    "oidc.email_claim": Probe("upn", _sso_identity),
+    "oidc.auto_create": Probe(True, _sso_account, base={"oidc.allowed_domains": ["school.edu"]}),
     **{
         f"plugins.emotion.{key}": Probe(value, lambda c, x, k=key: _analyzer(c, "emotion", k))
         for key, value in (("min_face_px", 60), ("min_confidence", 0.6))

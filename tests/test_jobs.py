@@ -304,6 +304,39 @@ def test_revive_failed_is_bounded_and_only_for_failed_jobs(db):
     assert jobs.get(db, job.id).state == "failed"
 
 
+def test_every_requeue_resets_the_same_columns_and_only_revival_keeps_the_error(db):
+    """retry, recover_meeting and revive_failed share one requeue: due at ``now``,
+    attempts 0, no lease, not finished; a revived job still shows why it failed."""
+    later = T0 + timedelta(hours=3)
+    failed = add(db, 1, max_attempts=1)
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    jobs.fail(db, failed.id, "w", "sign-in page", now=T0)
+    cancelled = add(db, 2, meeting_uuid="M")
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    jobs.cancel(db, cancelled.id, "recording.trashed", now=T0)
+    revived = add(db, 3, max_attempts=1)
+    jobs.claim(db, "w", lease_s=30, now=T0)
+    jobs.fail(db, revived.id, "w", "HTTP 403", now=T0)
+
+    requeued = [
+        jobs.retry(db, failed.id, now=later),
+        *jobs.recover_meeting(db, "M", "recording.recovered", now=later),
+        jobs.revive_failed(db, revived.id, {"x": 1}, max_revivals=1, reason="poll", now=later),
+    ]
+    for job in requeued:
+        row = db.execute(
+            "select state, attempts, next_attempt_at, updated_at, finished_at, lease_owner, "
+            "lease_until from jobs where id = ?",
+            [job.id],
+        ).fetchone()
+        assert row == ("queued", 0, row[3], row[3], None, None, None)
+        assert row[3].startswith("2024-05-01T15:00:00")
+        assert jobs.events(db, job.id)[-1].worker_id is None
+    assert [j.error for j in requeued] == [None, None, "HTTP 403"]
+    assert jobs.get(db, revived.id).error == "HTTP 403"
+    assert jobs.get(db, revived.id).payload["x"] == 1
+
+
 def test_update_payload_is_for_the_lease_owner_and_drops_none(db):
     job = add(db, payload={"download_url": "u", "download_token": "t"})
     jobs.claim(db, "w", lease_s=30, now=T0)

@@ -402,7 +402,14 @@ def _validate(value, schema: dict, spec: dict, path: str = "$") -> None:
     if value is None:
         assert schema.get("nullable"), f"{path}: null not allowed"
         return None
-    kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int}
+    kinds = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "integer": int,
+        "number": (int, float),
+    }
     kind = schema.get("type")
     if kind:
         assert isinstance(value, kinds[kind]), f"{path}: expected {kind}, got {value!r}"

@@ -27,16 +27,20 @@ from rollcall.store import jobs, storage
 from rollcall.synthetic.evaluation import build_test_meeting, save_photos, score_report
 from rollcall.synthetic.meeting import render_meeting
 from tests.fakezoom import (
-    FakeAccount,
     FakeFile,
     FakeMeeting,
     FakeRecordingFile,
-    FakeUser,
     FakeZoomServer,
-    FakeZoomState,
 )
 from tests.fakezoom.events import WebhookSender, recording_completed, recording_file
-from tests.service_process import Service, free_port, wait_for
+from tests.service_process import (
+    Service,
+    fake_zoom_env,
+    fake_zoom_state,
+    free_port,
+    participant,
+    wait_for,
+)
 
 SECRET = "webhook-secret"
 COURSE = "BIO101"
@@ -76,11 +80,7 @@ def job_states(home: Path) -> list[str]:
 @pytest.fixture
 def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_manager):
     meeting, video, truth = recorded_class
-    state = FakeZoomState(
-        accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
-        token_lifetime=5.0,
-        users=[FakeUser(id="host-1", email="teacher@example.edu")],
-    )
+    state = fake_zoom_state(token_lifetime=5.0)
     uuid = "/abcDEF//ghi=="  # a UUID that needs double encoding
     state.meetings.append(
         FakeMeeting(
@@ -101,27 +101,11 @@ def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_m
     present_students = [k for k in meeting.students if k not in meeting.students[:1]]
     state.meetings[0].participants = [
         # every student who came joined under their name; one of them is listed twice (rejoin)
-        {
-            "id": f"p{i}",
-            "user_id": f"u{i}",
-            "name": sid,
-            "user_email": "",
-            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration": 120,
-        }
+        participant(str(i), sid, start, 2)
         for i, sid in enumerate(present_students[1:])
     ] + [
         # the absent student's account was connected the whole time: "camera off?"
-        {
-            "id": "p-absent",
-            "user_id": "u-absent",
-            "name": meeting.students[0],
-            "user_email": "",
-            "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "leave_time": (start + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration": 120,
-        },
+        participant("-absent", meeting.students[0], start, 2),
     ]
     state.files["file-gallery"] = FakeFile(video)
     state.files["file-speaker"] = FakeFile(video)
@@ -132,18 +116,9 @@ def zoom_setup(tmp_path, recorded_class, base_env, config, face_models, plugin_m
         env.update(
             {
                 "ROLLCALL_HOME": str(home),
-                "ROLLCALL_ZOOM_ACCOUNT_ID": "acc-1",
-                "ROLLCALL_ZOOM_CLIENT_ID": "client-1",
-                "ROLLCALL_ZOOM_CLIENT_SECRET": "client-secret",
+                **fake_zoom_env(zoom, COURSE),
                 "ROLLCALL_ZOOM_WEBHOOK_SECRET_TOKEN": SECRET,
-                "ROLLCALL_ZOOM_API_BASE_URL": zoom.api_base_url,
-                "ROLLCALL_ZOOM_OAUTH_URL": zoom.oauth_url,
-                "ROLLCALL_ZOOM_USERS": "host-1",
                 "ROLLCALL_ZOOM_POLL_MINUTES": "1",
-                "ROLLCALL_ZOOM_DOWNLOAD_HOSTS": "127.0.0.1,localhost",
-                "ROLLCALL_ZOOM_COURSE_MAP": json.dumps(
-                    [{"course": COURSE, "topics": ["Biology 101*"]}]
-                ),
                 "ROLLCALL_JOBS_RETRY_BASE_S": "1",
                 "ROLLCALL_JOBS_LEASE_S": "6",
                 "ROLLCALL_LOGGING_FORMAT": "json",
@@ -541,11 +516,7 @@ def worker_setup(tmp_path, short_class, base_env, config, face_models, plugin_ma
     from rollcall.config import load_config
 
     meeting, video, truth = short_class
-    state = FakeZoomState(
-        accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
-        token_lifetime=30.0,
-        users=[FakeUser(id="host-1", email="teacher@example.edu")],
-    )
+    state = fake_zoom_state(token_lifetime=30.0)
     start = datetime.now(UTC).replace(microsecond=0)
     state.meetings.append(
         FakeMeeting(
@@ -558,16 +529,7 @@ def worker_setup(tmp_path, short_class, base_env, config, face_models, plugin_ma
             host_email="teacher@example.edu",
             files=[FakeRecordingFile("short-gallery")],
             participants=[
-                {
-                    "id": f"p{i}",
-                    "user_id": f"u{i}",
-                    "name": sid,
-                    "user_email": "",
-                    "join_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "leave_time": (start + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "duration": 60,
-                }
-                for i, sid in enumerate(meeting.students)
+                participant(str(i), sid, start, 1) for i, sid in enumerate(meeting.students)
             ],
         )
     )
@@ -577,15 +539,8 @@ def worker_setup(tmp_path, short_class, base_env, config, face_models, plugin_ma
     with FakeZoomServer(state) as zoom:
         env = dict(
             base_env,
+            **fake_zoom_env(zoom, COURSE),
             ROLLCALL_HOME=str(home),
-            ROLLCALL_ZOOM_ACCOUNT_ID="acc-1",
-            ROLLCALL_ZOOM_CLIENT_ID="client-1",
-            ROLLCALL_ZOOM_CLIENT_SECRET="client-secret",
-            ROLLCALL_ZOOM_API_BASE_URL=zoom.api_base_url,
-            ROLLCALL_ZOOM_OAUTH_URL=zoom.oauth_url,
-            ROLLCALL_ZOOM_USERS="host-1",
-            ROLLCALL_ZOOM_DOWNLOAD_HOSTS="127.0.0.1,localhost",
-            ROLLCALL_ZOOM_COURSE_MAP=json.dumps([{"course": COURSE, "topics": ["Biology 101*"]}]),
             ROLLCALL_JOBS_RETRY_BASE_S="0",
         )
         yield {

@@ -81,7 +81,7 @@ async def sign_in(client, email: str, password: str = PASSWORD, next_: str = "/"
 # ---------------------------------------------------------------- sign-in and sessions
 
 
-def test_every_page_needs_sign_in_and_sessions_are_safe_cookies(site):
+def test_every_page_needs_sign_in_and_sessions_are_safe_cookies(site, recwarn):
     add_users(site["home"])
 
     async def scenario(client) -> None:
@@ -113,6 +113,12 @@ def test_every_page_needs_sign_in_and_sessions_are_safe_cookies(site):
         assert r.status == 303
 
     run(site["config"], scenario)
+    ours = [
+        w
+        for w in recwarn
+        if w.category.__name__ == "NotAppKeyWarning" and "/rollcall/" in w.filename
+    ]
+    assert not ours, [str(w.message) for w in ours]  # app and request state use typed keys
 
 
 def test_secure_cookie_when_tls_is_terminated_in_front(site, base_env):
@@ -299,6 +305,67 @@ def test_shared_admin_token_works_until_an_admin_account_exists(site, caplog):
     assert "legacy-tok" not in caplog.text
 
 
+def api_routes_of(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path template) of every route the app registers under /api."""
+    out = set()
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith("/api/") and route.method not in ("HEAD", "OPTIONS"):
+            out.add((route.method, path))
+    return out
+
+
+def test_personal_api_tokens_work_on_every_json_route(site, base_env):
+    """An admin's token opens every /api route, /api/plugins included, with no shared
+    token configured at all; an instructor's gets 403 on the admin routes; a revoked or
+    unknown token gets 401."""
+    from rollcall.config import load_config
+
+    config = load_config(None, {**base_env, "ROLLCALL_HOME": str(site["home"])})
+    assert not config.server.admin_token.get_secret_value()
+    add_users(site["home"])
+    db = storage.open_db(site["home"])
+    admin_token = users.create_api_token(db, users.user_by_email(db, "admin@school.edu").id)
+    teacher = users.user_by_email(db, "teach@school.edu")
+    teacher_token = users.create_api_token(db, teacher.id, "script")
+    db.conn.close()
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    teach = {"Authorization": f"Bearer {teacher_token}"}
+    sample = {"{course}": "CS101", "{id}": str(site["cs"]), "{name}": "emotion"}
+    bodies = {"/api/plugins/{name}": {"enabled": True, "course": "CS101", "yes": True}}
+    admin_only = {"/api/plugins", "/api/plugins/{name}"}
+    routes = api_routes_of(make_app(config))
+    assert ("GET", "/api/plugins") in routes and ("GET", "/api/v1/me") in routes
+
+    async def scenario(client) -> None:
+        for method, template in sorted(routes):
+            path = template
+            for key, value in sample.items():
+                path = path.replace(key, value)
+            body = bodies.get(template)
+            r = await client.request(method, path, headers=admin, json=body)
+            assert r.status == 200, (method, template, r.status, await r.text())
+            r = await client.request(method, path, headers=teach, json=body)
+            expected = 403 if template in admin_only else 200
+            assert r.status == expected, (method, template, r.status)
+            for headers in ({}, {"Authorization": "Bearer rc_unknown"}):
+                r = await client.request(method, path, headers=headers, json=body)
+                assert r.status in (401, 503), (method, template, r.status)
+                if headers:
+                    assert r.status == 401
+        db = storage.open_db(site["home"])
+        audit = list(db["plugin_audit"].rows)
+        assert audit[-1]["who"] == "admin@school.edu"
+        tokens = users.list_api_tokens(db, teacher.id)
+        assert tokens[0].last_used_at is not None
+        users.revoke_api_token(db, teacher.id, tokens[0].id)
+        db.conn.close()
+        r = await client.get("/api/v1/me", headers=teach)
+        assert r.status == 401
+
+    run(config, scenario)
+
+
 def test_admin_manages_courses_users_and_plugins(site):
     add_users(site["home"])
 
@@ -321,12 +388,17 @@ def test_admin_manages_courses_users_and_plugins(site):
         )
         assert r.status == 200 and "new@school.edu" in await r.text()
         r = await client.get("/courses/BIO2/delete")
-        assert "1</strong> meeting(s)" in await r.text()
+        text = await r.text()
+        assert "1</strong> meeting(s)" in text
+        db = storage.open_db(site["home"])
+        plan = storage.plan_course_removal(db, "BIO2")  # the page lists what removal deletes
+        assert plan.rows.get("attendance") and plan.rows.get("students") == 1
+        for table, n in plan.rows.items():
+            assert f"<li>{n} {table.replace('_', ' ')}</li>" in text, table
         r = await client.post("/courses/BIO2/delete", data={"csrf_token": csrf, "confirm": "no"})
         assert r.status == 400
         r = await client.post("/courses/BIO2/delete", data={"csrf_token": csrf, "confirm": "BIO2"})
         assert r.status == 200
-        db = storage.open_db(site["home"])
         assert not db["meetings"].count_where("course_id = 'BIO2'")
         assert not db["students"].count_where("course_id = 'BIO2'")
         r = await client.post("/plugins/emotion", data={"csrf_token": csrf, "enabled": "1"})

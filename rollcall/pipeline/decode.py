@@ -91,10 +91,7 @@ def probe(path: str | os.PathLike[str]) -> RecordingInfo:
     """
     p = Path(path)
     with _open(p) as container:
-        stream = _video_stream(container, p)
-        duration = _duration_s(container, stream)
-        if duration is not None:
-            _check_index(stream, p, duration)
+        stream, duration = _checked_stream(container, p)
         frame = _first_frame(container, stream, p)
         if duration is None:
             duration = _scan_duration_s(p)
@@ -155,10 +152,7 @@ def sample_frames(
     p = Path(path)
     st = stats if stats is not None else DecodeStats()
     with _open(p) as container:
-        stream = _video_stream(container, p)
-        duration = _duration_s(container, stream)
-        if duration is not None:
-            _check_index(stream, p, duration)
+        stream, duration = _checked_stream(container, p)
         stream.thread_type = "AUTO"
         time_base = stream.time_base
         origin = (
@@ -199,7 +193,7 @@ def sample_frames(
         detail = f" ({st.corrupt_packets} corrupt packets)" if st.corrupt_packets else ""
         raise RecordingError(p, f"no frame of the video stream could be decoded{detail}")
     if duration is not None and st.last_time_s is not None:
-        tolerance = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * duration)
+        tolerance = _tolerance_s(duration)
         if st.last_time_s < duration - tolerance:
             raise RecordingError(
                 p,
@@ -342,6 +336,21 @@ def _video_stream(container: av.container.InputContainer, p: Path) -> av.video.s
     return stream
 
 
+def _checked_stream(
+    container: av.container.InputContainer, p: Path
+) -> tuple[av.video.stream.VideoStream, float | None]:
+    """The recording's video stream and its duration (None when the file records none).
+
+    Raises :class:`RecordingError` as :func:`_video_stream` does, and when the
+    index shows the file was cut short (:func:`_check_index`).
+    """
+    stream = _video_stream(container, p)
+    duration = _duration_s(container, stream)
+    if duration is not None:
+        _check_index(stream, p, duration)
+    return stream, duration
+
+
 def _duration_s(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> float | None:
@@ -388,6 +397,11 @@ def _scan_packets(
     raise RecordingError(p, "the video stream has no timestamps and no frame rate")
 
 
+def _tolerance_s(duration: float) -> float:
+    """How much shorter than ``duration`` the video may be before it counts as truncated."""
+    return max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * duration)
+
+
 def _check_index(stream: av.video.stream.VideoStream, p: Path, duration: float) -> None:
     """Raise if the container's index points past the end of the file.
 
@@ -413,7 +427,7 @@ def _check_index(stream: av.video.stream.VideoStream, p: Path, duration: float) 
             hi = mid
     start = stream.start_time or 0
     available = float((entries[lo].timestamp - start) * stream.time_base) if lo > 0 else 0.0
-    tolerance = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * duration)
+    tolerance = _tolerance_s(duration)
     if available < duration - tolerance:
         raise RecordingError(
             p,

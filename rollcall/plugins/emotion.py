@@ -35,7 +35,6 @@ from rollcall import (
     TrackedFace,
     TrackSummary,
     hookimpl,
-    write_transaction,
 )
 from rollcall.plugins.emotion_settings import EmotionSettings
 from rollcall.plugins.face_crops import (
@@ -45,11 +44,12 @@ from rollcall.plugins.face_crops import (
     load_session,
     square_crop,
 )
+from rollcall.plugins.result_tables import CLASS_PK, ResultTables, StoredResultsHooks
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "fer2013_mini_xception.onnx"
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-CLASS_ROW = 0  # student_pk of the class-wide row in emotion_summary
+CLASS_ROW = CLASS_PK  # student_pk of the class-wide row in emotion_summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +121,47 @@ class EmotionModel:
         return self._get().run(None, {"input_1": batch})[0]
 
 
-class EmotionPlugin:
-    """Gathers expression probabilities per track and minute; summarises per student."""
+_COLUMNS: dict[str, type] = {"samples": int, **{n: float for n in EXPRESSIONS}, "dominant": str}
+_SELECTED = ", ".join(f"e.{n}" for n in EXPRESSIONS)
+
+
+def _columns(samples: int, dist: tuple[float, ...], dom: str) -> dict[str, object]:
+    """A row's columns after meeting_id and student_pk (see ``_COLUMNS``)."""
+    return {"samples": samples, **dict(zip(EXPRESSIONS, dist, strict=True)), "dominant": dom}
+
+
+TABLES = ResultTables(
+    key="emotion",
+    minutes="emotion_minutes",
+    minutes_columns=_COLUMNS,
+    summary="emotion_summary",
+    summary_columns=_COLUMNS,
+    minute_row=lambda _, m: {**_columns(m.samples, m.distribution, m.dominant), "minute": m.minute},
+    summary_row=lambda _, s: _columns(s.samples, s.distribution, s.dominant),
+    sheets={
+        "Emotion per minute": (
+            f"SELECT s.student_id, s.name, e.minute + 1 AS minute, e.samples, {_SELECTED}, "
+            "e.dominant FROM emotion_minutes e JOIN students s ON s.id = e.student_pk "
+            "WHERE e.meeting_id = ? ORDER BY s.student_id, e.minute"
+        ),
+        "Emotion summary": (
+            f"SELECT COALESCE(s.student_id, 'class') AS student_id, s.name, e.samples, {_SELECTED}, "
+            "e.dominant FROM emotion_summary e LEFT JOIN students s ON s.id = e.student_pk "
+            "WHERE e.meeting_id = ? ORDER BY e.student_pk = 0, s.student_id"
+        ),
+    },
+)
+
+
+class EmotionPlugin(StoredResultsHooks):
+    """Gathers expression probabilities per track and minute; summarises per student.
+
+    Its tables and storage hooks are :data:`TABLES`'s (:class:`StoredResultsHooks`).
+    """
 
     name = "emotion"
     settings_model = EmotionSettings
+    tables = TABLES
 
     def __init__(
         self,
@@ -178,25 +214,6 @@ class EmotionPlugin:
         )
         return {"emotion": result}
 
-    @hookimpl
-    def rollcall_create_tables(self, db: sqlite_utils.Database) -> None:
-        create_tables(db)
-
-    @hookimpl
-    def rollcall_save_results(
-        self, db: sqlite_utils.Database, meeting: MeetingContext, results: dict, roster: Roster
-    ) -> None:
-        if "emotion" in results:
-            save_emotion(db, meeting.meeting_id, results["emotion"], roster)
-
-    @hookimpl
-    def rollcall_report_sheets(
-        self, db: sqlite_utils.Database, meeting_id: int
-    ) -> list[tuple[str, list[str], list]]:
-        return [
-            (title, header, rows) for title, (header, rows) in report_sheets(db, meeting_id).items()
-        ]
-
 
 def summarise(state: _MeetingState, identities: dict[int, int]) -> EmotionResult:
     """Per student per minute and per meeting, from the per-track sums."""
@@ -232,24 +249,7 @@ def _rounded(dist: np.ndarray) -> tuple[float, ...]:
 
 def create_tables(db: sqlite_utils.Database) -> None:
     """The emotion tables (idempotent; the ``rollcall_create_tables`` hook)."""
-    probs = {name: float for name in EXPRESSIONS}
-    if "emotion_minutes" not in db.table_names():
-        db["emotion_minutes"].create(
-            {
-                "meeting_id": int,
-                "student_pk": int,
-                "minute": int,
-                "samples": int,
-                **probs,
-                "dominant": str,
-            },
-            pk=("meeting_id", "student_pk", "minute"),
-        )
-    if "emotion_summary" not in db.table_names():
-        db["emotion_summary"].create(
-            {"meeting_id": int, "student_pk": int, "samples": int, **probs, "dominant": str},
-            pk=("meeting_id", "student_pk"),
-        )
+    TABLES.create(db)
 
 
 def save_emotion(
@@ -257,59 +257,9 @@ def save_emotion(
 ) -> None:
     """Replace the meeting's emotion rows (class row: student_pk 0), in a write transaction
     of ``db`` (a savepoint of the meeting's when called from the hook)."""
-    create_tables(db)
-
-    def row(pk: int, samples: int, dist: tuple[float, ...], dom: str) -> dict:
-        return {
-            "meeting_id": meeting_id,
-            "student_pk": pk,
-            "samples": samples,
-            **dict(zip(EXPRESSIONS, dist, strict=True)),
-            "dominant": dom,
-        }
-
-    with write_transaction(db):
-        db.execute("DELETE FROM emotion_minutes WHERE meeting_id = ?", [meeting_id])
-        db.execute("DELETE FROM emotion_summary WHERE meeting_id = ?", [meeting_id])
-        db["emotion_minutes"].insert_all(
-            [
-                {
-                    **row(
-                        roster.student_keys[m.student_index], m.samples, m.distribution, m.dominant
-                    ),
-                    "minute": m.minute,
-                }
-                for m in result.minutes
-            ]
-        )
-        db["emotion_summary"].insert_all(
-            [
-                row(roster.student_keys[s.student_index], s.samples, s.distribution, s.dominant)
-                for s in result.students
-            ]
-            + [row(CLASS_ROW, result.cls.samples, result.cls.distribution, result.cls.dominant)]
-        )
+    TABLES.save(db, meeting_id, result, roster)
 
 
 def report_sheets(db: sqlite_utils.Database, meeting_id: int) -> dict[str, tuple[list[str], list]]:
     """XLSX sheets (title -> header, rows) of a meeting's emotion results; {} when none."""
-    from rollcall.plugins.face_crops import report_rows
-
-    cols = ", ".join(f"e.{n}" for n in EXPRESSIONS)
-    sheets = {
-        "Emotion per minute": report_rows(
-            db,
-            f"SELECT s.student_id, s.name, e.minute + 1 AS minute, e.samples, {cols}, e.dominant "
-            "FROM emotion_minutes e JOIN students s ON s.id = e.student_pk "
-            "WHERE e.meeting_id = ? ORDER BY s.student_id, e.minute",
-            meeting_id,
-        ),
-        "Emotion summary": report_rows(
-            db,
-            f"SELECT COALESCE(s.student_id, 'class') AS student_id, s.name, e.samples, {cols}, "
-            "e.dominant FROM emotion_summary e LEFT JOIN students s ON s.id = e.student_pk "
-            "WHERE e.meeting_id = ? ORDER BY e.student_pk = 0, s.student_id",
-            meeting_id,
-        ),
-    }
-    return {k: v for k, v in sheets.items() if v[1]}
+    return TABLES.report_sheets(db, meeting_id)

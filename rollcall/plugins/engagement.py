@@ -41,11 +41,11 @@ from rollcall import (
     TrackSummary,
     hookimpl,
     minutes_in,
-    write_transaction,
 )
 from rollcall.models import ModelError
 from rollcall.plugins.engagement_settings import EngagementSettings
 from rollcall.plugins.face_crops import PerMeeting, extra_model_path, load_session, square_crop
+from rollcall.plugins.result_tables import ResultTables, StoredResultsHooks
 
 log = logging.getLogger(__name__)
 FSANET_FILES = ("fsanet-1x1-iter-688590.onnx", "fsanet-var-iter-688590.onnx")
@@ -174,11 +174,85 @@ class HeadPoseModel:
         return [HeadPose(float(y), float(p), float(r), "fsanet") for y, p, r in out]
 
 
-class EngagementPlugin:
-    """Gathers visibility, head pose and motion per track and minute; scores per student."""
+def _minute_columns(_: EngagementResult, r: EngagementMinute) -> dict[str, object]:
+    """A minutes row's columns after meeting_id and student_pk."""
+    return {
+        "minute": r.minute,
+        "samples": r.samples,
+        "seen": r.seen,
+        "visible": r.visible,
+        "facing": r.facing,
+        "stable": r.stable,
+        "mean_abs_yaw": r.mean_abs_yaw,
+        "score": r.score,
+        "level": r.level,
+    }
+
+
+def _summary_columns(result: EngagementResult, x: EngagementSummary) -> dict[str, object]:
+    """A summary row's columns after meeting_id and student_pk."""
+    return {
+        "minutes": x.minutes,
+        "visible": x.visible,
+        "facing": x.facing,
+        "stable": x.stable,
+        "score": x.score,
+        "level": x.level,
+        "pose_source": result.pose_source,
+    }
+
+
+TABLES = ResultTables(
+    key="engagement",
+    minutes="engagement_minutes",
+    minutes_columns={
+        "samples": int,
+        "seen": int,
+        "visible": float,
+        "facing": float,
+        "stable": float,
+        "mean_abs_yaw": float,
+        "score": float,
+        "level": str,
+    },
+    summary="engagement_summary",
+    summary_columns={
+        "minutes": int,
+        "visible": float,
+        "facing": float,
+        "stable": float,
+        "score": float,
+        "level": str,
+        "pose_source": str,
+    },
+    minute_row=_minute_columns,
+    summary_row=_summary_columns,
+    sheets={
+        "Engagement per minute": (
+            "SELECT s.student_id, s.name, e.minute + 1 AS minute, e.visible, e.facing, e.stable, "
+            "e.mean_abs_yaw, e.score, e.level FROM engagement_minutes e "
+            "JOIN students s ON s.id = e.student_pk WHERE e.meeting_id = ? "
+            "ORDER BY s.student_id, e.minute"
+        ),
+        "Engagement summary": (
+            "SELECT COALESCE(s.student_id, 'class') AS student_id, s.name, e.minutes, e.visible, "
+            "e.facing, e.stable, e.score, e.level, e.pose_source FROM engagement_summary e "
+            "LEFT JOIN students s ON s.id = e.student_pk WHERE e.meeting_id = ? "
+            "ORDER BY e.student_pk = 0, s.student_id"
+        ),
+    },
+)
+
+
+class EngagementPlugin(StoredResultsHooks):
+    """Gathers visibility, head pose and motion per track and minute; scores per student.
+
+    Its tables and storage hooks are :data:`TABLES`'s (:class:`StoredResultsHooks`).
+    """
 
     name = "engagement"
     settings_model = EngagementSettings
+    tables = TABLES
 
     def __init__(
         self,
@@ -237,25 +311,6 @@ class EngagementPlugin:
             },
         )
         return {"engagement": result}
-
-    @hookimpl
-    def rollcall_create_tables(self, db: sqlite_utils.Database) -> None:
-        create_tables(db)
-
-    @hookimpl
-    def rollcall_save_results(
-        self, db: sqlite_utils.Database, meeting: MeetingContext, results: dict, roster: Roster
-    ) -> None:
-        if "engagement" in results:
-            save_engagement(db, meeting.meeting_id, results["engagement"], roster)
-
-    @hookimpl
-    def rollcall_report_sheets(
-        self, db: sqlite_utils.Database, meeting_id: int
-    ) -> list[tuple[str, list[str], list]]:
-        return [
-            (title, header, rows) for title, (header, rows) in report_sheets(db, meeting_id).items()
-        ]
 
 
 def score_meeting(
@@ -332,38 +387,7 @@ COMPONENTS = ("visible", "facing", "stable")
 
 def create_tables(db: sqlite_utils.Database) -> None:
     """The engagement tables (idempotent; the ``rollcall_create_tables`` hook)."""
-    if "engagement_minutes" not in db.table_names():
-        db["engagement_minutes"].create(
-            {
-                "meeting_id": int,
-                "student_pk": int,
-                "minute": int,
-                "samples": int,
-                "seen": int,
-                "visible": float,
-                "facing": float,
-                "stable": float,
-                "mean_abs_yaw": float,
-                "score": float,
-                "level": str,
-            },
-            pk=("meeting_id", "student_pk", "minute"),
-        )
-    if "engagement_summary" not in db.table_names():
-        db["engagement_summary"].create(
-            {
-                "meeting_id": int,
-                "student_pk": int,
-                "minutes": int,
-                "visible": float,
-                "facing": float,
-                "stable": float,
-                "score": float,
-                "level": str,
-                "pose_source": str,
-            },
-            pk=("meeting_id", "student_pk"),
-        )
+    TABLES.create(db)
 
 
 def save_engagement(
@@ -371,71 +395,12 @@ def save_engagement(
 ) -> None:
     """Replace the meeting's engagement rows (class row: student_pk 0), in a write transaction
     of ``db`` (a savepoint of the meeting's when called from the hook)."""
-    create_tables(db)
-
-    def summary_row(pk: int, x: EngagementSummary) -> dict:
-        return {
-            "meeting_id": meeting_id,
-            "student_pk": pk,
-            "minutes": x.minutes,
-            "visible": x.visible,
-            "facing": x.facing,
-            "stable": x.stable,
-            "score": x.score,
-            "level": x.level,
-            "pose_source": result.pose_source,
-        }
-
-    with write_transaction(db):
-        db.execute("DELETE FROM engagement_minutes WHERE meeting_id = ?", [meeting_id])
-        db.execute("DELETE FROM engagement_summary WHERE meeting_id = ?", [meeting_id])
-        db["engagement_minutes"].insert_all(
-            [
-                {
-                    "meeting_id": meeting_id,
-                    "student_pk": roster.student_keys[r.student_index],
-                    "minute": r.minute,
-                    "samples": r.samples,
-                    "seen": r.seen,
-                    "visible": r.visible,
-                    "facing": r.facing,
-                    "stable": r.stable,
-                    "mean_abs_yaw": r.mean_abs_yaw,
-                    "score": r.score,
-                    "level": r.level,
-                }
-                for r in result.minutes
-            ]
-        )
-        db["engagement_summary"].insert_all(
-            [summary_row(roster.student_keys[x.student_index], x) for x in result.students]
-            + [summary_row(0, result.cls)]
-        )
+    TABLES.save(db, meeting_id, result, roster)
 
 
 def report_sheets(db: sqlite_utils.Database, meeting_id: int) -> dict[str, tuple[list[str], list]]:
     """XLSX sheets (title -> header, rows) of a meeting's engagement, with its components."""
-    from rollcall.plugins.face_crops import report_rows
-
-    sheets = {
-        "Engagement per minute": report_rows(
-            db,
-            "SELECT s.student_id, s.name, e.minute + 1 AS minute, e.visible, e.facing, e.stable, "
-            "e.mean_abs_yaw, e.score, e.level FROM engagement_minutes e "
-            "JOIN students s ON s.id = e.student_pk WHERE e.meeting_id = ? "
-            "ORDER BY s.student_id, e.minute",
-            meeting_id,
-        ),
-        "Engagement summary": report_rows(
-            db,
-            "SELECT COALESCE(s.student_id, 'class') AS student_id, s.name, e.minutes, e.visible, "
-            "e.facing, e.stable, e.score, e.level, e.pose_source FROM engagement_summary e "
-            "LEFT JOIN students s ON s.id = e.student_pk WHERE e.meeting_id = ? "
-            "ORDER BY e.student_pk = 0, s.student_id",
-            meeting_id,
-        ),
-    }
-    return {k: v for k, v in sheets.items() if v[1]}
+    return TABLES.report_sheets(db, meeting_id)
 
 
 def csv_columns(db: sqlite_utils.Database, meeting_id: int) -> dict[str, dict[str, object]]:

@@ -98,15 +98,6 @@ def face_px(bbox: np.ndarray) -> float:
     return float(min(bbox[2] - bbox[0], bbox[3] - bbox[1]))
 
 
-def report_rows(db, sql: str, meeting_id: int) -> tuple[list[str], list[tuple]]:
-    """Header and rows of an analyzer's report query (``?`` = meeting id); empty if no table."""
-    try:
-        cursor = db.execute(sql, [meeting_id])
-    except Exception:  # table absent: the analyzer never ran here
-        return [], []
-    return [d[0] for d in cursor.description], cursor.fetchall()
-
-
 T = TypeVar("T")
 
 

@@ -365,6 +365,38 @@ def cancel_meeting(
     return [cancel(db, job_id, reason, now=now) for job_id in ids]
 
 
+def _requeue(
+    conn: sqlite3.Connection,
+    row: dict[str, Any],
+    *,
+    message: str,
+    now: datetime | None,
+    payload: Mapping[str, Any] | None = None,
+    keep_error: bool = False,
+) -> Job:
+    """Put the job of ``row`` back in the queue, due now, with its attempts reset.
+
+    The lease and ``finished_at`` are cleared; ``error`` too unless ``keep_error``
+    (a revived job still shows why it failed last). ``payload``, when given,
+    replaces the stored one. The event is recorded as the producer/admin side's.
+    """
+    at = _iso(utc_now(now))
+    changes: dict[str, Any] = {
+        "state": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "finished_at": None,
+        "lease_owner": None,
+        "lease_until": None,
+        "updated_at": at,
+    }
+    if not keep_error:
+        changes["error"] = None
+    if payload is not None:
+        changes["payload"] = json.dumps(dict(payload), sort_keys=True)
+    return _update(conn, row, changes, actor=None, message=message)
+
+
 def retry(db: sqlite_utils.Database, job_id: int, *, now: datetime | None = None) -> Job:
     """Put a failed, cancelled or skipped job back in the queue with its attempts reset."""
     with write_transaction(db) as conn:
@@ -373,22 +405,11 @@ def retry(db: sqlite_utils.Database, job_id: int, *, now: datetime | None = None
             raise InvalidTransition(
                 f"job {job_id} is {row['state']}; only failed, cancelled or skipped jobs can be retried"
             )
-        at = _iso(utc_now(now))
-        job = _update(
+        job = _requeue(
             conn,
             row,
-            {
-                "state": QUEUED,
-                "attempts": 0,
-                "next_attempt_at": at,
-                "error": None,
-                "finished_at": None,
-                "lease_owner": None,
-                "lease_until": None,
-                "updated_at": at,
-            },
-            actor=None,
             message=f"retry requested (was {row['state']}: {row['error'] or ''})",
+            now=now,
         )
     log.info("job requeued by retry", extra=_extra(job))
     return job
@@ -407,7 +428,7 @@ def recover_meeting(
 
     Jobs in any other state are left alone; returns the jobs requeued.
     """
-    at = _iso(utc_now(now))
+    moment = utc_now(now)  # one timestamp for every job requeued
     requeued = []
     with write_transaction(db) as conn:
         ids = [
@@ -421,22 +442,12 @@ def recover_meeting(
             row = _row(conn, job_id)
             payload = {**json.loads(row["payload"] or "{}"), **(payload_changes or {})}
             requeued.append(
-                _update(
+                _requeue(
                     conn,
                     row,
-                    {
-                        "state": QUEUED,
-                        "attempts": 0,
-                        "next_attempt_at": at,
-                        "error": None,
-                        "finished_at": None,
-                        "lease_owner": None,
-                        "lease_until": None,
-                        "payload": json.dumps(payload, sort_keys=True),
-                        "updated_at": at,
-                    },
-                    actor=None,
                     message=f"{reason} (was cancelled: {row['error'] or ''})",
+                    now=moment,
+                    payload=payload,
                 )
             )
     for job in requeued:
@@ -459,7 +470,6 @@ def revive_failed(
     The count is kept in the payload (``revivals``). Returns the requeued job, or
     ``None`` when the job is not failed or was revived often enough already.
     """
-    at = _iso(utc_now(now))
     with write_transaction(db) as conn:
         row = _lookup(conn, key_or_id)
         payload = json.loads(row["payload"] or "{}")
@@ -467,21 +477,13 @@ def revive_failed(
         if row["state"] != FAILED or revivals >= max_revivals:
             return None
         payload = {**payload, **payload_changes, "revivals": revivals + 1}
-        job = _update(
+        job = _requeue(
             conn,
             row,
-            {
-                "state": QUEUED,
-                "attempts": 0,
-                "next_attempt_at": at,
-                "finished_at": None,
-                "lease_owner": None,
-                "lease_until": None,
-                "payload": json.dumps(payload, sort_keys=True),
-                "updated_at": at,
-            },
-            actor=None,
             message=f"{reason} (revival {revivals + 1}/{max_revivals}; was failed: {row['error']})",
+            now=now,
+            payload=payload,
+            keep_error=True,
         )
     log.info("failed job requeued with fresh download data", extra=_extra(job))
     return job

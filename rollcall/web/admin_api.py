@@ -4,10 +4,12 @@ the meeting pages that chat notifications link to.
 ``GET /api/plugins[?course=C]`` and ``PUT /api/plugins/{name}`` with
 ``{"enabled": bool, "course": str | null, "yes": bool}``, documented in
 ``docs/openapi.yaml``. Every request needs ``Authorization: Bearer <token>``
-with ``[server] admin_token``: 401 without it or with a wrong one, 503 when no
-token is configured (a blank token is refused when the configuration is loaded,
-and never matches here). The token is compared in constant time and never logged.
-Changes are audited with ``who = "api"``. ``GET /admin/meetings/{id}`` shows
+with an admin's personal API token (or, behind the web app's middleware, an
+admin's session) or the shared ``[server] admin_token``: 401 without one or with
+a wrong one, 403 for an instructor, 503 when neither a user nor a shared token
+is there (a blank token is refused when the configuration is loaded, and never
+matches here). The token is compared in constant time and never logged. Changes
+are audited with the admin's email, or ``who = "api"`` for the shared token. ``GET /admin/meetings/{id}`` shows
 a meeting's attendance report as HTML; it also accepts HTTP Basic with the
 token as password, so a browser can open it.
 
@@ -39,6 +41,7 @@ from rollcall.http_input import (
     record_id,
 )
 from rollcall.store import storage
+from rollcall.web.identity import LEGACY_ADMIN, request_user
 
 log = logging.getLogger(__name__)
 API_WHO = "api"
@@ -71,7 +74,19 @@ def authorized(header: str, token: str) -> bool:
 
 
 def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Handler:
+    """``handler`` for an admin: a user the web app's middleware found (an admin's session
+    or personal API token; an instructor gets 403) or the shared ``[server] admin_token``."""
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        user = request_user(request)
+        if user is not None:
+            if not user.is_admin:
+                log.warning(
+                    "admin API: refused to a non-admin",
+                    extra={"path": request.path, "user": user.email},
+                )
+                return _error(403, "forbidden: the admin API is for admins")
+            return await handler(request)
         token = config.server.admin_token.get_secret_value()
         if not token:
             return _error(503, "admin API disabled: set [server] admin_token")
@@ -89,6 +104,12 @@ def _protected(config: Config, handler: Handler, *, browser: bool = False) -> Ha
         return await handler(request)
 
     return wrapped
+
+
+def _who(request: web.Request) -> str:
+    """Who the audit log names: the user's email, or ``api`` for the shared token."""
+    user = request_user(request)
+    return API_WHO if user is None or user is LEGACY_ADMIN else user.email
 
 
 def admin_routes(config: Config) -> list[web.RouteDef]:
@@ -158,14 +179,23 @@ def admin_routes(config: Config) -> list[web.RouteDef]:
             return _error(400, "course must be a string or null")
         if not isinstance(yes, bool):
             return _error(400, "yes must be a boolean")
-        return await asyncio.to_thread(change_plugin, name, body["enabled"], course, yes)
+        return await asyncio.to_thread(
+            change_plugin, name, body["enabled"], course, yes, _who(request)
+        )
 
-    def change_plugin(name: str, enabled: bool, course: str | None, yes: bool) -> web.Response:
+    def change_plugin(
+        name: str, enabled: bool, course: str | None, yes: bool, who: str
+    ) -> web.Response:
         with connection() as db:
-            return change_plugin_in(db, name, enabled, course, yes)
+            return change_plugin_in(db, name, enabled, course, yes, who)
 
     def change_plugin_in(
-        db: sqlite_utils.Database, name: str, enabled: bool, course: str | None, yes: bool
+        db: sqlite_utils.Database,
+        name: str,
+        enabled: bool,
+        course: str | None,
+        yes: bool,
+        who: str,
     ) -> web.Response:
         infos = describe_plugins(config)
         if name not in {i.name for i in infos}:
@@ -177,7 +207,7 @@ def admin_routes(config: Config) -> list[web.RouteDef]:
                 name,
                 enabled,
                 course_id=course or None,
-                who=API_WHO,
+                who=who,
                 confirmed=yes,
             )
         except ConfirmationRequired as exc:

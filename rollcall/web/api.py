@@ -8,6 +8,9 @@ rc_...``); an instructor gets only their courses and 403 for any other.
 * ``GET /api/v1/courses/{course}/students`` - a course's roster;
 * ``GET /api/v1/meetings[?course=C]`` - analysed meetings;
 * ``GET /api/v1/meetings/{id}`` - a meeting's corrected per-minute matrix.
+
+Every route, with its authentication and errors, is in ``docs/openapi.yaml``
+(``tests/test_web_api_spec.py`` keeps the two equal).
 """
 
 from __future__ import annotations

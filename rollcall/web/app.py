@@ -2,7 +2,7 @@
 
 :func:`setup_web_app` adds the session, sign-in and security-header
 middlewares, the pages (``rollcall.web.courses``, ``.meetings``, ``.ops``,
-``.auth``), the JSON API (``rollcall.web.api``) and the static files. The
+``.auth``, ``.oidc``), the JSON API (``rollcall.web.api``) and the static files. The
 service's own routes (``/healthz``, the Zoom webhook, the admin API) stay as
 they were; see ``rollcall.web.auth`` for which routes need what.
 """
@@ -21,6 +21,7 @@ from rollcall.web.auth import auth_middleware, auth_routes, security_headers, se
 from rollcall.web.courses import course_routes
 from rollcall.web.enroll import Enroller
 from rollcall.web.meetings import meeting_routes
+from rollcall.web.oidc import oidc_routes, setup_oidc
 from rollcall.web.ops import ops_routes
 from rollcall.web.render import render
 
@@ -40,7 +41,9 @@ def setup_web_app(
         enroller.close()
 
     app.on_cleanup.append(close_enroller)
+    setup_oidc(app, config)
     app.add_routes(auth_routes(config, render))
+    app.add_routes(oidc_routes(config, render))
     app.add_routes(ops_routes(config, render, status or dict))
     app.add_routes(course_routes(config, render, enroller))
     app.add_routes(meeting_routes(config, render))

@@ -13,10 +13,12 @@
 * **Roles**: an admin sees everything; an instructor only their courses, and a
   signed-in user outside their role gets 403.
 * **API tokens** (``Authorization: Bearer rc_...``) authenticate scripts as their
-  user. The shared ``[server] admin_token`` still works, as an admin, with a
+  user on every JSON route, ``/api/plugins`` included (admins only: 403 for an
+  instructor); a token that is unknown or revoked gets 401. The shared ``[server] admin_token`` still works, as an admin, with a
   deprecation warning, until an admin account exists; then it is refused.
+* **Single sign-on** with OpenID Connect (``[oidc]``) is in ``rollcall.web.oidc``.
 * Every route is behind sign-in except ``/healthz``, the Zoom webhook, the
-  sign-in page and the static files.
+  sign-in pages (``/login``, ``/login/sso`` and its callback) and the static files.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from cryptography.fernet import Fernet
 from rollcall.config import Config
 from rollcall.store import users
 from rollcall.web.db import db_call
+from rollcall.web.identity import LEGACY_ADMIN, USER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,9 @@ KEY_FILE = "web-session.key"
 RATE_LIMIT = 5
 RATE_WINDOW_S = 15 * 60
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PATHS = frozenset({"/healthz", "/zoom/webhook", "/login"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/zoom/webhook", "/login", "/login/sso", "/login/sso/callback"}
+)
 PUBLIC_PREFIXES = ("/static/",)
 #: The admin API's routes (``rollcall.web.admin_api``), which check the shared token themselves.
 LEGACY_API = re.compile(r"^/api/plugins(/[^/]+)?$")
@@ -57,10 +62,6 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
     "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-)
-#: The user the shared admin token stands for while it is still accepted.
-LEGACY_ADMIN = users.User(
-    id=0, email="admin token", role=users.ADMIN, courses=(), session_version=0, created_at=""
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -137,13 +138,16 @@ class RetiredToken(Exception):
     """The shared admin token was sent after an admin account was created."""
 
 
+def _personal_token(header: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and value.strip().startswith(users.TOKEN_PREFIX)
+
+
 def _token_user(db, header: str, admin_token: str) -> users.User | None:
     from rollcall.web.admin_api import authorized
 
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer" and value.startswith(users.TOKEN_PREFIX):
-        return users.user_for_token(db, value)
+    if _personal_token(header):
+        return users.user_for_token(db, header.partition(" ")[2].strip())
     if admin_token and authorized(header, admin_token):
         if users.admin_exists(db):
             raise RetiredToken
@@ -189,7 +193,7 @@ def auth_middleware(config: Config):
                     "exists: use a personal API token (rollcall user token EMAIL)"
                 )
             if user is None:
-                if legacy:  # the admin API answers for itself (401, 503)
+                if legacy and not _personal_token(header):  # the admin API answers (401, 503)
                     return await handler(request)
                 return _unauthorized("unauthorized: send Authorization: Bearer <API token>")
             if user is LEGACY_ADMIN:
@@ -198,7 +202,7 @@ def auth_middleware(config: Config):
                     "account (rollcall user add EMAIL --role admin) and personal API tokens",
                     extra={"path": path},
                 )
-            request["user"] = user
+            request[USER_KEY] = user
             response = await handler(request)
             if user is LEGACY_ADMIN:
                 response.headers["Deprecation"] = "true"
@@ -212,7 +216,7 @@ def auth_middleware(config: Config):
             if request.method in SAFE_METHODS:
                 raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
             raise web.HTTPSeeOther("/login")
-        request["user"] = user
+        request[USER_KEY] = user
         found = LEGACY_MEETING.match(path)
         if found:  # the meeting links in chat messages open the meeting page
             raise web.HTTPSeeOther(f"/meetings/{found.group(1)}")
@@ -249,7 +253,7 @@ def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def current_user(request: web.Request) -> users.User:
-    return request["user"]
+    return request[USER_KEY]
 
 
 def require_admin(request: web.Request) -> users.User:
@@ -284,7 +288,12 @@ def auth_routes(config: Config, render) -> list[web.RouteDef]:
     async def login_page(request: web.Request) -> web.StreamResponse:
         if await session_user(request, config):
             raise web.HTTPSeeOther(safe_next(request.query.get("next")))
-        return await render(request, "login.html.j2", next=safe_next(request.query.get("next")))
+        return await render(
+            request,
+            "login.html.j2",
+            next=safe_next(request.query.get("next")),
+            sso=config.oidc.enabled,
+        )
 
     async def login(request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -303,6 +312,7 @@ def auth_routes(config: Config, render) -> list[web.RouteDef]:
                 "login.html.j2",
                 status=429,
                 next=target,
+                sso=config.oidc.enabled,
                 error="Too many failed sign-ins. Wait a few minutes and try again.",
             )
         if user is None:
@@ -312,6 +322,7 @@ def auth_routes(config: Config, render) -> list[web.RouteDef]:
                 "login.html.j2",
                 status=401,
                 next=target,
+                sso=config.oidc.enabled,
                 email=email,
                 error="Wrong email or password.",
             )

@@ -53,15 +53,16 @@ def _student_page(db, course_id: str, student_id: str) -> dict:
 
 
 def _delete_summary(db, course_id: str) -> dict:
-    course = storage.get_course(db, course_id)
-    students = db["students"].count_where("course_id = ?", [course_id])
-    photos = db.execute(
-        "select count(*) from photos p join students s on s.id = p.student_pk "
-        "where s.course_id = ?",
-        [course_id],
-    ).fetchone()[0]
-    meetings = db["meetings"].count_where("course_id = ?", [course_id])
-    return {"course": course, "students": students, "photos": photos, "meetings": meetings}
+    """What deleting the course deletes: :func:`storage.plan_course_removal`'s plan, the
+    one definition the removal itself follows."""
+    plan = storage.plan_course_removal(db, course_id)
+    return {
+        "course": storage.get_course(db, course_id),
+        "plan": plan,
+        "students": plan.rows.get("students", 0),
+        "photos": plan.rows.get("photos", 0),
+        "meetings": plan.rows.get("meetings", 0),
+    }
 
 
 def _photo(db, photo_id: int) -> tuple[str, bytes, str]:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from rollcall.reports.common import status_label
 from rollcall.web.auth import csrf_token
+from rollcall.web.identity import request_user
 
 
 @cache
@@ -41,7 +42,7 @@ async def render(
         environment()
         .get_template(template)
         .render(
-            user=request.get("user"),
+            user=request_user(request),
             csrf=csrf_token(session),
             path=request.path,
             **context,
