@@ -283,9 +283,13 @@ def _wait(
     told = ""
     while True:
         try:
-            return pending.future.result(timeout=CHECK_S)
+            result = pending.future.result(timeout=CHECK_S)
         except concurrent.futures.TimeoutError:
             pass
+        else:
+            if result.worker and result.worker != told:
+                on_started(result.worker)  # a task done within one check: its worker too
+            return result
         check_held()  # cancelled or re-leased: raises, and the late result is dropped
         if pending.worker and pending.worker != told:
             told = pending.worker
