@@ -243,6 +243,37 @@ class ServerConfig(_Section):
         return value
 
 
+class ClusterConfig(_Section):
+    """Worker machines (``rollcall worker``) through a Redis broker; off while
+    ``broker_url`` is empty (rollcall serve analyses on its own machine then)."""
+
+    broker_url: SecretStr = SecretStr("")  # redis://[:password@]host:port/db; may hold a password
+    secret: SecretStr = SecretStr("")  # shared key that signs every message; required with a broker
+    # Recordings rollcall serve has out on workers at once (the workers' total concurrency).
+    max_in_flight: int = Field(4, ge=1, le=1024)
+    # A task without a result after this long is given up (the job is retried).
+    task_timeout_s: float = Field(3600.0, ge=10.0, le=DAY_S)
+    # A worker machine silent this long is presumed dead; its task goes to another worker.
+    worker_heartbeat_s: float = Field(60.0, ge=1.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _secret_with_broker(self) -> ClusterConfig:
+        url = self.broker_url.get_secret_value()
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("broker_url must be a redis://, rediss:// or unix:// URL")
+        if url and len(self.secret.get_secret_value()) < 16:
+            raise ValueError(
+                "a broker_url needs a secret of at least 16 characters "
+                "([cluster] secret, ROLLCALL_CLUSTER_SECRET) shared by rollcall serve and "
+                "its workers"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.broker_url.get_secret_value())
+
+
 class OidcConfig(_Section):
     """Single sign-on to the web app with OpenID Connect (Google Workspace, Microsoft
     Entra...): off while ``issuer`` is ""."""
@@ -390,6 +421,7 @@ class Config(_Section):
     zoom: ZoomConfig = ZoomConfig()
     jobs: JobsConfig = JobsConfig()
     server: ServerConfig = ServerConfig()
+    cluster: ClusterConfig = ClusterConfig()
     oidc: OidcConfig = OidcConfig()
     plugins: PluginsConfig = PluginsConfig()
     reports: ReportsConfig = ReportsConfig()

@@ -586,7 +586,30 @@ PROBES["smtp.password"] = Probe(
     "pw", lambda c, x: _smtp(c, x)["calls"], base={"smtp.host": "m", "smtp.username": "u"}
 )
 
+
+def _cluster(config: Config, ctx: Ctx) -> Any:
+    """What the broker connection of rollcall serve and rollcall worker is made with
+    (no connection is opened)."""
+    from rollcall.cluster.broker import broker_address, make_broker
+
+    if not config.cluster.enabled:
+        return None
+    return broker_address(config), make_broker(config).heartbeat_timeout
+
+
+CLUSTER_BASE = {"cluster.secret": "cluster-secret-0123456789"}
+PROBES["cluster.broker_url"] = Probe("redis://127.0.0.1:6400/1", _cluster, base=CLUSTER_BASE)
+PROBES["cluster.worker_heartbeat_s"] = Probe(
+    5.0, _cluster, base={**CLUSTER_BASE, "cluster.broker_url": "redis://127.0.0.1:6400/1"}
+)
+
 NOT_CHEAP: dict[str, str] = {
+    "cluster.secret": "signs every cluster message; tests/test_cluster.py checks that another "
+    "secret is refused",
+    "cluster.task_timeout_s": "how long rollcall serve waits for a worker's result; needs a "
+    "broker and a worker (tests/test_cluster.py)",
+    "cluster.max_in_flight": "the number of jobs rollcall serve sends to the cluster at once; "
+    "needs a broker (tests/test_cluster.py, benchmarks/cluster.py)",
     "storage.keep_videos": "read by the service worker after a recording was downloaded "
     "and analysed",
     "analysis.interval_s": "read inside an analysis run (frame sampling); needs a recording",

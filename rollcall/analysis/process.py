@@ -34,7 +34,7 @@ from rollcall.store import retention
 from rollcall.types import AttendanceReport, MeetingContext
 
 if TYPE_CHECKING:  # the orchestrator pulls in the frame pipeline: imported when used
-    from rollcall.pipeline.orchestrator import MeetingOutcome, Progress
+    from rollcall.pipeline.orchestrator import FrameAnalysis, FrameJob, MeetingOutcome, Progress
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def process_recording(
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
+    frames: Callable[[FrameJob], FrameAnalysis] | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -85,7 +86,8 @@ def process_recording(
 
     ``commit_guard(db)`` runs in the transaction that stores the results; when it
     raises, nothing is stored, no notification is queued and the error propagates
-    (the service's check that its worker still holds the job).
+    (the service's check that its worker still holds the job). ``frames`` replaces the
+    frame analysis (a cluster worker's, see ``analyze_recording``).
     """
     from rollcall.pipeline.orchestrator import analyze_recording
 
@@ -109,6 +111,7 @@ def process_recording(
         progress=progress,
         announce=announce,
         commit_guard=commit_guard,
+        frames=frames,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)

@@ -46,6 +46,11 @@ def count(text: str) -> int:
     return _whole_number(text, 0, MAX_SQLITE_INT, "a count")
 
 
+def processes(text: str) -> int:
+    """argparse type of a number of processes (``rollcall worker --concurrency``): 1..64."""
+    return _whole_number(text, 1, 64, "a number of processes")
+
+
 def tcp_port(text: str) -> int:
     """argparse type of a TCP port: 1..65535."""
     return _whole_number(text, 1, 65535, "a port")

@@ -12,7 +12,15 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from rollcall.cli.args import command, command_group, count, job_ref, record_id, tcp_port
+from rollcall.cli.args import (
+    command,
+    command_group,
+    count,
+    job_ref,
+    processes,
+    record_id,
+    tcp_port,
+)
 from rollcall.cli.common import cell, open_db, say
 
 
@@ -27,14 +35,45 @@ def cmd_serve(args, config, console) -> int:
     return 0
 
 
+def cmd_worker(args, config, console) -> int:
+    from rollcall.cli.common import CliError
+
+    if not config.cluster.enabled:
+        raise CliError(
+            "rollcall worker needs the broker: set [cluster] broker_url and secret "
+            "(ROLLCALL_CLUSTER_BROKER_URL, ROLLCALL_CLUSTER_SECRET), the same as rollcall serve's"
+        )
+    from rollcall.cluster.remote import run_worker
+
+    return run_worker(config, args.concurrency, args.name)
+
+
+def job_worker(job) -> str:
+    """Who has (or had) the job: the cluster worker that analyses it, else the
+    coordinator's worker that holds its lease."""
+    return job.payload.get("worker") or (job.lease_owner if job.state in _RUNNING else "") or ""
+
+
+_RUNNING = ("downloading", "analyzing")
+
+
 def _job_table(rows) -> Table:
     table = Table(
-        "id", "state", "course", "topic", "meeting uuid", "attempts", "next attempt", "error"
+        "id",
+        "state",
+        "worker",
+        "course",
+        "topic",
+        "meeting uuid",
+        "attempts",
+        "next attempt",
+        "error",
     )
     for j in rows:
         table.add_row(
             str(j.id),
             cell(j.state),
+            cell(job_worker(j)),
             cell(j.course_id),
             cell(j.topic),
             cell(j.meeting_uuid),
@@ -114,6 +153,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
     p.add_argument("--host", help="listen address (default: [server] host)")
     p.add_argument("--port", type=tcp_port, help="listen port (default: [server] port)")
+
+    p = sub.add_parser(
+        "worker", help="analyse recordings for rollcall serve on this machine ([cluster])"
+    )
+    p.set_defaults(func=cmd_worker)
+    p.add_argument(
+        "--concurrency", type=processes, default=1, help="recordings analysed at once (processes)"
+    )
+    p.add_argument("--name", help="this worker's name in /healthz and jobs list (default host:pid)")
 
     job_cmds = command_group(sub, "jobs", "the service's recording jobs")
     p = command(job_cmds, "list", cmd_jobs_list, "list jobs, newest first")

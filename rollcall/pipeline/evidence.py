@@ -6,6 +6,8 @@ sampled frame per minute and, per unknown-face cluster, one face crop, so an
 instructor can see who an unknown face was before labelling it, and one crop per
 track attributed to a student (``rollcall explain`` lists them). The files live
 under ``<data dir>/evidence/<meeting id>/`` and go with the meeting's results.
+A keeper without a folder (a cluster worker's, which has no data directory of the
+coordinator) keeps the files in memory, in ``files``, for the coordinator to write.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from rollcall.types import SampledFrame, TrackedFace
 class EvidenceKeeper:
     """Collects what the admin asked to keep while one recording is analysed."""
 
-    def __init__(self, folder: Path, *, frames: bool, face_crops: bool):
+    def __init__(self, folder: Path | None, *, frames: bool, face_crops: bool):
         self.folder = folder
+        self.files: dict[str, bytes] = {}  # name -> bytes, when there is no folder
         self.frames = frames
         self.face_crops = face_crops
         self._last_minute = -1
         self._crops: dict[int, tuple[float, bytes]] = {}  # track id -> (det score, JPEG)
-        if (frames or face_crops) and folder.exists():
+        if (frames or face_crops) and folder is not None and folder.exists():
             shutil.rmtree(folder)  # a re-analysis replaces the evidence too
 
     def see(self, frame: SampledFrame, faces: list[TrackedFace]) -> None:
@@ -53,8 +56,7 @@ class EvidenceKeeper:
             return
         for track_id in track_ids:
             if track_id in self._crops:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                (self.folder / f"track-{track_id}.jpg").write_bytes(self._crops[track_id][1])
+                self._save(f"track-{track_id}.jpg", self._crops[track_id][1])
 
     def save_cluster_crops(self, clusters) -> None:
         """One crop per unknown cluster, from its best-scored track."""
@@ -66,13 +68,24 @@ class EvidenceKeeper:
                 default=None,
             )
             if best is not None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                (self.folder / f"unknown-{cluster.cluster_no}.jpg").write_bytes(best[1])
+                self._save(f"unknown-{cluster.cluster_no}.jpg", best[1])
         self._crops.clear()
 
     def _write(self, name: str, image: np.ndarray) -> None:
+        if self.folder is None:
+            ok, jpeg = cv2.imencode(".jpg", image)
+            if ok:
+                self.files[name] = jpeg.tobytes()
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(self.folder / name), image)
+
+    def _save(self, name: str, data: bytes) -> None:
+        if self.folder is None:
+            self.files[name] = data
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / name).write_bytes(data)
 
 
 def _crop(image: np.ndarray, bbox: np.ndarray, margin: float = 0.3) -> np.ndarray | None:

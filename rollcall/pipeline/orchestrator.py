@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,13 @@ import sqlite_utils
 
 from rollcall.config import Config
 from rollcall.enrollment.enroll import load_roster
-from rollcall.pipeline.decode import RecordingError, prefetched, probe, sample_frames
+from rollcall.pipeline.decode import (
+    RecordingError,
+    RecordingInfo,
+    prefetched,
+    probe,
+    sample_frames,
+)
 from rollcall.pipeline.evidence import EvidenceKeeper
 from rollcall.pipeline.gallery import TileGate
 from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
@@ -48,7 +55,7 @@ from rollcall.pipeline.unknowns import (
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
-from rollcall.types import MeetingContext, SampledFrame, track_decisions
+from rollcall.types import MeetingContext, PluginFailure, Roster, SampledFrame, track_decisions
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, float], None]  # (seconds done, seconds total)
@@ -65,6 +72,45 @@ class MeetingOutcome:
     tracks: int = 0
     seconds: float = 0.0  # wall time of the analysis
     labels: CarriedLabels = field(default_factory=CarriedLabels)  # labels kept from before
+
+
+@dataclass(slots=True)
+class FrameJob:
+    """What the frame analysis of one recording needs: the file, the course's roster
+    (its students' templates), the meeting it is for. Nothing of the database."""
+
+    path: Path
+    roster: Roster
+    meeting_id: int
+    course_id: str
+    title: str
+    start_time: datetime | None = None
+
+
+@dataclass(slots=True)
+class FrameAnalysis:
+    """What the frames of one recording gave: the rows to store and the plugins' results.
+
+    Made by :func:`analyse_frames` (here, or on a cluster worker machine, which sends
+    it back to the coordinator), stored by :func:`store_analysis`.
+    """
+
+    info: RecordingInfo
+    start_time: datetime | None
+    context: MeetingContext
+    results: dict[str, Any]  # the plugins' rollcall_finalize_meeting results
+    presence_rows: list[dict[str, Any]]
+    attendance_rows: list[dict[str, Any]]
+    clusters: list[dict[str, Any]]  # unknown-face cluster rows (no label yet)
+    evidence_rows: list[dict[str, Any]]  # minute_evidence rows: why a minute is present/review
+    evidence: dict[str, bytes]  # evidence files not yet written (a cluster worker's)
+    source: str  # where the recording was read from (a path or the download URL)
+    size: int  # its size in bytes
+    samples: int = 0
+    faces: int = 0
+    tracks: int = 0
+    gate: dict[str, int] = field(default_factory=dict)  # the tile gate's counters
+    plugin_failures: list[PluginFailure] = field(default_factory=list)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -90,6 +136,7 @@ def analyze_recording(
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
+    frames: Callable[[FrameJob], FrameAnalysis] | None = None,
 ) -> MeetingOutcome:
     """Analyse ``path`` for ``course_id``, store the results and return them.
 
@@ -100,9 +147,14 @@ def analyze_recording(
     ``commit_guard(db)`` is called inside the transaction that stores the results,
     before anything is written; when it raises, nothing is stored (the service passes
     a check that its worker still holds the recording's job).
+
+    ``frames(job)`` turns the recording into a :class:`FrameAnalysis`; by default
+    :func:`analyse_frames` here, a cluster coordinator passes one that has a worker
+    machine do it (``rollcall.cluster``). The meeting row, the roster and the storing
+    are the same either way.
     """
     started = time.monotonic()
-    course = storage.get_course(db, course_id)
+    storage.get_course(db, course_id)  # an unknown course fails here, before anything
     if source_key is None:
         source_key = f"file:{course_id}:{file_sha256(path)}"
     previous = storage.find_meeting(db, source_key)
@@ -134,23 +186,23 @@ def analyze_recording(
             "error": "",
         },
     )
+    if frames is None:
+
+        def frames(job: FrameJob) -> FrameAnalysis:
+            return analyse_frames(pm, models, config, job, progress=progress)
+
     try:
-        info = probe(path)
-        start_time = start_time or info.start_time
-        outcome = _run(
-            db,
-            pm,
-            models,
-            config,
-            path,
-            course,
-            meeting_id,
-            info,
-            title or path.stem,
-            start_time,
-            progress,
-            commit_guard,
+        roster = course_roster(db, pm, models, course_id, exclude_meeting=meeting_id)
+        job = FrameJob(
+            path=path,
+            roster=roster,
+            meeting_id=meeting_id,
+            course_id=course_id,
+            title=title or path.stem,
+            start_time=start_time,
         )
+        analysis = frames(job)
+        outcome = store_analysis(db, pm, models, config, job, analysis, commit_guard)
     except RecordingError as exc:
         # The meeting keeps the problem in one line; the file's path is the recording's.
         storage.set_meeting_status(db, meeting_id, "failed", exc.problem)
@@ -162,22 +214,52 @@ def analyze_recording(
     return outcome
 
 
-def _run(
-    db, pm, models, config, path, course, meeting_id, info, title, start_time, progress, guard
-):
-    course_id = course["course_id"]
+def course_roster(
+    db: sqlite_utils.Database,
+    pm: pluggy.PluginManager,
+    models: FaceModels,
+    course_id: str,
+    *,
+    exclude_meeting: int | None = None,
+) -> Roster:
+    """The course's roster with its cohort: the unknown-face centroids of the course's
+    other meetings (non-students the recognizer's margins compare against).
+
+    Read from the database here, so a cluster worker gets it inside the task's roster.
+    """
     roster = load_roster(db, pm, course_id, models.model_key)
     cohort = storage.course_unknown_centroids(
-        db, course_id, models.model_key, exclude_meeting=meeting_id
+        db, course_id, models.model_key, exclude_meeting=exclude_meeting
     )
     if len(cohort) and roster.templates.ndim == 2 and cohort.shape[1] == roster.templates.shape[1]:
         roster = dataclasses.replace(roster, cohort=cohort)
+    return roster
+
+
+def analyse_frames(
+    pm: pluggy.PluginManager,
+    models: FaceModels,
+    config: Config,
+    job: FrameJob,
+    *,
+    progress: Progress | None = None,
+    evidence_in_memory: bool = False,
+) -> FrameAnalysis:
+    """The frames of ``job.path`` through the plugins: no database, no data directory.
+
+    Everything the store needs comes back in a :class:`FrameAnalysis`; the local path
+    stores it at once, a cluster worker sends it to the coordinator. With
+    ``evidence_in_memory`` the evidence files are returned instead of written.
+    """
+    path, roster, meeting_id = job.path, job.roster, job.meeting_id
+    info = probe(path)
+    start_time = job.start_time or info.start_time
     requested = [i for i in pm.hook.rollcall_sampling_interval(config=config, info=info) if i]
     interval = min([config.analysis.interval_s, *requested])
     context = MeetingContext(
         meeting_id=meeting_id,
-        course_id=course_id,
-        title=title,
+        course_id=job.course_id,
+        title=job.title,
         duration_s=info.duration_s,
         interval_s=interval,
         start_time=start_time,
@@ -188,7 +270,7 @@ def _run(
         iou_threshold=rec.track_iou, link_similarity=LINK_SIMILARITY, max_gap_s=rec.max_gap_s
     )
     keeper = EvidenceKeeper(
-        config.home / "evidence" / str(meeting_id),
+        None if evidence_in_memory else config.home / "evidence" / str(meeting_id),
         frames=config.privacy.store_frames,
         face_crops=config.privacy.store_face_crops,
     )
@@ -271,6 +353,42 @@ def _run(
         interval_s=interval,
         max_gap_s=rec.max_gap_s,
     )
+    return FrameAnalysis(
+        info=info,
+        start_time=start_time,
+        context=context,
+        results=results,
+        presence_rows=presence_rows,
+        attendance_rows=attendance_rows,
+        clusters=new_clusters,
+        evidence_rows=evidence_rows,
+        evidence=keeper.files,
+        source=str(path),
+        size=path.stat().st_size,
+        samples=samples,
+        faces=faces_seen,
+        tracks=len(tracks),
+        gate=gate.stats.as_dict(),
+        plugin_failures=list(plugin_failures(pm)),
+    )
+
+
+def store_analysis(
+    db: sqlite_utils.Database,
+    pm: pluggy.PluginManager,
+    models: FaceModels,
+    config: Config,
+    job: FrameJob,
+    analysis: FrameAnalysis,
+    guard: Callable[[sqlite_utils.Database], Any] | None = None,
+) -> MeetingOutcome:
+    """Store what the frames gave, in one transaction that ``guard(db)`` opens (when it
+    raises, nothing is written); unknown-face labels move to the new clusters."""
+    meeting_id, course_id, roster = job.meeting_id, job.course_id, job.roster
+    info, start_time, context = analysis.info, analysis.start_time, analysis.context
+    results, new_clusters = analysis.results, analysis.clusters
+    presence_rows, attendance_rows = analysis.presence_rows, analysis.attendance_rows
+    evidence_rows = analysis.evidence_rows
     labels = carry_labels(
         storage.unknown_clusters(db, meeting_id), new_clusters, threshold=models.cluster_threshold
     )
@@ -309,13 +427,21 @@ def _run(
             credit_labels(db, stored, student_pk, attendance_settings=config.attendance)
         pm.hook.rollcall_create_tables(db=db)
         pm.hook.rollcall_save_results(db=db, meeting=context, results=results, roster=roster)
-    save_plugin_failures(db, meeting_id, plugin_failures(pm))
+    failures = list(plugin_failures(pm))
+    failures += [f for f in analysis.plugin_failures if f not in failures]
+    save_plugin_failures(db, meeting_id, failures)
+    if analysis.evidence:  # sent by a cluster worker: written here, beside the database
+        folder = config.home / "evidence" / str(meeting_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in analysis.evidence.items():
+            (folder / Path(name).name).write_bytes(data)
     storage.save_recording(
         db,
         {
             "meeting_id": meeting_id,
-            "path": str(path),
-            "size": path.stat().st_size,
+            "path": analysis.source,
+            "size": analysis.size,
             "duration_s": info.duration_s,
             "width": info.width,
             "height": info.height,
@@ -329,22 +455,22 @@ def _run(
         extra={
             "meeting_id": meeting_id,
             "course_id": course_id,
-            "samples": samples,
-            "faces": faces_seen,
-            "tracks": len(tracks),
-            "unknown_clusters": len(clusters),
+            "samples": analysis.samples,
+            "faces": analysis.faces,
+            "tracks": analysis.tracks,
+            "unknown_clusters": len(new_clusters),
             "labels_carried": len(labels.carried),
             "labels_dropped": len(labels.dropped),
-            **gate.stats.as_dict(),
+            **analysis.gate,
         },
     )
     return MeetingOutcome(
         meeting_id=meeting_id,
         context=context,
         results=results,
-        samples=samples,
-        faces=faces_seen,
-        tracks=len(tracks),
+        samples=analysis.samples,
+        faces=analysis.faces,
+        tracks=analysis.tracks,
         labels=labels,
     )
 

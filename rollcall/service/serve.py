@@ -32,7 +32,13 @@ from rollcall.bot.intake import Intake
 from rollcall.bot.webhook import webhook_routes
 from rollcall.config import Config, zoom_credentials_missing
 from rollcall.service.pool import AnalysisPool
-from rollcall.service.worker import WorkerContext, analysis_for, in_thread, worker_loop
+from rollcall.service.worker import (
+    WorkerContext,
+    analysis_for,
+    in_thread,
+    remote_in_thread,
+    worker_loop,
+)
 from rollcall.store import jobs, retention, storage
 from rollcall.web.connections import ConnectionGuard, http_limits, start_listener
 
@@ -48,6 +54,7 @@ class ServiceState:
     last_poll_error: str = ""
     disabled: dict[str, str] = field(default_factory=dict)
     workers: list[asyncio.Task] = field(default_factory=list)  # the job workers' tasks
+    cluster: Any = None  # the cluster Dispatcher, with [cluster] broker_url
 
     def stopped_workers(self) -> int:
         """Job worker tasks that ended (a worker loop only ends on shutdown)."""
@@ -150,6 +157,10 @@ def build_app(
         )
         body["last_poll_error"] = state.last_poll_error or None
         body["disabled"] = state.disabled
+        if state.cluster is not None:  # which worker machine has which job
+            body["cluster"] = state.cluster.status()
+            if not body["cluster"]["connected"]:
+                body["status"] = "degraded"
         return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
     app.router.add_get("/healthz", healthz)
@@ -303,16 +314,31 @@ async def serve(
             )
         )
 
-    # [analysis] workers > 1: each recording is analysed in one of that many processes
-    pool = AnalysisPool(config, config.analysis.workers) if config.analysis.workers > 1 else None
+    pool = dispatcher = None
+    n_workers = config.analysis.workers
+    if config.cluster.enabled:  # worker machines analyse; this process coordinates
+        from rollcall.cluster.coordinator import Dispatcher
+
+        dispatcher = Dispatcher(config)
+        await asyncio.to_thread(dispatcher.start)
+        state.cluster = dispatcher
+        analysis = await asyncio.to_thread(analysis_for, config, dispatcher)
+        analyze, remote = in_thread(analysis), remote_in_thread(analysis, config)
+        n_workers = config.cluster.max_in_flight
+    elif n_workers > 1:  # [analysis] workers > 1: each recording in one of that many processes
+        pool = AnalysisPool(config, n_workers)
+        analyze, remote = pool.analyze, None
+    else:
+        analyze, remote = in_thread(await asyncio.to_thread(analysis_for, config)), None
     ctx = WorkerContext(
         config=config,
-        analyze=pool.analyze if pool else in_thread(await asyncio.to_thread(analysis_for, config)),
+        analyze=analyze,
         get_token=tokens.token if tokens else None,
         fetch_participants=client.participants_report if client else None,
         refresh_recording=client.get_meeting_recordings if client else None,
+        remote=remote,
     )
-    worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(config.analysis.workers)]
+    worker_ids = [f"{jobs.default_worker_id()}:{i}" for i in range(n_workers)]
     workers = [asyncio.create_task(worker_loop(ctx, wid, stop)) for wid in worker_ids]
     state.workers = workers
 
@@ -343,6 +369,8 @@ async def serve(
     await asyncio.gather(*pending, *tasks, return_exceptions=True)
     if pool is not None:
         pool.shutdown()
+    if dispatcher is not None:
+        await asyncio.to_thread(dispatcher.close)
     requeued = await asyncio.to_thread(requeue_workers, config, worker_ids)
     if requeued:
         log.info("jobs requeued for the next start", extra={"jobs": requeued})

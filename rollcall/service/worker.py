@@ -16,6 +16,11 @@ still holds the job, checked in the transaction that stores them: a recording
 trashed in Zoom while it was analysed (job cancelled) gets nothing stored and
 no participants report fetched.
 
+With ``[cluster] broker_url`` the download and the frame analysis are done by a
+``rollcall worker`` on another machine (``rollcall.cluster``): the worker loop
+claims, heart-beats and completes the job as always, hands the worker the
+download URL and token, and stores what comes back under the same commit guard.
+
 The download uses the webhook's ``download_token`` while it is fresh; when Zoom
 refuses it (its sign-in page, 401/403) or it is older than
 :data:`DOWNLOAD_TOKEN_MAX_AGE_S`, the recording's files are read again from the
@@ -58,6 +63,8 @@ class WorkerContext:
     fetch_participants: Callable[[str], list] | None = None  # Zoom's participants report
     # A meeting instance's recordings read again from the API (fresh download data)
     refresh_recording: Callable[[str], Any] | None = None
+    # [cluster]: a worker machine downloads and analyses (download source, job) -> meeting id
+    remote: Callable[[Any, jobs.Job], Awaitable[int]] | None = None
 
 
 def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -> None:
@@ -129,8 +136,13 @@ def source_key(job: jobs.Job) -> str:
     return f"{job.payload.get('kind') or 'zoom'}:{job.meeting_uuid}:{job.file_id}"
 
 
-def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
-    """The analysis step: one model load per process, one SQLite connection per call."""
+def analysis_for(config: Config, dispatcher: Any = None) -> Callable[..., int]:
+    """The analysis step: one model load per process, one SQLite connection per call.
+
+    ``analyze(video, job)`` analyses the downloaded ``video``; with a cluster
+    ``dispatcher``, ``analyze(video, job, source)`` has a worker machine download
+    ``source`` and analyse it (``video`` is then only the recording's name).
+    """
     from rollcall.analysis.process import process_recording
     from rollcall.pipeline.plugin_manager import build_catalog, resolve_face_models
     from rollcall.store.plugin_admin import enabled_plugins
@@ -138,11 +150,15 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
     models = resolve_face_models(config, progress=False)
     catalog = build_catalog(config, models)
 
-    def analyze(video: Path, job: jobs.Job) -> int:
+    def analyze(video: Path, job: jobs.Job, source: Any = None) -> int:
         db = storage.open_db(config.home)
         try:
             # plugin settings are read per job: enabling one needs no restart
-            pm = catalog.manager_for(enabled_plugins(db, job.course_id))
+            enabled = enabled_plugins(db, job.course_id)
+            pm = catalog.manager_for(enabled)
+            frames = None
+            if source is not None:
+                frames = _remote_frames(dispatcher, config, db, job, source, enabled, models)
             start = job.payload.get("start_time")
             result = process_recording(
                 db,
@@ -159,6 +175,7 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
                 report_dir=None,  # reports are rendered from the database (see process.py)
                 notify=True,
                 commit_guard=holds_job(job),
+                frames=frames,
             )
             return result.meeting_id
         except jobs.JobCancelled as exc:
@@ -170,6 +187,29 @@ def analysis_for(config: Config) -> Callable[[Path, jobs.Job], int]:
     return analyze
 
 
+def _remote_frames(dispatcher, config: Config, db, job: jobs.Job, source, enabled, models):
+    """The frames step done by a cluster worker, for :func:`analysis_for` (its thread)."""
+    from rollcall.cluster.coordinator import remote_frames
+
+    owner = job.lease_owner or ""
+
+    def on_started(worker: str) -> None:
+        jobs.update_payload(
+            db, job.id, owner, {"worker": worker}, message=f"analysing on worker {worker}"
+        )
+
+    return remote_frames(
+        dispatcher,
+        config,
+        job.id,
+        source,
+        tuple(sorted(enabled)),
+        models.model_key,
+        check_held=lambda: jobs.assert_held(db, job.id, owner),
+        on_started=on_started,
+    )
+
+
 def in_thread(
     analyze: Callable[[Path, jobs.Job], int],
 ) -> Callable[[Path, jobs.Job], Awaitable[int]]:
@@ -177,6 +217,18 @@ def in_thread(
 
     async def run(video: Path, job: jobs.Job) -> int:
         return await asyncio.to_thread(analyze, video, job)
+
+    return run
+
+
+def remote_in_thread(
+    analyze: Callable[..., int], config: Config
+) -> Callable[[Any, jobs.Job], Awaitable[int]]:
+    """The cluster analysis (``analysis_for`` with a dispatcher) waited for in a thread."""
+
+    async def run(source: Any, job: jobs.Job) -> int:
+        video = config.home / "downloads" / f"job-{job.id}.mp4"  # its name only: not written
+        return await asyncio.to_thread(analyze, video, job, source)
 
     return run
 
@@ -270,6 +322,48 @@ async def download_job(
     await fetch(url, await asyncio.to_thread(ctx.get_token), size)
 
 
+async def download_source(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str):
+    """Where a cluster worker downloads the job's recording, and with which token: the
+    event's while it is fresh, else the OAuth token (with the files read again from
+    the API when the event's token is too old)."""
+    from rollcall.cluster.messages import DownloadSource
+
+    url, size = job.payload["download_url"], job.payload.get("file_size")
+    event_token = job.payload.get("download_token")
+    if ctx.get_token is None or (event_token and not _token_is_old(job)):
+        token = event_token or ""
+    else:
+        if event_token and ctx.refresh_recording is not None:
+            url, size = await _refresh_download(db, ctx, job, worker_id)
+        token = await asyncio.to_thread(ctx.get_token)
+    return DownloadSource(url, token, size, tuple(ctx.config.zoom.download_hosts))
+
+
+async def analyse_remotely(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str) -> int:
+    """Have a cluster worker download and analyse the job's recording; its results are
+    stored here (our meeting id). A token Zoom refused is dropped for the next attempt."""
+    from rollcall.cluster.coordinator import RemoteError
+    from rollcall.cluster.messages import TOKEN_REFUSED
+
+    assert ctx.remote is not None
+    source = await download_source(db, ctx, job, worker_id)
+    await db.run(
+        jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id, message="sent to the cluster"
+    )
+    try:
+        return await ctx.remote(source, job)
+    except RemoteError as exc:
+        if exc.kind == TOKEN_REFUSED and job.payload.get("download_token"):
+            await db.run(
+                jobs.update_payload,
+                job.id,
+                worker_id,
+                {"download_token": None, "token_received_at": None},
+                message="Zoom refused the download token; the next attempt uses the OAuth token",
+            )
+        raise
+
+
 async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str) -> None:
     """Take one claimed job to done, back to the queue (retry) or failed."""
     config = ctx.config
@@ -279,12 +373,20 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
     try:
         if job.payload.get("local_path"):  # uploaded in the web app: already on disk
             video = Path(job.payload["local_path"])
+            if ctx.remote is not None:  # on this machine's disk: no worker machine can read it
+                log.info("uploaded recording analysed on the coordinator", extra=extra)
+            await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
+            log.info("analysing recording", extra=extra)
+            meeting_id = await ctx.analyze(video, job)
+        elif ctx.remote is not None:
+            log.info("sending recording to the cluster", extra=extra)
+            meeting_id = await analyse_remotely(db, ctx, job, worker_id)
         else:
             log.info("downloading recording", extra=extra)
             await download_job(db, ctx, job, worker_id, video)
-        await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
-        log.info("analysing recording", extra=extra)
-        meeting_id = await ctx.analyze(video, job)
+            await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
+            log.info("analysing recording", extra=extra)
+            meeting_id = await ctx.analyze(video, job)
         await db.run(jobs.assert_held, job.id, worker_id)  # cancelled meanwhile: no report
         if ctx.fetch_participants is not None and not job.payload.get("local_path"):
             try:
