@@ -528,6 +528,7 @@ def test_a_task_carries_every_field_of_the_roster(tmp_path):
             rng.standard_normal((1, 8)).astype(np.float32),
         ),
         cohort=rng.standard_normal((4, 8)).astype(np.float32),
+        masked_templates=rng.standard_normal((2, 8)).astype(np.float32),
     )
     defaults = {f.name: f.default for f in dataclasses.fields(Roster)}
     for name, default in defaults.items():
