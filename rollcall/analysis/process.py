@@ -73,6 +73,7 @@ def process_recording(
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
+    participants: list | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -86,6 +87,9 @@ def process_recording(
     ``commit_guard(db)`` runs in the transaction that stores the results; when it
     raises, nothing is stored, no notification is queued and the error propagates
     (the service's check that its worker still holds the job).
+
+    ``participants`` (a Zoom participants report read from a file) doubts face matches
+    of students it says were not connected.
     """
     from rollcall.pipeline.orchestrator import analyze_recording
 
@@ -109,6 +113,7 @@ def process_recording(
         progress=progress,
         announce=announce,
         commit_guard=commit_guard,
+        participants=participants,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)

@@ -33,10 +33,12 @@ import sqlite_utils
 
 from rollcall.config import Config
 from rollcall.enrollment.enroll import load_roster
+from rollcall.pipeline import counter_evidence
 from rollcall.pipeline.decode import RecordingError, prefetched, probe, sample_frames
 from rollcall.pipeline.evidence import EvidenceKeeper
 from rollcall.pipeline.gallery import TileGate
 from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
+from rollcall.pipeline.tile_labels import LabelReader, LabelStats, TileLabels
 from rollcall.pipeline.tracking import FaceTracker
 from rollcall.pipeline.unknowns import (
     CarriedLabels,
@@ -65,6 +67,7 @@ class MeetingOutcome:
     tracks: int = 0
     seconds: float = 0.0  # wall time of the analysis
     labels: CarriedLabels = field(default_factory=CarriedLabels)  # labels kept from before
+    tile_labels: LabelStats = field(default_factory=LabelStats)  # OCR of doubtful tiles
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -90,6 +93,7 @@ def analyze_recording(
     progress: Progress | None = None,
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
+    participants: list | None = None,
 ) -> MeetingOutcome:
     """Analyse ``path`` for ``course_id``, store the results and return them.
 
@@ -100,6 +104,9 @@ def analyze_recording(
     ``commit_guard(db)`` is called inside the transaction that stores the results,
     before anything is written; when it raises, nothing is stored (the service passes
     a check that its worker still holds the recording's job).
+
+    ``participants`` (Zoom's participants report, when known) can only doubt
+    matches (``rollcall.pipeline.counter_evidence``).
     """
     started = time.monotonic()
     course = storage.get_course(db, course_id)
@@ -150,6 +157,7 @@ def analyze_recording(
             start_time,
             progress,
             commit_guard,
+            participants,
         )
     except RecordingError as exc:
         # The meeting keeps the problem in one line; the file's path is the recording's.
@@ -163,7 +171,19 @@ def analyze_recording(
 
 
 def _run(
-    db, pm, models, config, path, course, meeting_id, info, title, start_time, progress, guard
+    db,
+    pm,
+    models,
+    config,
+    path,
+    course,
+    meeting_id,
+    info,
+    title,
+    start_time,
+    progress,
+    guard,
+    participants=None,
 ):
     course_id = course["course_id"]
     roster = load_roster(db, pm, course_id, models.model_key)
@@ -194,6 +214,7 @@ def _run(
     )
     a = config.analysis
     gate = TileGate(recheck_s=a.recheck_s, embed_max_age_s=a.embed_max_age_s)
+    tile_labels = TileLabels(enabled=rec.read_tile_labels)
     samples = faces_seen = 0
     with prefetched(sample_frames(path, interval)) as frames:
         for frame in frames:
@@ -219,15 +240,20 @@ def _run(
                 tracked = tracker.update(frame.t, [], None, [])
             pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
             keeper.see(frame, tracked)
+            tile_labels.see(frame, tracked)
             if progress:
                 progress(min(frame.t + interval, info.duration_s), info.duration_s)
     tracks = tracker.finish()
     identities = pm.hook.rollcall_identify_tracks(tracks=tracks, roster=roster) or {}
+    doubt = counter_evidence.MeetingDoubts(db, roster, context, participants, config)
+    identities = doubt.tracks(identities, tracks, tile_labels, reader := LabelReader())
     results: dict[str, Any] = {}
     for result in pm.hook.rollcall_finalize_meeting(
         meeting=context, tracks=tracks, identities=identities, roster=roster
     ):
         results.update(result or {})
+    if "attendance" in results:
+        results["attendance"] = doubt.minutes(results["attendance"])
     clusters = cluster_unknown_tracks(
         tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
     )
@@ -336,6 +362,7 @@ def _run(
             "labels_carried": len(labels.carried),
             "labels_dropped": len(labels.dropped),
             **gate.stats.as_dict(),
+            **reader.stats.as_dict(),
         },
     )
     return MeetingOutcome(
@@ -346,6 +373,7 @@ def _run(
         faces=faces_seen,
         tracks=len(tracks),
         labels=labels,
+        tile_labels=reader.stats,
     )
 
 
