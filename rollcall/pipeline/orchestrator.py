@@ -1,7 +1,8 @@
 """Running one recording through the enabled plugins, start to finish.
 
 Follow a recording here: probe -> roster -> sample frames -> detect -> embed ->
-match -> track -> analyse -> identify tracks -> finalise -> store (core results and
+match -> track -> analyse -> identify tracks -> doubt (tile labels of doubtful tracks,
+the participants report: ``counter_evidence``) -> finalise -> store (core results and
 the plugins' rows, one transaction) -> report.
 Frames are decoded in a thread of their own, ahead of the analysis
 (``decode.prefetched``); detection and embedding go through the fast path of
