@@ -19,6 +19,7 @@ import pytest
 
 from rollcall.analysis.participants_csv import ParticipantsFileError, read_participants_csv
 from rollcall.cli.main import main
+from rollcall.config import AttendanceConfig
 from rollcall.pipeline.counter_evidence import (
     NOT_CONNECTED,
     NOT_IN_REPORT,
@@ -150,7 +151,7 @@ def test_minutes_the_report_contradicts_need_review(tmp_path):
     rows = [
         plugin.presence_for([60.0] * 3, 180.0, i, evidence=tuple(ev)) for i in range(len(people))
     ]
-    attendance = type("A", (), {"absent_below_pct": 25, "late_after_pct": 15, "left_early_pct": 15})
+    attendance = AttendanceConfig(absent_below_pct=25, late_after_pct=15, left_early_pct=15)
     ana, bo, cy = doubt_by_participants(rows, connected, attendance)
     assert ana.minutes == (1, 0, 1) and ana.review == (0, 1, 0) and ana.present_minutes == 2
     assert ana.evidence[1].state == "review" and ana.evidence[1].reason == NOT_CONNECTED

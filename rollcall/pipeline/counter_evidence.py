@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from difflib import SequenceMatcher
@@ -36,8 +36,10 @@ from typing import Any
 
 import sqlite_utils
 
+from rollcall.config import AttendanceConfig, Config
 from rollcall.presence import attendance_status, minute_lengths
 from rollcall.types import (
+    MeetingContext,
     Participant,
     Roster,
     TrackDecision,
@@ -193,12 +195,13 @@ def connected_minutes(
 def doubt_by_participants(
     rows: list[Any],
     connected: dict[int, list[int]],
-    attendance: Any,
+    attendance: AttendanceConfig,
 ) -> list[Any]:
     """Attendance rows with every present minute the report contradicts made "needs
     review" (reason in the minute's evidence); totals and status recomputed.
 
-    ``attendance`` is the ``[attendance]`` settings (for the status).
+    ``attendance`` is the ``[attendance]`` settings (for the status). Rows are the
+    attendance plugin's ``StudentPresence`` (a row without ``review`` is left alone).
     """
     out = []
     for row in rows:
@@ -255,7 +258,7 @@ def doubt_by_participants(
 # ---------------------------------------------------------------- tile labels
 
 
-def in_doubt(d: TrackDecision, doubt_margin: float, doubted: set[int]) -> bool:
+def in_doubt(d: TrackDecision, doubt_margin: float, doubted: Collection[int]) -> bool:
     """Whether a track's face decision is in doubt (its tile label is then read)."""
     if d.state != "accepted" or d.path != "vote" or d.student_index in doubted:
         return True
@@ -272,7 +275,7 @@ def doubt_by_labels(
     reader: Any,
     *,
     doubt_margin: float,
-    doubted: set[int] = frozenset(),  # type: ignore[assignment]
+    doubted: Collection[int] = (),
 ) -> TrackIdentities:
     """The decisions with every doubtful track whose tile label names someone else sent
     to review (reason ``tile labelled 'X'``). ``reader.read(strip)`` is the OCR.
@@ -322,9 +325,9 @@ class MeetingDoubts:
         self,
         db: sqlite_utils.Database,
         roster: Roster,
-        meeting: Any,  # MeetingContext
+        meeting: MeetingContext,
         participants: Sequence[Participant] | None,
-        config: Any,  # Config
+        config: Config,
     ) -> None:
         self.people = roster_people(db, roster)
         self.config = config
