@@ -144,6 +144,12 @@ class RecognitionConfig(_Section):
     centroid_above: float = Field(0.05, ge=-0.05, le=0.5)
     review: bool = True
     review_slack: float = Field(0.0, ge=0.0, le=0.2)
+    # Read Zoom's name label on the tiles of doubtful tracks (OCR); a label naming someone
+    # else sends the match to review (rollcall/pipeline/counter_evidence.py).
+    read_tile_labels: bool = True
+    # An accepted track whose margin over the next student or over non-students is below
+    # this is doubtful: its label is read. 1.0 reads the label of every track.
+    tile_label_doubt: float = Field(0.15, ge=-1.0, le=1.0)
 
 
 class AttendanceConfig(_Section):

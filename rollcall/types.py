@@ -82,6 +82,18 @@ class Roster:
         return len(self.student_keys)
 
 
+@dataclass(frozen=True)
+class Participant:
+    """One join of Zoom's participants report (the API's or an exported CSV's row)."""
+
+    user_id: str
+    name: str
+    email: str
+    join_time: datetime | None
+    leave_time: datetime | None
+    duration: int  # seconds
+
+
 @dataclass(frozen=True, slots=True)
 class CorrectionNote:
     """An instructor's manual correction as the report writers show it (who, when, why)."""

@@ -639,6 +639,11 @@ NOT_CHEAP: dict[str, str] = {
         "run (tests/test_review.py and tests/test_lookalikes.py exercise it)"
         for key in ("margin_student", "margin_cohort", "centroid_above", "review", "review_slack")
     },
+    **{
+        f"recognition.{key}": "the tile-label check after the track decisions, read inside an "
+        "analysis run (tests/test_counter_evidence.py analyses with labels off and on)"
+        for key in ("read_tile_labels", "tile_label_doubt")
+    },
     "zoom.websocket_url": "used only when rollcall serve opens the WebSocket subscription",
     "zoom.download_hosts": "passed by the service worker to the recording download",
     "jobs.retry_base_s": "read by the service worker when a job fails (retry backoff)",

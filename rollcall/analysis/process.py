@@ -74,6 +74,7 @@ def process_recording(
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
     frames: Callable[[FrameJob], FrameAnalysis] | None = None,
+    participants: list | None = None,
 ) -> ProcessedRecording:
     """Purge per ``[privacy] retention_days``, analyse ``video`` for ``course_id`` and
     store the results, let the reporting plugins write into ``report_dir`` (if given),
@@ -88,6 +89,9 @@ def process_recording(
     raises, nothing is stored, no notification is queued and the error propagates
     (the service's check that its worker still holds the job). ``frames`` replaces the
     frame analysis (a cluster worker's, see ``analyze_recording``).
+
+    ``participants`` (a Zoom participants report read from a file) doubts face matches
+    of students it says were not connected.
     """
     from rollcall.pipeline.orchestrator import analyze_recording
 
@@ -112,6 +116,7 @@ def process_recording(
         announce=announce,
         commit_guard=commit_guard,
         frames=frames,
+        participants=participants,
     )
     if warning:
         _add_warning(db, outcome.meeting_id, warning)

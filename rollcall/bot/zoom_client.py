@@ -31,6 +31,7 @@ from zoomus.components.base import BaseComponent
 from zoomus.util import API_VERSION_2
 
 from rollcall.bot.oauth import OAuthError, TokenProvider
+from rollcall.types import Participant
 
 if TYPE_CHECKING:
     from rollcall.config import ZoomConfig
@@ -89,16 +90,6 @@ class ZoomRecording:
     duration: int  # minutes
     recording_files: list[RecordingFile] = field(default_factory=list)
     download_access_token: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class Participant:
-    user_id: str
-    name: str
-    email: str
-    join_time: datetime | None
-    leave_time: datetime | None
-    duration: int  # seconds
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def run_analysis(
     start_time: datetime | None = None,
     *,
     notify: bool = False,
+    participants_file: Path | None = None,
 ) -> ProcessedRecording:
     """Process one video with a progress bar, print the summary and the files written."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -39,6 +40,14 @@ def run_analysis(
     if not video.is_file():
         raise CliError(f"{video} does not exist or is not a file")
     writable_folder(out, "report folder")  # before minutes of analysis, not after
+    participants = None
+    if participants_file is not None:  # a bad file fails now, not after the analysis
+        from rollcall.analysis.participants_csv import ParticipantsFileError, read_participants_csv
+
+        try:
+            participants = read_participants_csv(participants_file)
+        except ParticipantsFileError as exc:
+            raise CliError(str(exc)) from None
     db = open_db(config)
     storage.get_course(db, course)
     models, pm = models_and_pm(config, console, db, course)
@@ -73,8 +82,15 @@ def run_analysis(
             notify=notify,
             progress=progress,
             announce=lambda text: console.print(Text(text)),
+            participants=participants,
         )
     outcome = result.meeting
+    if participants is not None:  # stored like the report the service fetches from Zoom
+        from rollcall.bot.participants import store_participants
+        from rollcall.pipeline.counter_evidence import report_start
+
+        start = report_start(participants, outcome.context.start_time)
+        store_participants(db, outcome.meeting_id, participants, start)
     console.print(summary_table(result.report))
     console.print(
         f"meeting {outcome.meeting_id}: {outcome.samples} frames sampled, {outcome.faces} faces, "
@@ -82,6 +98,13 @@ def run_analysis(
         f"analysed in {outcome.seconds:.1f} s",
         highlight=False,
     )
+    cost = outcome.tile_labels
+    if cost.tiles:
+        console.print(
+            f"tile labels: {cost.tiles} read for {cost.tracks} doubtful track(s), "
+            f"{cost.ms_per_tile:.0f} ms per tile",
+            highlight=False,
+        )
     labels = outcome.labels
     if labels.carried or labels.dropped:
         console.print(
@@ -119,6 +142,7 @@ def cmd_analyze(args, config, console) -> int:
         args.title or "",
         start,
         notify=args.notify,
+        participants_file=Path(args.participants) if args.participants else None,
     )
     if args.notify:
         from rollcall.cli.notify import deliver_now
@@ -148,6 +172,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="report", help="report folder (default: ./report)")
     p.add_argument("--title", help="meeting title (default: the file name)")
     p.add_argument("--start", help="clock time of the recording's start, ISO 8601")
+    p.add_argument(
+        "--participants",
+        metavar="FILE",
+        help="Zoom's participants CSV (Usage reports > Meeting participants): a student it "
+        "says was not connected is not counted present on a face match alone",
+    )
     p.add_argument(
         "--notify",
         action="store_true",

@@ -253,6 +253,8 @@ def remote_frames(
             settings=settings,
             plugins=plugins,
             model_key=model_key,
+            people=job.people,
+            participants=job.participants,
         )
         pending = dispatcher.submit(task)
         try:

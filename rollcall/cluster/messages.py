@@ -63,6 +63,9 @@ class Task:
     settings: dict[str, Any]  # SETTINGS_SECTIONS of the coordinator's configuration
     plugins: tuple[str, ...]  # the plugins enabled for the course
     model_key: str  # the coordinator's model pack: a worker with another one refuses
+    #: the roster's names and emails (the tile-label check) and the participants report
+    people: tuple[Any, ...] = ()
+    participants: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,8 @@ class TaskRunner:
                 course_id=task.course_id,
                 title=task.title,
                 start_time=task.start_time,
+                people=task.people,
+                participants=task.participants,
             )
             analysis = analyse_frames(pm, self.models, config, job, evidence_in_memory=True)
         parts = urlsplit(source.url)  # kept with the meeting: no query (it may hold a token)

@@ -1,7 +1,8 @@
 """Running one recording through the enabled plugins, start to finish.
 
 Follow a recording here: probe -> roster -> sample frames -> detect -> embed ->
-match -> track -> analyse -> identify tracks -> finalise -> store (core results and
+match -> track -> analyse -> identify tracks -> doubt (tile labels of doubtful tracks,
+the participants report: ``counter_evidence``) -> finalise -> store (core results and
 the plugins' rows, one transaction) -> report.
 Frames are decoded in a thread of their own, ahead of the analysis
 (``decode.prefetched``); detection and embedding go through the fast path of
@@ -34,6 +35,7 @@ import sqlite_utils
 
 from rollcall.config import Config
 from rollcall.enrollment.enroll import load_roster
+from rollcall.pipeline import counter_evidence
 from rollcall.pipeline.decode import (
     RecordingError,
     RecordingInfo,
@@ -44,6 +46,7 @@ from rollcall.pipeline.decode import (
 from rollcall.pipeline.evidence import EvidenceKeeper
 from rollcall.pipeline.gallery import TileGate
 from rollcall.pipeline.plugin_manager import FaceModels, plugin_failures
+from rollcall.pipeline.tile_labels import LabelReader, LabelStats, TileLabels
 from rollcall.pipeline.tracking import FaceTracker
 from rollcall.pipeline.unknowns import (
     CarriedLabels,
@@ -72,6 +75,7 @@ class MeetingOutcome:
     tracks: int = 0
     seconds: float = 0.0  # wall time of the analysis
     labels: CarriedLabels = field(default_factory=CarriedLabels)  # labels kept from before
+    tile_labels: LabelStats = field(default_factory=LabelStats)  # OCR of doubtful tiles
 
 
 @dataclass(slots=True)
@@ -85,6 +89,10 @@ class FrameJob:
     course_id: str
     title: str
     start_time: datetime | None = None
+    #: the roster's students with names and emails, for the tile-label check
+    people: tuple[counter_evidence.Person, ...] = ()
+    #: Zoom's participants report when known (``rollcall analyze --participants``)
+    participants: tuple[Any, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +118,7 @@ class FrameAnalysis:
     faces: int = 0
     tracks: int = 0
     gate: dict[str, int] = field(default_factory=dict)  # the tile gate's counters
+    tile_labels: LabelStats = field(default_factory=LabelStats)  # OCR of doubtful tiles
     plugin_failures: list[PluginFailure] = field(default_factory=list)
 
 
@@ -137,6 +146,7 @@ def analyze_recording(
     announce: Callable[[str], None] | None = None,
     commit_guard: Callable[[sqlite_utils.Database], Any] | None = None,
     frames: Callable[[FrameJob], FrameAnalysis] | None = None,
+    participants: list | None = None,
 ) -> MeetingOutcome:
     """Analyse ``path`` for ``course_id``, store the results and return them.
 
@@ -152,6 +162,9 @@ def analyze_recording(
     :func:`analyse_frames` here, a cluster coordinator passes one that has a worker
     machine do it (``rollcall.cluster``). The meeting row, the roster and the storing
     are the same either way.
+
+    ``participants`` (Zoom's participants report, when known) can only doubt
+    matches (``rollcall.pipeline.counter_evidence``).
     """
     started = time.monotonic()
     storage.get_course(db, course_id)  # an unknown course fails here, before anything
@@ -200,6 +213,8 @@ def analyze_recording(
             course_id=course_id,
             title=title or path.stem,
             start_time=start_time,
+            people=tuple(counter_evidence.roster_people(db, roster)),
+            participants=tuple(participants) if participants is not None else None,
         )
         analysis = frames(job)
         outcome = store_analysis(db, pm, models, config, job, analysis, commit_guard)
@@ -276,6 +291,7 @@ def analyse_frames(
     )
     a = config.analysis
     gate = TileGate(recheck_s=a.recheck_s, embed_max_age_s=a.embed_max_age_s)
+    tile_labels = TileLabels(enabled=rec.read_tile_labels)
     samples = faces_seen = 0
     with prefetched(sample_frames(path, interval)) as frames:
         for frame in frames:
@@ -301,15 +317,20 @@ def analyse_frames(
                 tracked = tracker.update(frame.t, [], None, [])
             pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
             keeper.see(frame, tracked)
+            tile_labels.see(frame, tracked)
             if progress:
                 progress(min(frame.t + interval, info.duration_s), info.duration_s)
     tracks = tracker.finish()
     identities = pm.hook.rollcall_identify_tracks(tracks=tracks, roster=roster) or {}
+    doubt = counter_evidence.MeetingDoubts(job.people, context, job.participants, config)
+    identities = doubt.tracks(identities, tracks, tile_labels, reader := LabelReader())
     results: dict[str, Any] = {}
     for result in pm.hook.rollcall_finalize_meeting(
         meeting=context, tracks=tracks, identities=identities, roster=roster
     ):
         results.update(result or {})
+    if "attendance" in results:
+        results["attendance"] = doubt.minutes(results["attendance"])
     clusters = cluster_unknown_tracks(
         tracks, identities, threshold=models.cluster_threshold, min_samples=rec.min_track_samples
     )
@@ -369,6 +390,7 @@ def analyse_frames(
         faces=faces_seen,
         tracks=len(tracks),
         gate=gate.stats.as_dict(),
+        tile_labels=reader.stats,
         plugin_failures=list(plugin_failures(pm)),
     )
 
@@ -462,6 +484,7 @@ def store_analysis(
             "labels_carried": len(labels.carried),
             "labels_dropped": len(labels.dropped),
             **analysis.gate,
+            **analysis.tile_labels.as_dict(),
         },
     )
     return MeetingOutcome(
@@ -472,6 +495,7 @@ def store_analysis(
         faces=analysis.faces,
         tracks=analysis.tracks,
         labels=labels,
+        tile_labels=analysis.tile_labels,
     )
 
 

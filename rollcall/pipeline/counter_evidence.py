@@ -1,0 +1,365 @@
+"""Evidence beyond the face, used only to doubt a match, never to make one.
+
+Two checks run after the recognizer decided the tracks and before attendance is
+stored:
+
+- **Tile labels.** For every track whose face decision is in doubt (a review
+  track, a track accepted only by its mean face, one whose margin over the next
+  student or over non-students is below ``[recognition] tile_label_doubt``, or a
+  match to a student the participants report says never connected), the name
+  Zoom wrote on its tile is read (``rollcall.pipeline.tile_labels``). A label
+  that clearly names someone else (a word of it matches no word of the
+  student's name, email or id, even fuzzily) sends an accepted track to review
+  with the reason ``tile labelled 'X'``. Anyone can rename themselves, so a
+  label that matches changes nothing and a label never makes a track anyone's.
+- **The participants report** (Zoom's, or a CSV given to ``rollcall analyze
+  --participants``). A present minute of a student the report says never
+  connected, or was not connected in that minute, becomes "needs review" with
+  the reason ``not in the participants report`` / ``not connected in this minute
+  (participants report)``.
+
+The reasons go into the tracks' decisions and the minutes' evidence, so
+``rollcall explain`` and the HTML report show them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import unicodedata
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from difflib import SequenceMatcher
+from typing import Any
+
+import sqlite_utils
+
+from rollcall.config import AttendanceConfig, Config
+from rollcall.presence import attendance_status, minute_lengths
+from rollcall.types import (
+    MeetingContext,
+    Participant,
+    Roster,
+    TrackDecision,
+    TrackIdentities,
+    TrackSummary,
+    track_decisions,
+)
+
+log = logging.getLogger(__name__)
+
+#: Words of a display name that say nothing about who is there.
+_GENERIC = (
+    "iphone ipad android galaxy phone mobile zoom user guest laptop desktop computer pc mac "
+    "macbook room class student host the and von van der den del della da de di dos la le "
+    "mr mrs ms dr prof"
+)
+GENERIC_WORDS = frozenset(_GENERIC.split(" "))
+#: A label word this similar (difflib ratio) to a word of the student's is theirs (OCR
+#: slips such as "Geoge"); one less similar than ``OTHER_BELOW`` to all of them is not.
+SAME_AT = 0.75
+OTHER_BELOW = 0.6
+NOT_IN_REPORT = "not in the participants report"
+NOT_CONNECTED = "not connected in this minute (participants report)"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An enrolled student as names and labels are compared against them."""
+
+    index: int  # roster index
+    student_id: str
+    name: str
+    email: str
+
+
+def words(text: str) -> list[str]:
+    """Lower-case ASCII words of a name (accents dropped, ``'s`` and punctuation removed)."""
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    text = re.sub(r"['\u2019]s\b", " ", text)
+    return [w for w in re.split(r"[^a-z0-9]+", text) if w]
+
+
+def person_words(person: Person) -> set[str]:
+    local = person.email.split("@", 1)[0] if person.email else ""
+    found = set(words(person.name)) | set(words(local)) | set(words(person.student_id))
+    return {w for w in found if not w.isdigit()}
+
+
+def _word_matches(word: str, theirs: set[str]) -> float:
+    """How well one label word matches a person's words (1 = certainly theirs)."""
+    best = 0.0
+    for w in theirs:
+        if word == w or (
+            len(word) >= 3 and len(w) >= 3 and (w.startswith(word) or word.startswith(w))
+        ):
+            return 1.0
+        best = max(best, SequenceMatcher(None, word, w).ratio())
+    return best
+
+
+def names_someone_else(label: str, person: Person) -> str | None:
+    """The label's word that clearly is not the student's (None: the label fits them,
+    or says too little: device names, initials, an unreadable read)."""
+    theirs = person_words(person)
+    for word in words(label):
+        if len(word) < 3 or word.isdigit() or word in GENERIC_WORDS:
+            continue
+        if _word_matches(word, theirs) < OTHER_BELOW:
+            return word
+    return None
+
+
+def roster_people(db: sqlite_utils.Database, roster: Roster) -> list[Person]:
+    """The roster's students with their emails, in roster order."""
+    keys = set(roster.student_keys)
+    emails = {
+        r["id"]: r["email"] or ""
+        for r in db.query("select id, email from students")
+        if r["id"] in keys
+    }
+    return [
+        Person(i, sid, name, emails.get(pk, ""))
+        for i, (pk, sid, name) in enumerate(
+            zip(roster.student_keys, roster.student_ids, roster.names, strict=True)
+        )
+    ]
+
+
+# ---------------------------------------------------------------- participants report
+
+
+def _naive(value: datetime) -> datetime:
+    """Clock time without a zone (an aware time in this machine's zone), so a Zoom
+    CSV's local times and a file's UTC creation time compare."""
+    return value.astimezone().replace(tzinfo=None) if value.tzinfo else value
+
+
+def _key(text: str) -> str:
+    return " ".join(words(text))
+
+
+def report_start(participants: Sequence[Participant], start: datetime | None) -> datetime | None:
+    """The recording's start as clock time comparable with the report's times: ``start``
+    without its zone (see :func:`_naive`), else the report's first join."""
+    if start is not None:
+        return _naive(start)
+    joins = [_naive(p.join_time) for p in participants if p.join_time]
+    return min(joins) if joins else None
+
+
+def connected_minutes(
+    participants: Sequence[Participant],
+    people: Sequence[Person],
+    start: datetime | None,
+    duration_s: float,
+) -> dict[int, list[int]]:
+    """Roster index -> 1/0 per minute of the recording: connected per the report.
+
+    Participants are matched to students by email, else by name (case, accents and
+    punctuation ignored), as the service's reconciliation does. A student absent
+    from the result never connected. Without a known ``start`` the report's first
+    join is taken as the recording's start.
+    """
+    by_email = {p.email.casefold(): p for p in people if p.email}
+    by_name = {_key(p.name): p for p in people}
+    start = report_start(participants, start)
+    intervals: dict[int, list[tuple[float, float]]] = {}
+    for p in participants:
+        person = by_email.get((p.email or "").casefold()) or by_name.get(_key(p.name))
+        if person is None:
+            continue
+        spans = intervals.setdefault(person.index, [])
+        if p.join_time and p.leave_time and start is not None:
+            spans.append(
+                (
+                    (_naive(p.join_time) - _naive(start)).total_seconds(),
+                    (_naive(p.leave_time) - _naive(start)).total_seconds(),
+                )
+            )
+        else:  # in the report, times unknown: connected throughout
+            spans.append((float("-inf"), float("inf")))
+    out = {}
+    for index, spans in intervals.items():
+        row = []
+        for i, length in enumerate(minute_lengths(duration_s)):
+            a, b = 60.0 * i, 60.0 * i + length
+            row.append(int(any(j < b and leave > a for j, leave in spans)))
+        out[index] = row
+    return out
+
+
+def doubt_by_participants(
+    rows: list[Any],
+    connected: dict[int, list[int]],
+    attendance: AttendanceConfig,
+) -> list[Any]:
+    """Attendance rows with every present minute the report contradicts made "needs
+    review" (reason in the minute's evidence); totals and status recomputed.
+
+    ``attendance`` is the ``[attendance]`` settings (for the status). Rows are the
+    attendance plugin's ``StudentPresence`` (a row without ``review`` is left alone).
+    """
+    out = []
+    for row in rows:
+        if not hasattr(row, "review"):
+            out.append(row)
+            continue
+        conn = connected.get(row.student_index)
+        minutes, review = list(row.minutes), list(row.review or (0,) * len(row.minutes))
+        reasons: dict[int, str] = {}
+        for m, present in enumerate(row.minutes):
+            if conn is not None and m < len(conn) and conn[m]:
+                continue
+            if present or review[m]:
+                reasons[m] = NOT_IN_REPORT if conn is None else NOT_CONNECTED
+                if present:
+                    minutes[m], review[m] = 0, 1
+        if not reasons:
+            out.append(row)
+            continue
+        evidence = tuple(
+            dataclasses.replace(
+                e,
+                state="present" if minutes[e.minute] else "review",
+                reason="; ".join(r for r in (e.reason, reasons[e.minute]) if r),
+            )
+            if e.minute in reasons
+            else e
+            for e in row.evidence
+        )
+        count = sum(minutes)
+        out.append(
+            dataclasses.replace(
+                row,
+                minutes=tuple(minutes),
+                review=tuple(review),
+                evidence=evidence,
+                present_minutes=count,
+                attendance_pct=round(100.0 * count / len(minutes), 1) if minutes else 0.0,
+                status=attendance_status(
+                    minutes,
+                    absent_below_pct=attendance.absent_below_pct,
+                    late_after_pct=attendance.late_after_pct,
+                    left_early_pct=attendance.left_early_pct,
+                ),
+            )
+        )
+        log.info(
+            "participants report doubts minutes",
+            extra={"student_index": row.student_index, "minutes": sorted(reasons)},
+        )
+    return out
+
+
+# ---------------------------------------------------------------- tile labels
+
+
+def in_doubt(d: TrackDecision, doubt_margin: float, doubted: Collection[int]) -> bool:
+    """Whether a track's face decision is in doubt (its tile label is then read)."""
+    if d.state != "accepted" or d.path != "vote" or d.student_index in doubted:
+        return True
+    low_cohort = d.margin_cohort is not None and d.margin_cohort < doubt_margin
+    # A NaN margin (a third-party recognizer's decision without evidence) is no doubt.
+    return d.margin_student < doubt_margin or low_cohort
+
+
+def doubt_by_labels(
+    identities: dict[int, int],
+    tracks: Sequence[TrackSummary],
+    people: Sequence[Person],
+    strips: dict[int, list[tuple[float, Any]]],
+    reader: Any,
+    *,
+    doubt_margin: float,
+    doubted: Collection[int] = (),
+) -> TrackIdentities:
+    """The decisions with every doubtful track whose tile label names someone else sent
+    to review (reason ``tile labelled 'X'``). ``reader.read(strip)`` is the OCR.
+
+    Only tracks whose decision is in doubt are read, at most until one strip reads
+    clearly; a label never makes a track accepted or anyone's.
+    """
+    decisions = dict(track_decisions(identities))
+    read_tracks = 0
+    for tr in tracks:
+        d = decisions.get(tr.track_id)
+        if d is None or not strips.get(tr.track_id) or not in_doubt(d, doubt_margin, doubted):
+            continue
+        read_tracks += 1
+        for _, strip in strips[tr.track_id]:
+            reading = reader.read(strip)
+            if reading is None:
+                continue
+            word = names_someone_else(reading.text, people[d.student_index])
+            if word is not None:
+                note = f"tile labelled '{reading.text}'"
+                decisions[tr.track_id] = dataclasses.replace(
+                    d, state="review", reason="; ".join(r for r in (d.reason, note) if r)
+                )
+                log.info(
+                    "tile label doubts a match",
+                    extra={
+                        "track_id": tr.track_id,
+                        "student_id": people[d.student_index].student_id,
+                        "label": reading.text,
+                    },
+                )
+            break  # one clear reading is enough
+    if hasattr(reader, "stats"):
+        reader.stats.tracks += read_tracks
+    return TrackIdentities(decisions)
+
+
+# ---------------------------------------------------------------- one meeting
+
+
+class MeetingDoubts:
+    """Both checks for one analysis, as the orchestrator runs them: :meth:`tracks` after
+    the recognizer decided the tracks, :meth:`minutes` after the attendance was counted."""
+
+    def __init__(
+        self,
+        people: Sequence[Person],
+        meeting: MeetingContext,
+        participants: Sequence[Participant] | None,
+        config: Config,
+    ) -> None:
+        self.people = list(people)  # roster_people(), read where the database is
+        self.config = config
+        self.connected: dict[int, list[int]] | None = (
+            connected_minutes(participants, self.people, meeting.start_time, meeting.duration_s)
+            if participants is not None
+            else None
+        )
+
+    def tracks(
+        self, identities: dict[int, int], tracks: Sequence[TrackSummary], labels: Any, reader: Any
+    ) -> dict[int, int]:
+        """``identities`` with doubtful tracks whose tile names someone else in review."""
+        rec = self.config.recognition
+        if not rec.read_tile_labels or not self.people:
+            return identities
+        never = (
+            {p.index for p in self.people if not any(self.connected.get(p.index, ()))}
+            if self.connected is not None
+            else set()
+        )
+        return doubt_by_labels(
+            identities,
+            tracks,
+            self.people,
+            labels.strips,
+            reader,
+            doubt_margin=rec.tile_label_doubt,
+            doubted=never,
+        )
+
+    def minutes(self, rows: list[Any]) -> list[Any]:
+        """Attendance rows with the minutes the participants report contradicts in review."""
+        if self.connected is None:
+            return rows
+        return doubt_by_participants(rows, self.connected, self.config.attendance)
