@@ -1,6 +1,7 @@
 """Per-minute attendance accuracy by condition on generated meetings.
 
     python benchmarks/accuracy.py [--duration 150] [--seeds 1] [--only masks,tiles] [--json out.json]
+                                  [--breakdown [--breakdown]] [--tracks DIR]
 
 One table: per-minute precision, recall, impostor-present minutes (a
 student marked present in a minute they were not on screen at all) and
@@ -27,7 +28,10 @@ from the half ``benchmarks/calibrate.py`` tunes on: 3 enrollment photos per
 student, the others shown, unenrolled strangers and absent students in every
 meeting. Videos are cached under benchmarks/results/cache. The default run
 (one seed, 150 s meetings) takes about 10-15 minutes on 2 cores; ``--seeds``
-and ``--duration`` measure more.
+and ``--duration`` measure more. ``--breakdown`` adds where the needs-review
+minutes come from (by condition, decision path and why; see
+``benchmarks/decisions.py``); ``--tracks DIR`` keeps every meeting's tracks and,
+on the next run, only re-decides them (for changes to ``TrackDecider``).
 """
 
 from __future__ import annotations
