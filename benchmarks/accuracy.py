@@ -1,6 +1,7 @@
 """Per-minute attendance accuracy by condition on generated meetings.
 
     python benchmarks/accuracy.py [--duration 150] [--seeds 1] [--only masks,tiles] [--json out.json]
+                                  [--breakdown [--breakdown]] [--tracks DIR]
 
 One table: per-minute precision, recall, impostor-present minutes (a
 student marked present in a minute they were not on screen at all) and
@@ -27,7 +28,10 @@ from the half ``benchmarks/calibrate.py`` tunes on: 3 enrollment photos per
 student, the others shown, unenrolled strangers and absent students in every
 meeting. Videos are cached under benchmarks/results/cache. The default run
 (one seed, 150 s meetings) takes about 10-15 minutes on 2 cores; ``--seeds``
-and ``--duration`` measure more.
+and ``--duration`` measure more. ``--breakdown`` adds where the needs-review
+minutes come from (by condition, decision path and why; see
+``benchmarks/decisions.py``); ``--tracks DIR`` keeps every meeting's tracks and,
+on the next run, only re-decides them (for changes to ``TrackDecider``).
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ import hashlib
 import json
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from decisions import Capture, replay, review_breakdown, save_capture
 
 from rollcall.config import load_config
 from rollcall.enrollment.enroll import enroll_photos
@@ -117,9 +124,20 @@ def _video_name(cond: Condition, seed: int, duration: float) -> str:
     return f"cond-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.mp4"
 
 
-def run_condition(cond, seed, args, people, pool, config, models, pm) -> tuple[Score, float]:
-    """Render (or reuse) one meeting, enroll, analyse, score; returns the score and
-    the analysis wall time."""
+def run_condition(
+    cond, seed, args, people, pool, config, models, pm, capture
+) -> tuple[Score, float, Counter]:
+    """Render (or reuse) one meeting, enroll, analyse, score; returns the score, the
+    analysis wall time and where its needs-review minutes came from. With ``--tracks``
+    a meeting analysed before is only decided again from its saved tracks."""
+    masked = cond.masked_enrollment and not args.no_masked_enrollment
+    saved = Path(args.tracks) / f"{_video_name(cond, seed, args.duration)}-{int(masked)}.tracks.pkl"
+    if args.tracks and saved.exists():
+        video = CACHE / _video_name(cond, seed, args.duration)
+        truth = GroundTruth.load(truth_path_for(video))
+        started = time.monotonic()
+        captured, report = replay(saved, pm)
+        return _scored(captured, report, truth, config, args, time.monotonic() - started)
     meeting = build_test_meeting(
         people,
         seed=seed,
@@ -133,7 +151,6 @@ def run_condition(cond, seed, args, people, pool, config, models, pm) -> tuple[S
         truth = GroundTruth.load(truth_path_for(video))
     else:
         truth = render_meeting(meeting.script, video)
-    masked = cond.masked_enrollment and not args.no_masked_enrollment
     settings = config.enrollment.model_copy(update={"masked_copies": masked})
     with tempfile.TemporaryDirectory() as tmp:
         db = storage.open_db(Path(tmp))
@@ -145,7 +162,18 @@ def run_condition(cond, seed, args, people, pool, config, models, pm) -> tuple[S
         outcome = analyze_recording(db, pm, models, config, video, "BENCH")
         wall = time.monotonic() - started
         report = meeting_report(db, outcome.meeting_id, rules=config.attendance)
-    return score_report(report, truth, config.attendance.min_seconds_per_minute), wall
+    if args.tracks:
+        save_capture(capture.last, saved)
+    return _scored(capture.last, report, truth, config, args, wall)
+
+
+def _scored(captured, report, truth, config, args, wall) -> tuple[Score, float, Counter]:
+    score = score_report(report, truth, config.attendance.min_seconds_per_minute)
+    counts, lines = review_breakdown(captured, report, truth)
+    if args.breakdown > 1:
+        for line in lines:
+            print("   ", line)
+    return score, wall, counts
 
 
 def main() -> None:
@@ -156,10 +184,25 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated groups (e.g. masks,tiles)")
     ap.add_argument("--no-masked-enrollment", action="store_true")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument(
+        "--breakdown",
+        action="count",
+        default=0,
+        help="print where needs-review minutes come from (by decision path and why; "
+        "twice: one line per minute)",
+    )
+    ap.add_argument(
+        "--tracks",
+        default="",
+        help="folder keeping each meeting's tracks: a meeting found there is not analysed "
+        "again, only its track decisions are re-run (for changes to the decision rule)",
+    )
     args = ap.parse_args()
     config = load_config(None)
     models = resolve_face_models(config)
     pm = make_plugin_manager(config, models, entry_points=False)
+    capture = Capture()
+    pm.register(capture, name=capture.name)
     people, strangers = load_lfw(args.lfw, "test")
     wanted = {g.strip() for g in args.only.split(",") if g.strip()}
     conditions = [c for c in CONDITIONS if not wanted or c.group in wanted]
@@ -167,10 +210,14 @@ def main() -> None:
     if any(c.lookalikes for c in conditions):
         pool = LookalikePool.build(pm, {**strangers, **{n: v[:2] for n, v in people.items()}})
     rows = []
+    why: Counter = Counter()
     for cond in conditions:
         total: dict[str, float] = {}
         for k in range(args.seeds):
-            score, wall = run_condition(cond, 1000 + k, args, people, pool, config, models, pm)
+            score, wall, counts = run_condition(
+                cond, 1000 + k, args, people, pool, config, models, pm, capture
+            )
+            why.update({(cond.group, cond.label, *key): n for key, n in counts.items()})
             for name in (
                 "true_present",
                 "false_present",
@@ -229,8 +276,26 @@ def main() -> None:
         f"({100 * reviewed / max(minutes, 1):.1f} %), "
         f"{sum(r['review_truly_present'] for r in rows)} of them truly present"
     )
+    if args.breakdown:
+        print_breakdown(why)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def print_breakdown(why: Counter) -> None:
+    """Needs-review minutes by condition, decision path and why, on screen or not."""
+    print("\nwhere needs-review minutes come from (condition, path, why: minutes on screen / not)")
+    merged: dict[tuple, list[int]] = {}
+    for (group, label, path, reason, on_screen), n in why.items():
+        merged.setdefault((f"{group}: {label}", path, reason), [0, 0])[0 if on_screen else 1] += n
+    for (cond, path, reason), (on, off) in sorted(merged.items()):
+        print(f"  {cond:<46} {path:<9} {reason:<40} {on:>3} / {off}")
+    by_why: Counter = Counter()
+    for (_g, _l, path, reason, _s), n in why.items():
+        by_why[(path, reason)] += n
+    print("over all conditions:")
+    for (path, reason), n in by_why.most_common():
+        print(f"  {path:<9} {reason:<40} {n:>4}")
 
 
 if __name__ == "__main__":

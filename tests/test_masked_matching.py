@@ -160,3 +160,34 @@ def test_an_unmasked_student_is_not_judged_masked(people, roster, plugin_manager
         mean /= np.linalg.norm(mean)
         assert float(mean @ lean) < 0.08, name
     assert decider.masked is not None
+
+
+def test_a_clear_masked_mean_face_counts_without_a_voted_track(
+    people, roster, plugin_manager, monkeypatch
+):
+    """A masked track the masked rule does not decide is judged by its mean face: before,
+    always weak (review without a voted track of the student); now accepted when it is
+    clear (>= threshold + centroid_above and MASKED_CENTROID_MARGIN over every other
+    student). The masked rule is switched off here so the mean face alone decides."""
+    monkeypatch.setattr("rollcall.plugins.recognizer.MASKED_THRESHOLD", 2.0)
+    track = masked_track(plugin_manager, people["Angela_Merkel"][3:], roster[0], seed=14)
+    decision = decide(roster, track, masked=True)
+    assert decision is not None and decision.path == "centroid", decision
+    assert STUDENTS[decision.student_index] == "Angela_Merkel"
+    assert decision.similarity >= THRESHOLD + MARGINS.centroid_above
+    assert decision.state == "accepted", decision
+    # Below the margin it stays weak: review, never present.
+    monkeypatch.setattr("rollcall.plugins.recognizer.MASKED_CENTROID_MARGIN", 0.5)
+    assert decide(roster, track, masked=True).state == "review"
+
+
+def test_a_masked_brother_is_not_accepted_by_his_mean_face(
+    people, roster, plugin_manager, monkeypatch
+):
+    """Jeb_Bush masked: his mean face reaches his brother's template at 0.47-0.53, over
+    the similarity bar, but not MASKED_CENTROID_MARGIN clear of the next student."""
+    monkeypatch.setattr("rollcall.plugins.recognizer.MASKED_THRESHOLD", 2.0)
+    for seed in (11, 12, 13, 14):
+        track = masked_track(plugin_manager, people[LOOKALIKE], roster[0], seed=seed)
+        decision = decide(roster, track, masked=True)
+        assert decision is None or decision.state != "accepted", (seed, decision)
