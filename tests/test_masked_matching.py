@@ -129,11 +129,15 @@ def test_masked_students_stay_recognised(people, roster, plugin_manager):
 
 def test_a_masked_look_alike_of_an_absent_student_is_not_accepted(people, roster, plugin_manager):
     """Masked, Jeb_Bush's mean face is 0.47-0.49 similar to his brother's template, over
-    the long-track rule's bar: the rule before accepted both tracks as George_W_Bush."""
-    for seed in (11, 12):
+    the long-track rule's bar: the rule before accepted both tracks as George_W_Bush.
+    The masked rule itself accepted seeds 13 and 14 while it needed only MASKED_MARGIN
+    over the next student: a masked match not MASKED_CENTROID_MARGIN clear needs review."""
+    for seed in (11, 12, 13, 14, 15, 16):
         track = masked_track(plugin_manager, people[LOOKALIKE], roster[0], seed=seed)
         decision = decide(roster, track, masked=True)
-        assert decision is None or decision.state != "accepted", decision
+        assert decision is None or decision.state != "accepted", (seed, decision)
+        if decision is not None and decision.path == "masked":
+            assert "masked face only" in decision.reason, decision  # review, and why
 
 
 def test_an_unmasked_student_is_not_judged_masked(people, roster, plugin_manager):
