@@ -492,7 +492,9 @@ home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 db = storage.open_db(home)
 job = jobs.claim(db, "doomed", lease_s=1.5)
 jobs.set_state(db, job.id, "analyzing", worker_id="doomed", message="half-way")
-marker.write_text(str(job.id))
+tmp = marker.with_suffix(".tmp")
+tmp.write_text(str(job.id))
+tmp.rename(marker)  # atomic: the test never reads a marker half-written
 time.sleep(60)
 """
 
