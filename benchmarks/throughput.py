@@ -204,7 +204,7 @@ def _enroll(home: Path, enroll: dict) -> None:
 class GateStatsLog(logging.Handler):
     """Keeps the fast path's counters from the orchestrator's "meeting analysed" line."""
 
-    KEYS = ("tiles_analysed", "tiles_reused", "faces_embedded", "faces_reused")
+    KEYS = ("tiles_analysed", "tiles_reused", "windowed", "faces_embedded", "faces_reused")
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

@@ -156,6 +156,36 @@ def test_unsettled_faces_are_measured_every_unsettled_every_s():
     assert gate.measured == [True, True]
 
 
+def test_unsettled_face_is_measured_again_in_a_window_around_it():
+    """A tile measured again only because its face's track is not settled is detected
+    in a window around that face (about half the tile), and the face found there is
+    where it was; a window without a face falls back to the whole tile."""
+    rng = np.random.default_rng(5)
+    gate = TileGate(recheck_s=10, embed_max_age_s=30, unsettled_every_s=2.0)
+    models = FakeModels()
+    sizes: list[tuple[int, int]] = []
+    detect = models.detect
+
+    def recording_detect(image):
+        sizes.append(image.shape[:2])
+        return detect(image)
+
+    models.detect = recording_detect
+    first = step(gate, models, 0.0, gallery([1, 2], rng), settled=False)
+    tile_h, tile_w = sizes[0]
+    again = step(gate, models, 2.0, gallery([1, 2], rng), settled=False)
+    assert gate.stats.windowed == 2 and gate.measured == [True, True]
+    for h, w in sizes[2:]:
+        assert h <= tile_h and w < 0.7 * tile_w
+    for a, b in zip(first, again, strict=True):
+        assert np.allclose(a.bbox, b.bbox, atol=0.06 * tile_w)
+
+    models.detect = lambda image: [] if image.shape[1] < 0.7 * tile_w else detect(image)
+    step(gate, models, 4.0, gallery([1, 2], rng), settled=False)
+    assert gate.stats.windowed == 2  # no face in the windows: the whole tiles were detected
+    assert gate.measured == [True, True]
+
+
 def test_unsettled_faces_are_measured_less_often_as_measurements_add_up():
     rng = np.random.default_rng(4)
     gate = TileGate(recheck_s=10, embed_max_age_s=30, unsettled_every_s=2.0, unsettled_ramp=5)
