@@ -834,12 +834,11 @@ def zoom_like(
     noise by ``noise`` (everything else about each webcam is kept). Real
     webcams are noisy, and the noise, not head motion, is what brings a still
     gallery to Zoom's bitrate. Measured on the first minute of a 25-tile 720p
-    CRF 28 meeting (joins included; a whole 10-minute meeting encodes at about
-    0.8 times its first minute): the default webcams 200 kbit/s; motion 0.15
-    with noise 1.0, 1.3, 1.5 and 2.0 (at least sigma 2) 125, 170, 215 and
-    379 kbit/s. Noise 1.5 lands a 10-minute meeting near
-    :data:`ZOOM_GALLERY_KBIT_S` (``benchmarks/throughput.py`` prints every
-    recording's bitrate beside it).
+    CRF 28 meeting (joins included): the default webcams 200 kbit/s; motion
+    0.15 with noise 1.0, 1.3, 1.5 and 2.0 (at least sigma 2) 125, 170, 215 and
+    379 kbit/s. Whole 10-minute meetings: noise 1.0 99 kbit/s, noise 1.5
+    188 kbit/s, 1.1 times :data:`ZOOM_GALLERY_KBIT_S`
+    (``benchmarks/throughput.py`` prints every recording's bitrate beside it).
     """
     return [
         replace(
