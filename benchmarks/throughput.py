@@ -9,12 +9,12 @@ meeting generator from labelled photos (``ROLLCALL_FACES_DIR``; the six faces
 of insightface's group photo are added as strangers when 24 people are not
 enough) and cached under ``benchmarks/cache/`` (git-ignored). Two styles:
 
-- ``zoom``: mostly still, denoised tiles (``synthetic.meeting.zoom_like``),
+- ``zoom``: mostly still tiles with webcam noise (``synthetic.meeting.zoom_like``),
   like Zoom's own gallery recordings (those are about 170 kbit/s for 25 tiles
-  at 720p; each recording's bitrate is printed beside that figure);
+  at 720p; each recording's bitrate is printed beside that figure): 188 kbit/s
+  for 25 tiles, 10 minutes (2026-12-02);
 - ``busy``: the generator's default webcams (more head motion), the recordings
-  of issue 7: 183 kbit/s against ``zoom``'s 99 for 25 tiles, 10 minutes, yet
-  only about 1.1 times the CPU to decode (2026-12-02).
+  of issue 7: 183 kbit/s for 25 tiles, 10 minutes.
 
 For each recording three modes run on the same file, each in its own child
 process (so that peak RSS and CPU time belong to that mode alone):
@@ -28,7 +28,7 @@ process (so that peak RSS and CPU time belong to that mode alone):
 
 It prints wall time, CPU time, CPU seconds per class-hour (what a school pays
 for), class-hours analysed per core-hour, peak RSS, the growth of RSS within
-the run (last sixth against the second sixth), per-minute F1 and
+the analysis (last sixth against the second sixth), per-minute F1 and
 impostor-present minutes (a student marked present in a minute they were not
 on screen at all) against the ground truth and the ratios rollcall/decode and
 naive/rollcall as a table, with the machine's load average, and writes the
@@ -204,7 +204,7 @@ def _enroll(home: Path, enroll: dict) -> None:
 class GateStatsLog(logging.Handler):
     """Keeps the fast path's counters from the orchestrator's "meeting analysed" line."""
 
-    KEYS = ("tiles_analysed", "tiles_reused", "faces_embedded", "faces_reused")
+    KEYS = ("tiles_analysed", "tiles_reused", "windowed", "faces_embedded", "faces_reused")
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -225,7 +225,9 @@ def _scored(wall: float, cpu: float, score) -> dict:
     }
 
 
-def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
+def run_decode(
+    video: Path, truth: GroundTruth, enroll: dict, home: Path, rss: RssWatch | None = None
+) -> dict:
     from rollcall.config import load_config
     from rollcall.pipeline.decode import sample_frames
 
@@ -236,8 +238,11 @@ def run_decode(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dic
     return {"samples": n}
 
 
-def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
-    """``rollcall analyze`` (the CLI, default settings); only the analysis is timed."""
+def run_rollcall(
+    video: Path, truth: GroundTruth, enroll: dict, home: Path, rss: RssWatch | None = None
+) -> dict:
+    """``rollcall analyze`` (the CLI, default settings); only the analysis is timed, and
+    RSS growth is measured over the analysis alone (enrollment loads models too)."""
     from rollcall.cli.main import main as cli
     from rollcall.config import load_config
     from rollcall.reports.results import meeting_report
@@ -247,6 +252,8 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     _enroll(home, enroll)
     gate = GateStatsLog()
     logging.getLogger("rollcall.pipeline.orchestrator").addHandler(gate)
+    if rss is not None:
+        rss.restart()
     started, cpu0 = time.monotonic(), _usage()[0]
     args = ["analyze", str(video), "--course", COURSE, "--out", str(home / "report")]
     assert cli(args) == 0
@@ -260,7 +267,9 @@ def run_rollcall(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> d
     return {**_scored(wall, cpu, score), "gate": gate.stats}
 
 
-def run_naive(video: Path, truth: GroundTruth, enroll: dict, home: Path) -> dict:
+def run_naive(
+    video: Path, truth: GroundTruth, enroll: dict, home: Path, rss: RssWatch | None = None
+) -> dict:
     """insightface FaceAnalysis.get on every sampled frame, every face recognised."""
     from insightface.app import FaceAnalysis
 
@@ -340,6 +349,10 @@ class RssWatch:
             with open("/proc/self/statm") as fh:
                 self.samples.append(int(fh.read().split()[1]) * page / 2**20)
 
+    def restart(self) -> None:
+        """Forget the samples so far: growth is measured from here on."""
+        self.samples = []
+
     def __enter__(self) -> RssWatch:
         self._thread.start()
         return self
@@ -367,7 +380,7 @@ def child(mode: str, faces: Path, tiles: int, minutes: int, style: str) -> None:
         home = Path(tmp)
         os.environ["ROLLCALL_HOME"] = str(home)
         started, cpu0 = time.monotonic(), _usage()[0]
-        result = runner(video, truth, enroll, home)
+        result = runner(video, truth, enroll, home, rss)
         result.setdefault("wall_s", time.monotonic() - started)
         result.setdefault("cpu_s", _usage()[0] - cpu0)
     result["peak_rss_mb"] = _usage()[1]
@@ -490,7 +503,8 @@ def main() -> None:
             g = r["gate"]
             print(
                 f"{r['tiles']}t {r['minutes']}m {r['style']} {r['mode']}: tiles analysed "
-                f"{g.get('tiles_analysed')}, reused {g.get('tiles_reused')}; faces embedded "
+                f"{g.get('tiles_analysed')} ({g.get('windowed')} in a window around the face), "
+                f"reused {g.get('tiles_reused')}; faces embedded "
                 f"{g.get('faces_embedded')}, reused {g.get('faces_reused')}"
             )
     load = os.getloadavg()

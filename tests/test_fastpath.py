@@ -88,9 +88,29 @@ class FakeModels:
         h, w = image.shape[:2]
         if image.std() < 3:
             return []
-        box = np.array([w * 0.35, h * 0.2, w * 0.65, h * 0.8], np.float32)
+        x0, y0, w, h = self._tile_of_window(image) or (0, 0, w, h)
+        box = np.array([w * 0.35, h * 0.2, w * 0.65, h * 0.8], np.float32) + [x0, y0, x0, y0]
         kps = np.array([[w * (0.42 + 0.08 * i), h * 0.5] for i in range(5)], np.float32)
-        return [Face(bbox=box, score=0.9, kps=kps)]
+        return [Face(bbox=box.astype(np.float32), score=0.9, kps=kps + np.float32([x0, y0]))]
+
+    def _tile_of_window(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """For a window inside a gallery tile (a view of the frame smaller than the tile):
+        the tile as (x, y, w, h) relative to the window, so that the face stays where it
+        is in the tile; None for a whole tile or frame."""
+        frame = self.frame
+        if frame is None or image.base is None or image.strides != frame.strides:
+            return None
+        offset = image.__array_interface__["data"][0] - frame.__array_interface__["data"][0]
+        if not 0 <= offset < frame.nbytes:
+            return None
+        y, x = divmod(offset, frame.strides[0])
+        x //= frame.strides[1]
+        h, w = image.shape[:2]
+        for t in find_tiles(frame.mean(axis=2).astype(np.uint8)):
+            inside = t.x <= x and t.y <= y and x + w <= t.x + t.w and y + h <= t.y + t.h
+            if inside and (w, h) != (t.w, t.h):
+                return t.x - x, t.y - y, t.w, t.h
+        return None
 
     def embed(self, faces: list[Face]) -> np.ndarray:
         self.embedded += len(faces)
@@ -153,6 +173,36 @@ def test_unsettled_faces_are_measured_every_unsettled_every_s():
     for t in range(5):
         step(gate, models, float(t), gallery([1, 2], rng), settled=False)
     assert models.detected == 6 and models.embedded == 6  # at t = 0, 2 and 4
+    assert gate.measured == [True, True]
+
+
+def test_unsettled_face_is_measured_again_in_a_window_around_it():
+    """A tile measured again only because its face's track is not settled is detected
+    in a window around that face (about half the tile), and the face found there is
+    where it was; a window without a face falls back to the whole tile."""
+    rng = np.random.default_rng(5)
+    gate = TileGate(recheck_s=10, embed_max_age_s=30, unsettled_every_s=2.0)
+    models = FakeModels()
+    sizes: list[tuple[int, int]] = []
+    detect = models.detect
+
+    def recording_detect(image):
+        sizes.append(image.shape[:2])
+        return detect(image)
+
+    models.detect = recording_detect
+    first = step(gate, models, 0.0, gallery([1, 2], rng), settled=False)
+    tile_h, tile_w = sizes[0]
+    again = step(gate, models, 2.0, gallery([1, 2], rng), settled=False)
+    assert gate.stats.windowed == 2 and gate.measured == [True, True]
+    for h, w in sizes[2:]:
+        assert h <= tile_h and w < 0.7 * tile_w
+    for a, b in zip(first, again, strict=True):
+        assert np.allclose(a.bbox, b.bbox, atol=1.0)
+
+    models.detect = lambda image: [] if image.shape[1] < 0.7 * tile_w else detect(image)
+    step(gate, models, 4.0, gallery([1, 2], rng), settled=False)
+    assert gate.stats.windowed == 2  # no face in the windows: the whole tiles were detected
     assert gate.measured == [True, True]
 
 

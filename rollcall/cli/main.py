@@ -41,7 +41,6 @@ from rollcall.cli.failures import describe_failure
 from rollcall.config import ConfigError, load_config
 from rollcall.logs import setup_logging
 from rollcall.printable import printable
-from rollcall.store import storage
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -61,6 +60,32 @@ GROUPS = (
     models,
     users,
 )
+
+
+#: Failures whose message is the whole story (printed as "error: ..."), by module:
+#: a module that was never imported cannot have raised its error, so the CLI
+#: does not import the Zoom client (requests, zoomus) just to name its errors.
+EXPLAINED_FAILURES = (
+    ("rollcall.cli.common", "CliError"),
+    ("rollcall.store.storage", "NotFound"),
+    ("rollcall.store.storage", "StorageError"),
+    ("rollcall.pipeline.decode", "RecordingError"),
+    ("rollcall.models", "ModelError"),
+    ("rollcall.store.jobs", "JobError"),
+    ("rollcall.bot.oauth", "OAuthError"),
+    ("rollcall.bot.zoom_client", "ZoomApiError"),
+    ("rollcall.store.plugin_admin", "PluginAdminError"),
+)
+
+
+def explained_failures() -> tuple[type[BaseException], ...]:
+    """The exception classes of :data:`EXPLAINED_FAILURES` whose modules are loaded."""
+    loaded = (sys.modules.get(module) for module, _ in EXPLAINED_FAILURES)
+    return tuple(
+        getattr(mod, name)
+        for mod, (_, name) in zip(loaded, EXPLAINED_FAILURES, strict=True)
+        if mod is not None
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,32 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print(Text.assemble(("configuration error", "red"), f": {printable(exc)}"))
         return EXIT_USAGE
     setup_logging("DEBUG" if args.verbose else config.logging.level, config.logging.format)
-    from rollcall.bot.oauth import OAuthError
-    from rollcall.bot.zoom_client import ZoomApiError
-    from rollcall.models import ModelError
-    from rollcall.pipeline.decode import RecordingError
-    from rollcall.store.jobs import JobError
-    from rollcall.store.plugin_admin import PluginAdminError
-
     try:
         return args.func(args, config, console)
-    except (
-        CliError,
-        storage.NotFound,
-        storage.StorageError,
-        RecordingError,
-        ModelError,
-        JobError,
-        OAuthError,
-        ZoomApiError,
-        PluginAdminError,
-    ) as exc:
-        err.print(Text.assemble(("error", "red"), f": {printable(exc)}"))
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    except Exception as exc:  # anything else: one line, the traceback only with -v
+    except Exception as exc:
+        if isinstance(exc, explained_failures()):
+            err.print(Text.assemble(("error", "red"), f": {printable(exc)}"))
+            return EXIT_FAILURE
+        # anything else: one line, the traceback only with -v
         if args.verbose:
             err.print(Text(traceback.format_exc().rstrip()))
         err.print(Text.assemble(("error", "red"), f": {describe_failure(exc)}"))

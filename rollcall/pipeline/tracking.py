@@ -11,7 +11,6 @@ present nor hide one.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from rollcall.types import Face, FaceMatch, TrackedFace, TrackSummary
 
@@ -85,6 +84,8 @@ class FaceTracker:
                 & (centroid_sim >= self.link_similarity)
             )
             score = np.where(ok, iou + sim + 2.0 * same, -1e6)
+            from scipy.optimize import linear_sum_assignment  # slow to import: only when needed
+
             rows, cols = linear_sum_assignment(-score)
             for r, c in zip(rows, cols, strict=True):
                 if ok[r, c]:

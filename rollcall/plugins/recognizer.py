@@ -22,8 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from insightface.utils import face_align
-from scipy.optimize import linear_sum_assignment
 
 from rollcall import (
     Face,
@@ -35,6 +33,7 @@ from rollcall import (
     TrackSummary,
     hookimpl,
 )
+from rollcall.plugins import face_align
 from rollcall.plugins.onnx_session import LazyModel
 
 # insightface's aligner calls a scikit-image API deprecated in 0.26; harmless, and noisy.
@@ -133,6 +132,8 @@ def match_open_set(
     allowed = sims >= threshold
     result = {i: FaceMatch(-1, float(sims[i, nearest[i]]), int(nearest[i])) for i in range(n)}
     if allowed.any():
+        from scipy.optimize import linear_sum_assignment  # slow to import: only when needed
+
         rows, cols = linear_sum_assignment(-np.where(allowed, sims, -10.0))
         for r, c in zip(rows, cols, strict=True):
             if allowed[r, c]:

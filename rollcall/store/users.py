@@ -13,6 +13,7 @@ connection never crosses threads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -34,8 +35,14 @@ MIN_PASSWORD_CHARS = 10
 TOKEN_PREFIX = "rc_"
 
 _HASHER = PasswordHasher()
-# verified against when the email is unknown, so a wrong email costs as long as a wrong password
-_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a wrong email costs as long as a
+    wrong password. Made on first use, not at import: argon2 takes about 0.4 s of CPU,
+    which every ``rollcall`` command paid, logins or not."""
+    return str(_HASHER.hash(secrets.token_hex(16)))
 
 
 class UserError(ValueError):
@@ -217,7 +224,7 @@ def set_courses(db: sqlite_utils.Database, user_id: int, courses: Iterable[str])
 def verify_password(db: sqlite_utils.Database, email: str, password: str) -> User | None:
     """The user whose email and password these are, else None (same work either way)."""
     rows = list(db.query("select * from users where email = ?", [email.strip()]))
-    digest = rows[0]["password_hash"] if rows else _DUMMY_HASH
+    digest = rows[0]["password_hash"] if rows else _dummy_hash()
     try:
         _HASHER.verify(digest, password)
     except (VerificationError, InvalidHashError):
