@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--tiles 25 9 4] [--minutes 10 60] [--styles zoom busy]
     python benchmarks/throughput.py --generate-only --tiles 25 --minutes 60   # render the cache
+    python benchmarks/throughput.py --tiles 25 --minutes 10 60 --styles zoom --repeat-from 10
 
 Run by hand, not in CI. Gallery-view recordings (720p, 25 fps, GOP 250, with
 joins, leaves and camera-off stretches) are rendered once with the project's
@@ -40,6 +41,7 @@ environment variables (e.g. ``--variant int8:ROLLCALL_MODELS_PRECISION=int8``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -161,6 +163,18 @@ def recording_path(tiles: int, minutes: int, style: str) -> Path:
 def recording(
     faces_dir: Path, tiles: int, minutes: int, style: str = "busy"
 ) -> tuple[Path, GroundTruth, dict]:
+    """The case's recording: rendered, or with ``--repeat-from M`` (kept for the child
+    processes in ``ROLLCALL_BENCH_REPEAT_FROM``) one of M minutes played again until it
+    is ``minutes`` long."""
+    base = int(os.environ.get("ROLLCALL_BENCH_REPEAT_FROM") or 0)
+    if base and minutes > base:
+        return repeated_recording(faces_dir, tiles, minutes, style, base)
+    return rendered_recording(faces_dir, tiles, minutes, style)
+
+
+def rendered_recording(
+    faces_dir: Path, tiles: int, minutes: int, style: str = "busy"
+) -> tuple[Path, GroundTruth, dict]:
     """The cached recording (rendered on first use), its truth and enrollment photos."""
     script, enroll = build_meeting(faces_dir, tiles, minutes, style)
     video = recording_path(tiles, minutes, style)
@@ -172,6 +186,67 @@ def recording(
         truth = render_meeting(script, video)
         print(f"rendered {video.name} in {time.monotonic() - started:.0f} s", flush=True)
     return video, truth, enroll
+
+
+def repeated_recording(
+    faces_dir: Path, tiles: int, minutes: int, style: str, base_minutes: int
+) -> tuple[Path, GroundTruth, dict]:
+    """A ``minutes``-long recording made of the ``base_minutes`` one played again and
+    again (stream copy, timestamps shifted; truth shifted alike), for lengths whose
+    render would take hours. The same people and schedule repeat: what it measures is
+    cost and memory against length, not accuracy on new situations."""
+    times, rest = divmod(minutes, base_minutes)
+    if rest or times < 2:
+        raise SystemExit(f"--repeat-from {base_minutes}: {minutes} is not a multiple of it")
+    base, truth, enroll = rendered_recording(faces_dir, tiles, base_minutes, style)
+    video = recording_path(tiles, minutes, style).with_name(
+        recording_path(tiles, minutes, style).stem + f"-x{times}.mp4"
+    )
+    span = truth.duration_s
+    if not (video.exists() and truth_path_for(video).exists()):
+        import av
+
+        with av.open(str(base)) as src, av.open(str(video), "w") as dst:
+            in_stream = src.streams.video[0]
+            out_stream = dst.add_stream_from_template(in_stream)
+            step = int(round(span / in_stream.time_base))
+            for k in range(times):
+                src.seek(0)
+                for packet in src.demux(in_stream):
+                    if packet.dts is None:
+                        continue
+                    packet.pts += k * step
+                    packet.dts += k * step
+                    packet.stream = out_stream
+                    dst.mux(packet)
+        people = [
+            dataclasses.replace(
+                p,
+                visible_seconds_per_minute=list(p.visible_seconds_per_minute) * times,
+                connected_seconds_per_minute=list(p.connected_seconds_per_minute) * times,
+                connected=_shifted(p.connected, span, times),
+                camera_off=_shifted(p.camera_off, span, times),
+                visible=_shifted(p.visible, span, times),
+                occlusions=[
+                    {**o, "start": o["start"] + k * span, "end": o["end"] + k * span}
+                    for k in range(times)
+                    for o in p.occlusions
+                ],
+            )
+            for p in truth.participants
+        ]
+        dataclasses.replace(
+            truth,
+            duration_s=span * times,
+            n_frames=truth.n_frames * times,
+            participants=people,
+            video=video.name,
+        ).save(truth_path_for(video))
+    return video, GroundTruth.load(truth_path_for(video)), enroll
+
+
+def _shifted(spans, span: float, times: int) -> list:
+    return [(a + k * span, b + k * span) for k in range(times) for a, b in spans]
 
 
 def describe(video: Path, truth: GroundTruth) -> str:
@@ -467,9 +542,19 @@ def main() -> None:
         help="run the (slow) naive mode only on recordings up to this long",
     )
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument(
+        "--repeat-from",
+        type=int,
+        default=0,
+        metavar="M",
+        help="make longer recordings from the M-minute one played again (stream copy) "
+        "instead of rendering them (a 60-minute render takes over an hour)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     faces = Path(args.faces)
+    if args.repeat_from:
+        os.environ["ROLLCALL_BENCH_REPEAT_FROM"] = str(args.repeat_from)
     if args.child:
         child(args.child, faces, args.tiles[0], args.minutes[0], args.styles[0])
         return
