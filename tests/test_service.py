@@ -308,6 +308,100 @@ def test_webhook_websocket_and_polling_make_one_job(zoom_setup, config):
     assert "client-secret" not in log_text and SECRET not in log_text
 
 
+class MailSink:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.envelopes: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted"
+
+
+AUDIT = """
+create table test_presence_changes (student_pk integer, minute integer, present integer,
+    review integer);
+create trigger test_presence_changed after update on presence begin
+    insert into test_presence_changes
+    values (new.student_pk, new.minute, new.present, new.review);
+end;
+create table test_summary_queued (presence_changes integer);
+create trigger test_summary_queued after insert on outbox begin
+    insert into test_summary_queued select count(*) from test_presence_changes;
+end;
+"""
+
+
+def test_summary_email_waits_for_the_participants_report_and_shows_the_final_state(
+    zoom_setup, config
+):
+    """Issue 15, in a real service: Zoom's participants report is not ready before the
+    analysis nor at the first retry. The meeting is analysed without it; when it comes,
+    the minutes of the recognised student it does not list go to review, each stored
+    minute changing once, and only then is the instructor summary queued: the one email
+    shows the final state (the student in review, in the text and the CSV)."""
+    import csv
+    import email
+    import email.policy
+    import io
+
+    from aiosmtpd.controller import Controller
+
+    state = zoom_setup["state"]
+    state.meetings[0].participants_not_ready = 2
+    home, log = zoom_setup["home"], zoom_setup["log"]
+    unlisted = zoom_setup["meeting"].students[1]
+    with_db(home, lambda db: db.conn.executescript(AUDIT))
+    sink, port = MailSink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    env = dict(
+        zoom_setup["env"],
+        ROLLCALL_ZOOM_POLL_MINUTES="0",
+        ROLLCALL_ZOOM_PARTICIPANTS_RETRY_S="1",
+        ROLLCALL_SMTP_HOST="127.0.0.1",
+        ROLLCALL_SMTP_PORT=str(port),
+        ROLLCALL_SMTP_SECURITY="none",
+        ROLLCALL_SMTP_FROM_ADDRESS="rollcall@example.edu",
+        ROLLCALL_NOTIFY_SEND_INTERVAL_S="1",
+        ROLLCALL_NOTIFY_COURSES=json.dumps([{"course": COURSE, "emails": ["prof@example.edu"]}]),
+    )
+    service = Service(env, free_port(), log).start()
+    try:
+        url = service.url("/zoom/webhook")
+        assert asyncio.run(deliver(url, webhook_body(zoom_setup), 1)) == [200]
+        wait_for(lambda: job_states(home) == ["done"], 240, "the job to finish", log)
+        wait_for(lambda: sink.envelopes, 120, "the summary email", log)
+        time.sleep(3.0)  # several delivery runs: nothing more is sent
+        assert service.stop() == 0
+    finally:
+        service.stop()
+        controller.stop()
+    assert state.requests["participants"] == 3  # before the analysis, then two retries
+    assert len(sink.envelopes) == 1
+    check_result(zoom_setup, config)
+    changes = with_db(home, lambda db: list(db.query("select * from test_presence_changes")))
+    pk = with_db(home, storage.get_student, COURSE, unlisted)["id"]
+    assert changes and {c["student_pk"] for c in changes} == {pk}
+    assert len({c["minute"] for c in changes}) == len(changes)  # each minute changed once
+    assert all(c["present"] == 0 and c["review"] == 1 for c in changes)
+    queued = with_db(home, lambda db: list(db.query("select * from test_summary_queued")))
+    assert queued == [{"presence_changes": len(changes)}]  # queued once, after the doubt
+    msg = email.message_from_bytes(sink.envelopes[0].original_content, policy=email.policy.default)
+    text = " ".join(msg.get_body(("plain",)).get_content().split())
+    n = len(changes)
+    assert f"{n} minute{'s' if n != 1 else ''} need{'' if n != 1 else 's'} review" in text
+    assert f"? {unlisted} " in text
+    (part,) = [p for p in msg.iter_attachments() if (p.get_filename() or "").endswith(".csv")]
+    rows = {
+        r["student_id"]: r
+        for r in csv.DictReader(io.StringIO(part.get_payload(decode=True).decode("utf-8-sig")))
+    }
+    assert rows[unlisted]["present_minutes"] == "0" and rows[unlisted]["review_minutes"] == str(n)
+    assert list(rows[unlisted].values()).count("?") == n
+
+
 def test_sigkill_during_download_and_analysis_finishes_once(zoom_setup, config):
     # the webhook's download token expired: Zoom's sign-in page, then the OAuth path
     zoom_setup["state"].expired_download_tokens.add(
