@@ -434,7 +434,11 @@ def test_a_cluster_analysis_is_stored_exactly_as_a_local_one(cluster, face_model
     """The coordinator's decision rule and attendance settings (not the worker's own,
     which are the defaults here) decide on the worker: the per-minute statuses, the
     needs-review minutes and the minute_evidence rows equal a local analysis of the
-    same recording with the coordinator's configuration."""
+    same recording with the coordinator's configuration and the participants report
+    the service fetched from Zoom before the analysis (it travels in the task and
+    sends the recognised student it does not list to review on the worker too)."""
+    from rollcall.bot.zoom_client import parse_participant
+    from rollcall.pipeline.counter_evidence import NOT_IN_REPORT
     from rollcall.pipeline.orchestrator import analyze_recording
     from rollcall.pipeline.plugin_manager import build_catalog
     from rollcall.store.plugin_admin import enabled_plugins
@@ -462,7 +466,17 @@ def test_a_cluster_analysis_is_stored_exactly_as_a_local_one(cluster, face_model
     try:
         catalog = build_catalog(local_config, face_models, entry_points=False)
         pm = catalog.manager_for(enabled_plugins(db, COURSE))
-        analyze_recording(db, pm, face_models, local_config, video, COURSE)
+        zoom_meeting = cluster["state"].meetings[0]
+        analyze_recording(
+            db,
+            pm,
+            face_models,
+            local_config,
+            video,
+            COURSE,
+            start_time=zoom_meeting.start_time,  # as the webhook gave it to the service
+            participants=[parse_participant(p) for p in zoom_meeting.participants],
+        )
     finally:
         db.conn.close()
 
@@ -470,6 +484,7 @@ def test_a_cluster_analysis_is_stored_exactly_as_a_local_one(cluster, face_model
     assert local["minute_evidence"], "the recording gave no evidence rows to compare"
     states = {row[2] for row in local["minute_evidence"]}
     assert "present" in states and "review" in states, states
+    assert any(NOT_IN_REPORT in row[-1] for row in remote["minute_evidence"])
     for name in ("presence", "attendance", "minute_evidence"):
         assert remote[name] == local[name], name
 

@@ -7,9 +7,14 @@ else's account, a shared device, or a recognition error worth checking).
 Participants are matched to students by email, else by name (case and
 accents ignored).
 
-The report is asked for right after the analysis; when Zoom has not built it
-yet, :func:`retry_due_reports` (the service's scheduler) asks again on its own
-schedule (``rollcall.store.participant_reports``).
+The service asks for the report before analysing a recording, so that it can
+doubt face matches (``rollcall.pipeline.counter_evidence``); when Zoom has not
+built it yet, the meeting is analysed without it and :func:`retry_due_reports`
+(the service's scheduler) asks again on its own schedule
+(``rollcall.store.participant_reports``). A report that comes later is applied
+to the stored minutes (``rollcall.analysis.stored_doubt``) by
+:func:`report_arrived`, and the instructor summary is queued only then (or when
+Zoom gave up), so a summary never changes after it went out.
 """
 
 from __future__ import annotations
@@ -62,6 +67,15 @@ def store_participants(
     by_email = {_norm(s["email"]): s for s in students if s["email"]}
     by_name = {_norm(s["name"]): s for s in students}
     presence = {pk: mins for pk, mins in _presence(db, meeting_id).items()}
+    # seen on camera, but in review because the report does not list them
+    doubted = {
+        r["student_pk"]
+        for r in db.query(
+            "select distinct student_pk from minute_evidence where meeting_id = ? "
+            "and state = 'review' and reason like ?",
+            [meeting_id, "%participants report%"],
+        )
+    }
     intervals: dict[int, list[tuple[datetime, datetime]]] = {}
     rows = []
     unmatched_names = set()
@@ -105,12 +119,12 @@ def store_participants(
                 f"{s['student_id']} {s['name']}: connected {unrecognised} minute(s) "
                 "without being recognised (camera off or not recognised)"
             )
-        if any(seen) and not in_report:
+        if not in_report and (any(seen) or s["id"] in doubted):
             lines.append(
                 f"{s['student_id']} {s['name']}: recognised on camera but not in Zoom's "
                 "participants list under this name or email"
             )
-    with db.conn:
+    with write_transaction(db):
         db.execute("delete from participants where meeting_id = ?", [meeting_id])
         db.execute("delete from reconciliation where meeting_id = ?", [meeting_id])
         db["participants"].insert_all(rows)
@@ -134,6 +148,38 @@ def _presence(db: sqlite_utils.Database, meeting_id: int) -> dict[int, list[int]
     return out
 
 
+def report_arrived(
+    db: sqlite_utils.Database,
+    config: Config,
+    meeting_id: int,
+    participants: list[Participant],
+    start: datetime | None,
+    *,
+    doubt: bool,
+    now: datetime | None = None,
+) -> list[str]:
+    """Settle a meeting's participants report, in one transaction: with ``doubt`` (the
+    analysis ran without the report) apply it to the stored minutes, store it and the
+    reconciliation, end any retry and queue the instructor summary. Returns the
+    reconciliation's lines."""
+    from rollcall.analysis.stored_doubt import doubt_stored_minutes
+
+    with write_transaction(db):
+        if doubt:
+            doubt_stored_minutes(db, config, meeting_id, participants, start)
+        lines = store_participants(db, meeting_id, participants, start)
+        participant_reports.record_done(db, meeting_id, now=now)
+        queue_summary(db, config, meeting_id)
+    return lines
+
+
+def queue_summary(db: sqlite_utils.Database, config: Config, meeting_id: int) -> list[str]:
+    """Queue the meeting's instructor summary (once; the channels queued now)."""
+    from rollcall.notify.messages import enqueue_meeting
+
+    return enqueue_meeting(db, config, meeting_id)
+
+
 def retry_due_reports(
     db: sqlite_utils.Database,
     config: Config,
@@ -145,7 +191,9 @@ def retry_due_reports(
 
     Returns the number stored. A report that is still not ready is due again in
     ``[zoom] participants_retry_s`` seconds, until ``participants_give_up_h`` hours
-    after the first try (then the meeting says it is missing for good).
+    after the first try (then the meeting says it is missing for good). A report that
+    came doubts the stored minutes it contradicts (:func:`report_arrived`); the
+    instructor summary, held until now, is queued when the report is stored or given up.
     """
     stored = 0
     for pending in participant_reports.due(db, now=now):
@@ -159,16 +207,32 @@ def retry_due_reports(
         try:
             participants = fetch(pending.meeting_uuid)
         except Exception as exc:  # not ready, rate limited, Zoom down: try again later
-            participant_reports.record_failure(
+            with write_transaction(db):
+                state = participant_reports.record_failure(
+                    db,
+                    pending.meeting_id,
+                    str(exc) or type(exc).__name__,
+                    retry_s=config.zoom.participants_retry_s,
+                    now=now,
+                )
+                if state == participant_reports.MISSING:  # the summary waits no longer
+                    queue_summary(db, config, pending.meeting_id)
+            continue
+        try:
+            report_arrived(
                 db,
+                config,
                 pending.meeting_id,
-                str(exc) or type(exc).__name__,
-                retry_s=config.zoom.participants_retry_s,
+                participants,
+                pending.start_time,
+                doubt=True,
                 now=now,
             )
+        except Exception as exc:  # nothing of it stored (one transaction): due again later
+            log.error(
+                "participants report not stored", exc_info=True, extra=dict(extra, error=str(exc))
+            )
             continue
-        store_participants(db, pending.meeting_id, participants, pending.start_time)
-        participant_reports.record_done(db, pending.meeting_id, now=now)
         log.info("participants report stored after retrying", extra=extra)
         stored += 1
     return stored

@@ -225,7 +225,7 @@ def doubt_by_participants(
             dataclasses.replace(
                 e,
                 state="present" if minutes[e.minute] else "review",
-                reason="; ".join(r for r in (e.reason, reasons[e.minute]) if r),
+                reason=_with_reason(e.reason, reasons[e.minute]),
             )
             if e.minute in reasons
             else e
@@ -253,6 +253,12 @@ def doubt_by_participants(
             extra={"student_index": row.student_index, "minutes": sorted(reasons)},
         )
     return out
+
+
+def _with_reason(reason: str, more: str) -> str:
+    """``reason`` with ``more`` added once (doubting stored minutes again adds nothing)."""
+    parts = [r for r in reason.split("; ") if r]
+    return "; ".join(parts if more in parts else [*parts, more])
 
 
 # ---------------------------------------------------------------- tile labels

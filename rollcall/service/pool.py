@@ -33,7 +33,7 @@ STARTUP_TIMEOUT_S = 300.0
 
 # The analysis function of *this* worker process, set once by the pool's
 # initializer (the documented way to give ProcessPoolExecutor workers state).
-_process_analysis: Callable[[Path, jobs.Job], int] | None = None
+_process_analysis: Callable[..., int] | None = None
 
 
 def config_for_workers(config: Config, workers: int, cpus: int | None = None) -> Config:
@@ -64,11 +64,14 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _analyze_in_process(video: Path, job: jobs.Job) -> tuple[int, int]:
-    """Runs in a worker process: (our meeting id, the process id that analysed it)."""
+def _analyze_in_process(
+    video: Path, job: jobs.Job, options: dict[str, Any] | None = None
+) -> tuple[int, int]:
+    """Runs in a worker process: (our meeting id, the process id that analysed it).
+    ``options`` are the analysis' keyword arguments (``participants``, ``notify``)."""
     if _process_analysis is None:  # pragma: no cover - the initializer always ran
         raise RuntimeError("analysis process was not initialised")
-    return _process_analysis(video, job), os.getpid()
+    return _process_analysis(video, job, **(options or {})), os.getpid()
 
 
 class AnalysisPool:
@@ -88,11 +91,11 @@ class AnalysisPool:
         # analysed by N processes at once, and no job waits for a process to start.
         self._started = [self._executor.submit(_ready) for _ in range(workers)]
 
-    async def run(self, video: Path, job: jobs.Job) -> tuple[int, int]:
+    async def run(self, video: Path, job: jobs.Job, **options: Any) -> tuple[int, int]:
         """Analyse in a worker process: (our meeting id, the id of the process that did it)."""
         loop = asyncio.get_running_loop()
         meeting_id, pid = await loop.run_in_executor(
-            self._executor, _analyze_in_process, video, job
+            self._executor, _analyze_in_process, video, job, options
         )
         log.info(
             "recording analysed in a worker process",
@@ -100,8 +103,8 @@ class AnalysisPool:
         )
         return meeting_id, pid
 
-    async def analyze(self, video: Path, job: jobs.Job) -> int:
-        return (await self.run(video, job))[0]
+    async def analyze(self, video: Path, job: jobs.Job, **options: Any) -> int:
+        return (await self.run(video, job, **options))[0]
 
     def shutdown(self) -> None:
         """Stop the processes, including one still analysing after the shutdown grace

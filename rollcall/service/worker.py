@@ -14,7 +14,17 @@ same as ``rollcall analyze``'s: retention purge, analysis, stored results and
 the meeting's queued notifications. Its results are stored only if the worker
 still holds the job, checked in the transaction that stores them: a recording
 trashed in Zoom while it was analysed (job cancelled) gets nothing stored and
-no participants report fetched.
+no participants report stored.
+
+Zoom's participants report is asked for just before the analysis (Zoom has
+usually built it by the time the recording is ready) and passed to it, so a
+face match of a student the report says was not connected becomes "needs
+review" (``rollcall.pipeline.counter_evidence``). When it is not ready, the
+recording is analysed without it and the report is asked for again later
+(``rollcall.bot.participants.retry_due_reports``), which then applies it to the
+stored minutes. Either way the instructor summary of a Zoom meeting is queued
+only once the report is stored (or Zoom gave up), so the summary an instructor
+gets is the final result.
 
 With ``[cluster] broker_url`` the download and the frame analysis are done by a
 ``rollcall worker`` on another machine (``rollcall.cluster``): the worker loop
@@ -46,6 +56,7 @@ from rollcall.config import Config
 from rollcall.service.db_thread import DbThread
 from rollcall.store import jobs, participant_reports, storage
 from rollcall.store.db import backoff_delay
+from rollcall.types import Participant
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
@@ -58,41 +69,73 @@ LOOP_BACKOFF_S = (1.0, 60.0)
 @dataclass
 class WorkerContext:
     config: Config
-    analyze: Callable[[Path, jobs.Job], Awaitable[int]]  # returns our meeting id
+    # (video, job, participants=, notify=) -> our meeting id
+    analyze: Callable[..., Awaitable[int]]
     get_token: Callable[[], str] | None  # OAuth token for downloads without an event token
     fetch_participants: Callable[[str], list] | None = None  # Zoom's participants report
     # A meeting instance's recordings read again from the API (fresh download data)
     refresh_recording: Callable[[str], Any] | None = None
-    # [cluster]: a worker machine downloads and analyses (download source, job) -> meeting id
-    remote: Callable[[Any, jobs.Job], Awaitable[int]] | None = None
+    # [cluster]: a worker machine downloads and analyses
+    # (download source, job, participants=, notify=) -> meeting id
+    remote: Callable[..., Awaitable[int]] | None = None
 
 
-def reconcile_participants(ctx: WorkerContext, job: jobs.Job, meeting_id: int) -> None:
-    """Fetch Zoom's participants report and store it beside the face presence (thread).
+@dataclass(frozen=True, slots=True)
+class FetchedReport:
+    """Zoom's participants report as asked for before the analysis: the participants,
+    or ``None`` and why not (not built yet, Zoom unreachable)."""
 
-    When Zoom has not built it yet, it is scheduled to be asked for again
-    (``rollcall.store.participant_reports``) and the meeting says it is missing.
-    """
-    from rollcall.bot.participants import store_participants
+    participants: list[Participant] | None
+    error: str = ""
+
+
+def wants_report(ctx: WorkerContext, job: jobs.Job) -> bool:
+    """Whether the job's meeting has a participants report to ask Zoom for (a Zoom
+    recording and a Zoom client; an upload in the web app has none)."""
+    return ctx.fetch_participants is not None and not job.payload.get("local_path")
+
+
+def fetch_report(ctx: WorkerContext, job: jobs.Job) -> FetchedReport:
+    """Ask Zoom for the meeting's participants report (thread); a failure is no error."""
+    assert ctx.fetch_participants is not None
+    try:
+        return FetchedReport(list(ctx.fetch_participants(job.meeting_uuid)))
+    except Exception as exc:  # usually "not built yet": analysed without it, asked again
+        error = str(exc) or type(exc).__name__
+        log.info(
+            "participants report not ready before the analysis",
+            extra={"job_id": job.id, "meeting_uuid": job.meeting_uuid, "error": error},
+        )
+        return FetchedReport(None, error)
+
+
+def settle_participants(
+    ctx: WorkerContext, job: jobs.Job, meeting_id: int, report: FetchedReport
+) -> None:
+    """After the analysis (thread): store the report that came with the reconciliation
+    and queue the instructor summary, or schedule the report to be asked for again (the
+    meeting says it is missing; the summary waits for it or for Zoom to give up)."""
+    from rollcall.bot.participants import report_arrived
 
     start = job.payload.get("start_time")
     start_time = datetime.fromisoformat(start) if start else None
     db = storage.open_db(ctx.config.home)
     try:
-        try:
-            participants = ctx.fetch_participants(job.meeting_uuid)
-        except Exception as exc:  # the attendance result stands without it; retried later
-            participant_reports.schedule(
-                db,
-                meeting_id,
-                job.meeting_uuid,
-                start_time,
-                str(exc) or type(exc).__name__,
-                retry_s=ctx.config.zoom.participants_retry_s,
-                give_up_h=ctx.config.zoom.participants_give_up_h,
-            )
-            raise
-        store_participants(db, meeting_id, participants, start_time)
+        if not db["meetings"].count_where("id = ?", [meeting_id]):  # removed meanwhile
+            log.info("meeting gone before its participants report", extra={"job_id": job.id})
+            return
+        if report.participants is not None:  # the analysis used it already
+            report_arrived(db, ctx.config, meeting_id, report.participants, start_time, doubt=False)
+            return
+        participant_reports.schedule(
+            db,
+            meeting_id,
+            job.meeting_uuid,
+            start_time,
+            report.error,
+            retry_s=ctx.config.zoom.participants_retry_s,
+            give_up_h=ctx.config.zoom.participants_give_up_h,
+        )
     finally:
         db.conn.close()
 
@@ -150,7 +193,14 @@ def analysis_for(config: Config, dispatcher: Any = None) -> Callable[..., int]:
     models = resolve_face_models(config, progress=False)
     catalog = build_catalog(config, models)
 
-    def analyze(video: Path, job: jobs.Job, source: Any = None) -> int:
+    def analyze(
+        video: Path,
+        job: jobs.Job,
+        source: Any = None,
+        *,
+        participants: list[Participant] | None = None,
+        notify: bool = True,
+    ) -> int:
         db = storage.open_db(config.home)
         try:
             # plugin settings are read per job: enabling one needs no restart
@@ -173,9 +223,10 @@ def analysis_for(config: Config, dispatcher: Any = None) -> Callable[..., int]:
                 source_key=source_key(job),
                 warning=job.payload.get("warning") or "",
                 report_dir=None,  # reports are rendered from the database (see process.py)
-                notify=True,
+                notify=notify,  # False: queued once the participants report is settled
                 commit_guard=holds_job(job),
                 frames=frames,
+                participants=participants,
             )
             return result.meeting_id
         except jobs.JobCancelled as exc:
@@ -210,25 +261,22 @@ def _remote_frames(dispatcher, config: Config, db, job: jobs.Job, source, enable
     )
 
 
-def in_thread(
-    analyze: Callable[[Path, jobs.Job], int],
-) -> Callable[[Path, jobs.Job], Awaitable[int]]:
-    """The analysis run in a thread of this process (``[analysis] workers = 1``)."""
+def in_thread(analyze: Callable[..., int]) -> Callable[..., Awaitable[int]]:
+    """The analysis run in a thread of this process (``[analysis] workers = 1``);
+    keyword arguments (``participants``, ``notify``) are passed on."""
 
-    async def run(video: Path, job: jobs.Job) -> int:
-        return await asyncio.to_thread(analyze, video, job)
+    async def run(video: Path, job: jobs.Job, **options: Any) -> int:
+        return await asyncio.to_thread(analyze, video, job, **options)
 
     return run
 
 
-def remote_in_thread(
-    analyze: Callable[..., int], config: Config
-) -> Callable[[Any, jobs.Job], Awaitable[int]]:
+def remote_in_thread(analyze: Callable[..., int], config: Config) -> Callable[..., Awaitable[int]]:
     """The cluster analysis (``analysis_for`` with a dispatcher) waited for in a thread."""
 
-    async def run(source: Any, job: jobs.Job) -> int:
+    async def run(source: Any, job: jobs.Job, **options: Any) -> int:
         video = config.home / "downloads" / f"job-{job.id}.mp4"  # its name only: not written
-        return await asyncio.to_thread(analyze, video, job, source)
+        return await asyncio.to_thread(analyze, video, job, source, **options)
 
     return run
 
@@ -339,9 +387,12 @@ async def download_source(db: DbThread, ctx: WorkerContext, job: jobs.Job, worke
     return DownloadSource(url, token, size, tuple(ctx.config.zoom.download_hosts))
 
 
-async def analyse_remotely(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str) -> int:
+async def analyse_remotely(
+    db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: str, **options: Any
+) -> int:
     """Have a cluster worker download and analyse the job's recording; its results are
-    stored here (our meeting id). A token Zoom refused is dropped for the next attempt."""
+    stored here (our meeting id). A token Zoom refused is dropped for the next attempt.
+    ``options`` (``participants``, ``notify``) go to the analysis."""
     from rollcall.cluster.coordinator import RemoteError
     from rollcall.cluster.messages import TOKEN_REFUSED
 
@@ -351,7 +402,7 @@ async def analyse_remotely(db: DbThread, ctx: WorkerContext, job: jobs.Job, work
         jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id, message="sent to the cluster"
     )
     try:
-        return await ctx.remote(source, job)
+        return await ctx.remote(source, job, **options)
     except RemoteError as exc:
         if exc.kind == TOKEN_REFUSED and job.payload.get("download_token"):
             await db.run(
@@ -371,6 +422,7 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
     video = config.home / "downloads" / f"job-{job.id}.mp4"
     beat = asyncio.create_task(_heartbeat(db, job.id, worker_id, config.jobs.lease_s))
     try:
+        report = None
         if job.payload.get("local_path"):  # uploaded in the web app: already on disk
             video = Path(job.payload["local_path"])
             if ctx.remote is not None:  # on this machine's disk: no worker machine can read it
@@ -379,20 +431,19 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
             log.info("analysing recording", extra=extra)
             meeting_id = await ctx.analyze(video, job)
         elif ctx.remote is not None:
+            report = await _report_for(ctx, job)
             log.info("sending recording to the cluster", extra=extra)
-            meeting_id = await analyse_remotely(db, ctx, job, worker_id)
+            meeting_id = await analyse_remotely(db, ctx, job, worker_id, **_options(report))
         else:
             log.info("downloading recording", extra=extra)
             await download_job(db, ctx, job, worker_id, video)
+            report = await _report_for(ctx, job)
             await db.run(jobs.set_state, job.id, jobs.ANALYZING, worker_id=worker_id)
             log.info("analysing recording", extra=extra)
-            meeting_id = await ctx.analyze(video, job)
+            meeting_id = await ctx.analyze(video, job, **_options(report))
         await db.run(jobs.assert_held, job.id, worker_id)  # cancelled meanwhile: no report
-        if ctx.fetch_participants is not None and not job.payload.get("local_path"):
-            try:
-                await asyncio.to_thread(reconcile_participants, ctx, job, meeting_id)
-            except Exception as exc:  # the attendance result stands without it
-                log.warning("participants report unavailable", extra=dict(extra, error=str(exc)))
+        if report is not None:
+            await asyncio.to_thread(settle_participants, ctx, job, meeting_id, report)
         await db.run(jobs.complete, job.id, worker_id, meeting_id)
         log.info("job done", extra=dict(extra, meeting_id=meeting_id))
         if not config.storage.keep_videos:
@@ -420,6 +471,19 @@ async def run_job(db: DbThread, ctx: WorkerContext, job: jobs.Job, worker_id: st
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await beat
+
+
+async def _report_for(ctx: WorkerContext, job: jobs.Job) -> FetchedReport | None:
+    """The participants report asked for before the analysis (None: none to ask for)."""
+    return await asyncio.to_thread(fetch_report, ctx, job) if wants_report(ctx, job) else None
+
+
+def _options(report: FetchedReport | None) -> dict[str, Any]:
+    """The analysis' ``participants`` and ``notify``: with a report to wait for, the
+    summary is queued by :func:`settle_participants`, not by the analysis."""
+    if report is None:
+        return {}
+    return {"participants": report.participants, "notify": False}
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
