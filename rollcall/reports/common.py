@@ -132,8 +132,9 @@ def review_text(report: AttendanceReport) -> str:
     students = sum(1 for s in report.students if s.review_minutes)
     return (
         f"{total} minute{'s' if total != 1 else ''} need{'s' if total == 1 else ''} review "
-        f"({students} student{'s' if students != 1 else ''}): borderline face matches, "
-        "counted as absent until an instructor corrects them"
+        f"({students} student{'s' if students != 1 else ''}): borderline or contradicted "
+        "evidence (a weak face match, a tile labelled with another name, not in Zoom's "
+        "participants report), counted as absent until an instructor corrects them"
     )
 
 

@@ -154,7 +154,7 @@ def _fill_matrix_sheet(ws: Worksheet, report: AttendanceReport) -> None:
             if j in s.review_minutes:
                 set_text(cell, REVIEW_MARK).fill = review_fill
                 cell.comment = cell_comment(
-                    "needs review: the face evidence was borderline, counted as absent; "
+                    "needs review: borderline or contradicted evidence, counted as absent; "
                     "rollcall explain shows why, rollcall attendance set decides"
                 )
             if j in notes:
