@@ -277,6 +277,25 @@ class MinuteEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class StudentPresence:
+    """One student's minutes as the attendance plugin counts them (its
+    ``rollcall_finalize_meeting`` result under ``"attendance"``)."""
+
+    student_index: int  # roster index
+    seconds_seen: tuple[float, ...]  # per minute
+    minutes: tuple[int, ...]  # 0/1 per minute
+    present_minutes: int
+    attendance_pct: float
+    status: str
+    review: tuple[int, ...] = ()  # 0/1 per minute: needs review (absent in ``minutes``)
+    evidence: tuple[MinuteEvidence, ...] = ()
+
+    @property
+    def review_minutes(self) -> int:
+        return sum(self.review)
+
+
+@dataclass(frozen=True, slots=True)
 class TrackedFace:
     track_id: int
     face: Face

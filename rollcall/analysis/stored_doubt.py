@@ -26,11 +26,10 @@ import sqlite_utils
 
 from rollcall.config import Config
 from rollcall.pipeline.counter_evidence import Person, connected_minutes, doubt_by_participants
-from rollcall.plugins.attendance import StudentPresence
 from rollcall.reports.results import stored_evidence
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
-from rollcall.types import Participant
+from rollcall.types import Participant, StudentPresence
 
 log = logging.getLogger(__name__)
 

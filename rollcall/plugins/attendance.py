@@ -15,12 +15,12 @@ margins, decision path) so an instructor can see why.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 
 from rollcall import (
     MeetingContext,
     MinuteEvidence,
     Roster,
+    StudentPresence,
     TrackDecision,
     TrackSummary,
     attendance_status,
@@ -29,22 +29,6 @@ from rollcall import (
     seconds_per_minute,
     track_decisions,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StudentPresence:
-    student_index: int  # roster index
-    seconds_seen: tuple[float, ...]  # per minute
-    minutes: tuple[int, ...]  # 0/1 per minute
-    present_minutes: int
-    attendance_pct: float
-    status: str
-    review: tuple[int, ...] = ()  # 0/1 per minute: needs review (absent in ``minutes``)
-    evidence: tuple[MinuteEvidence, ...] = ()
-
-    @property
-    def review_minutes(self) -> int:
-        return sum(self.review)
 
 
 class AttendancePlugin:
