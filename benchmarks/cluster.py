@@ -46,15 +46,14 @@ from rollcall.store import jobs, storage  # noqa: E402
 from rollcall.synthetic.evaluation import build_test_meeting, save_photos  # noqa: E402
 from rollcall.synthetic.meeting import render_meeting  # noqa: E402
 from tests.fakezoom import (  # noqa: E402
-    FakeAccount,
     FakeFile,
     FakeMeeting,
     FakeRecordingFile,
-    FakeUser,
     FakeZoomServer,
     FakeZoomState,
 )
 from tests.fakezoom.events import WebhookSender, recording_completed, recording_file  # noqa: E402
+from tests.service_process import HOST_EMAIL, HOST_ID, fake_zoom_state  # noqa: E402
 from tests.test_cluster import CLUSTER_SECRET, Redis, Worker  # noqa: E402
 from tests.test_service import SECRET, Service, free_port, wait_for  # noqa: E402
 
@@ -99,20 +98,17 @@ def enrolled_home(folder: Path, batch, config) -> Path:
 def zoom_state(batch) -> FakeZoomState:
     from datetime import UTC, datetime
 
-    state = FakeZoomState(
-        accounts=[FakeAccount("acc-1", "client-1", "client-secret")],
-        users=[FakeUser(id="host-1", email="teacher@example.edu")],
-    )
+    state = fake_zoom_state(token_lifetime=2.0)
     for i, (course, _, video) in enumerate(batch):
         state.meetings.append(
             FakeMeeting(
                 uuid=f"bench-{i}==",
                 id=81234567000 + i,
-                host_id="host-1",
+                host_id=HOST_ID,
                 topic=f"{course} class",
                 start_time=datetime.now(UTC).replace(microsecond=0),
                 duration=3,
-                host_email="teacher@example.edu",
+                host_email=HOST_EMAIL,
                 files=[FakeRecordingFile(f"file-{i}")],
             )
         )

@@ -32,6 +32,7 @@ from rollcall.hookspecs import hookimpl
 from rollcall.plugin_settings import PluginSettings
 from rollcall.presence import (
     attendance_status,
+    attendance_totals,
     minute_lengths,
     present_minutes,
     seconds_per_minute,
@@ -77,6 +78,7 @@ __all__ = [
     "TrackSummary",
     "TrackedFace",
     "attendance_status",
+    "attendance_totals",
     "hookimpl",
     "minute_lengths",
     "minutes_in",

@@ -62,6 +62,26 @@ def attendance_status(
     return "present"
 
 
+def attendance_totals(
+    minutes: Sequence[int],
+    *,
+    absent_below_pct: float,
+    late_after_pct: float,
+    left_early_pct: float,
+) -> tuple[int, float, str]:
+    """A per-minute presence row's totals: present minutes, attendance % (one decimal)
+    and :func:`attendance_status` — what is stored beside the row and must follow it."""
+    count = sum(minutes)
+    pct = round(100.0 * count / len(minutes), 1) if len(minutes) else 0.0
+    status = attendance_status(
+        minutes,
+        absent_below_pct=absent_below_pct,
+        late_after_pct=late_after_pct,
+        left_early_pct=left_early_pct,
+    )
+    return count, pct, status
+
+
 def seconds_per_minute(
     times_list: list[list[float]], duration_s: float, interval_s: float, max_gap_s: float
 ) -> list[float]:

@@ -37,7 +37,7 @@ from typing import Any
 import sqlite_utils
 
 from rollcall.config import AttendanceConfig, Config
-from rollcall.presence import attendance_status, minute_lengths
+from rollcall.presence import attendance_totals, minute_lengths
 from rollcall.types import (
     MeetingContext,
     Participant,
@@ -231,7 +231,12 @@ def doubt_by_participants(
             else e
             for e in row.evidence
         )
-        count = sum(minutes)
+        count, pct, status = attendance_totals(
+            minutes,
+            absent_below_pct=attendance.absent_below_pct,
+            late_after_pct=attendance.late_after_pct,
+            left_early_pct=attendance.left_early_pct,
+        )
         out.append(
             dataclasses.replace(
                 row,
@@ -239,13 +244,8 @@ def doubt_by_participants(
                 review=tuple(review),
                 evidence=evidence,
                 present_minutes=count,
-                attendance_pct=round(100.0 * count / len(minutes), 1) if minutes else 0.0,
-                status=attendance_status(
-                    minutes,
-                    absent_below_pct=attendance.absent_below_pct,
-                    late_after_pct=attendance.late_after_pct,
-                    left_early_pct=attendance.left_early_pct,
-                ),
+                attendance_pct=pct,
+                status=status,
             )
         )
         log.info(

@@ -23,7 +23,7 @@ from rollcall import (
     StudentPresence,
     TrackDecision,
     TrackSummary,
-    attendance_status,
+    attendance_totals,
     hookimpl,
     present_minutes,
     seconds_per_minute,
@@ -64,7 +64,12 @@ class AttendancePlugin:
             else minutes
         )
         review = tuple(int(b and not a) for a, b in zip(minutes, loose, strict=True))
-        count = sum(minutes)
+        count, pct, status = attendance_totals(
+            minutes,
+            absent_below_pct=self.absent_below_pct,
+            late_after_pct=self.late_after_pct,
+            left_early_pct=self.left_early_pct,
+        )
         return StudentPresence(
             review=review,
             evidence=evidence,
@@ -72,13 +77,8 @@ class AttendancePlugin:
             seconds_seen=tuple(round(s, 2) for s in seconds),
             minutes=tuple(minutes),
             present_minutes=count,
-            attendance_pct=round(100.0 * count / len(minutes), 1) if minutes else 0.0,
-            status=attendance_status(
-                minutes,
-                absent_below_pct=self.absent_below_pct,
-                late_after_pct=self.late_after_pct,
-                left_early_pct=self.left_early_pct,
-            ),
+            attendance_pct=pct,
+            status=status,
         )
 
     @hookimpl

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from rollcall.config import AttendanceConfig, Config
 from rollcall.pipeline.plugin_manager import report_manager
-from rollcall.presence import attendance_status, minute_lengths
+from rollcall.presence import attendance_totals, minute_lengths
 from rollcall.store import storage
 from rollcall.store.corrections import apply_corrections, corrections_by_student
 from rollcall.types import AttendanceReport, MinuteEvidence, StudentAttendance
@@ -87,9 +87,7 @@ def meeting_students(
         if fixes:
             minutes, touched = apply_corrections(minutes, fixes)
         if touched:
-            present = sum(minutes)
-            pct = round(100.0 * present / len(minutes), 1) if minutes else 0.0
-            status = attendance_status(
+            present, pct, status = attendance_totals(
                 minutes,
                 absent_below_pct=rules.absent_below_pct,
                 late_after_pct=rules.late_after_pct,
