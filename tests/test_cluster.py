@@ -352,6 +352,24 @@ def test_broker_url_needs_a_secret_and_messages_need_it_too(tmp_path):
         messages.unseal(CLUSTER_SECRET, "result", body[:-4] + "AAA=" + "." + mac)
 
 
+def bare_task(**given) -> messages.Task:
+    """A task with placeholder values, ``given`` fields set (no recording behind it)."""
+    fields = {
+        "token": "t",
+        "job_id": 1,
+        "meeting_id": 2,
+        "course_id": "C",
+        "title": "",
+        "start_time": None,
+        "roster": None,
+        "download": messages.DownloadSource("https://x/y", "tok", None, ()),
+        "settings": {},
+        "plugins": (),
+        "model_key": "m",
+    }
+    return messages.Task(**{**fields, **given})
+
+
 def test_results_reach_only_the_task_waiting_for_them(tmp_path):
     """A result is matched by its task token and job: a late or foreign one is dropped."""
     from rollcall.cluster.coordinator import Dispatcher
@@ -371,19 +389,7 @@ def test_results_reach_only_the_task_waiting_for_them(tmp_path):
         },
     )
     dispatcher = Dispatcher(config, broker=Broker())
-    task = messages.Task(
-        token="t1",
-        job_id=7,
-        meeting_id=1,
-        course_id="C",
-        title="",
-        start_time=None,
-        roster=None,
-        download=messages.DownloadSource("https://x/y", "tok", None, ()),
-        settings={},
-        plugins=(),
-        model_key="m",
-    )
+    task = bare_task(token="t1", job_id=7, meeting_id=1)
     pending = dispatcher.submit(task)
     (sent,) = Broker.sent
     assert messages.unseal(CLUSTER_SECRET, "task", sent.args[0]).download.token == "tok"
@@ -548,19 +554,7 @@ def test_a_task_carries_every_field_of_the_roster(tmp_path):
     defaults = {f.name: f.default for f in dataclasses.fields(Roster)}
     for name, default in defaults.items():
         assert getattr(roster, name) is not default, f"give Roster.{name} a value in this test"
-    task = messages.Task(
-        token="t",
-        job_id=1,
-        meeting_id=2,
-        course_id="C",
-        title="",
-        start_time=None,
-        roster=roster,
-        download=messages.DownloadSource("https://x/y", "tok", None, ()),
-        settings={},
-        plugins=(),
-        model_key="m",
-    )
+    task = bare_task(roster=roster)
     got = messages.unseal(CLUSTER_SECRET, "task", messages.seal(CLUSTER_SECRET, "task", task))
     assert type(got.roster) is Roster
     for name in defaults:
@@ -594,19 +588,7 @@ def test_a_worker_builds_its_plugins_with_the_task_settings(tmp_path, base_env):
         name: getattr(coordinator, name).model_dump(mode="json")
         for name in messages.SETTINGS_SECTIONS
     }
-    task = messages.Task(
-        token="t",
-        job_id=1,
-        meeting_id=2,
-        course_id="C",
-        title="",
-        start_time=None,
-        roster=None,
-        download=messages.DownloadSource("https://x/y", "tok", None, ()),
-        settings=settings,
-        plugins=(),
-        model_key=runner.models.model_key,
-    )
+    task = bare_task(settings=settings, model_key=runner.models.model_key)
     pm = runner.manager_for(task, runner.config_for(task))
     recognizer, attendance = pm.get_plugin("recognizer"), pm.get_plugin("attendance")
     assert recognizer.margins.student == 0.3 and recognizer.margins.review is False
