@@ -49,15 +49,27 @@ COURSE = "BIO101"
 MEETING_ID = 81234567890
 
 
+def rendered_class(tmp_path_factory, faces_dir, name: str, **meeting):
+    """(test meeting, its rendered gallery video, ground truth) in a folder ``name``."""
+    work = tmp_path_factory.mktemp(name)
+    built = build_test_meeting(faces_dir, crf=30, **meeting)
+    video = work / "gallery.mp4"
+    truth = render_meeting(built.script, video)
+    return built, video, truth
+
+
 @pytest.fixture(scope="session")
 def recorded_class(tmp_path_factory, faces_dir):
-    work = tmp_path_factory.mktemp("zoomclass")
-    meeting = build_test_meeting(
-        faces_dir, seed=21, n_students=6, n_absent=1, n_strangers=2, duration_s=120.0, crf=30
+    return rendered_class(
+        tmp_path_factory,
+        faces_dir,
+        "zoomclass",
+        seed=21,
+        n_students=6,
+        n_absent=1,
+        n_strangers=2,
+        duration_s=120.0,
     )
-    video = work / "gallery.mp4"
-    truth = render_meeting(meeting.script, video)
-    return meeting, video, truth
 
 
 def enroll(home: Path, meeting, config, face_models, plugin_manager) -> None:
@@ -603,13 +615,16 @@ SHORT_ID = 85550001111
 
 @pytest.fixture(scope="session")
 def short_class(tmp_path_factory, faces_dir):
-    work = tmp_path_factory.mktemp("shortclass")
-    meeting = build_test_meeting(
-        faces_dir, seed=33, n_students=3, n_absent=1, n_strangers=0, duration_s=60.0, crf=30
+    return rendered_class(
+        tmp_path_factory,
+        faces_dir,
+        "shortclass",
+        seed=33,
+        n_students=3,
+        n_absent=1,
+        n_strangers=0,
+        duration_s=60.0,
     )
-    video = work / "gallery.mp4"
-    truth = render_meeting(meeting.script, video)
-    return meeting, video, truth
 
 
 @pytest.fixture
