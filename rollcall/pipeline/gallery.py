@@ -299,6 +299,8 @@ class TileGate:
         self.unsettled_ramp = unsettled_ramp
         self.stats = GateStats()
         self._grid: list[Tile] = []
+        #: the gallery tiles found in the last frame (None: the gate is off)
+        self.frame_grid: list[Tile] | None = None
         self._thumbs: dict[Tile, np.ndarray] = {}
         self._states: dict[Tile, _TileState] = {}
         self._current: list[_Known] = []
@@ -328,6 +330,7 @@ class TileGate:
             return faces
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         grid = find_tiles(grey)
+        self.frame_grid = grid
         self._thumbs = {tile: thumbnail(tile.crop(grey), _TILE_THUMB) for tile in grid}
         if not same_grid(grid, self._grid):
             self.stats.grid_changes += 1

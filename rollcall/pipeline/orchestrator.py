@@ -317,7 +317,7 @@ def analyse_frames(
                 tracked = tracker.update(frame.t, [], None, [])
             pm.hook.rollcall_analyze_frame(meeting=context, frame=frame, faces=tracked)
             keeper.see(frame, tracked)
-            tile_labels.see(frame, tracked)
+            tile_labels.see(frame, tracked, gate.frame_grid)
             if progress:
                 progress(min(frame.t + interval, info.duration_s), info.duration_s)
     tracks = tracker.finish()

@@ -73,11 +73,13 @@ class TileLabels:
     enabled: bool = True
     strips: dict[int, list[tuple[float, np.ndarray]]] = field(default_factory=dict)
 
-    def see(self, frame: SampledFrame, tracked: list[TrackedFace]) -> None:
-        """Keep the label strip of each tracked face's tile when its track needs one."""
+    def see(
+        self, frame: SampledFrame, tracked: list[TrackedFace], grid: list[Tile] | None = None
+    ) -> None:
+        """Keep the label strip of each tracked face's tile when its track needs one.
+        ``grid`` is the frame's tiles when already found (the tile gate's)."""
         if not self.enabled or not tracked:
             return
-        grid: list[Tile] | None = None
         for tf in tracked:
             kept = self.strips.setdefault(tf.track_id, [])
             if len(kept) >= MAX_STRIPS or (kept and frame.t - kept[-1][0] < 60.0):
