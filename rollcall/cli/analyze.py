@@ -120,7 +120,7 @@ def run_analysis(
             )
         )
     for path in result.report_paths:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return result
 
 

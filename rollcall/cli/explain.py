@@ -100,7 +100,8 @@ def cmd_explain(args: argparse.Namespace, config: Config, console: Console) -> i
     if crops:
         console.print("face crops of the deciding tracks:")
         for path in crops:
-            console.print(Text(f"  {path}"))
+            # Whole paths on one line each, however narrow the terminal: they are copied.
+            console.print(Text(f"  {path}"), soft_wrap=True)
     return 0
 
 

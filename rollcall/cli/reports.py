@@ -47,7 +47,7 @@ def cmd_report_meeting(args: argparse.Namespace, config: Config, console: Consol
     console.print(summary_table(report))
     if args.out:
         for path in write_reports(report, Path(args.out), formats).values():
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     if not report.complete:
         Console(stderr=True, highlight=False).print(
             Text.assemble(
@@ -97,7 +97,7 @@ def cmd_report_course(args: argparse.Namespace, config: Config, console: Console
         console.print(Text(f"no analysed meetings of {args.course} in {report.period}"))
     if args.out:
         for path in write_course_reports(report, Path(args.out), formats).values():
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0
 
 

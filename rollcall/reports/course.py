@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     console.print(course_table(report))
     for path in write_course_reports(report, Path(args.out), parse_formats(args.format)).values():
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0
 
 
