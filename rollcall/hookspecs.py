@@ -8,7 +8,9 @@ A recording goes through the hooks in this order (the orchestrator in
 2. ``rollcall_detect_faces`` - face detection on every sampled frame (first
    non-None result wins: one detector).
 3. ``rollcall_embed_faces`` - face recognition, part 1: an L2-normalised
-   embedding for each detected face (first non-None result wins).
+   embedding for each detected face (first non-None result wins). Then
+   ``rollcall_embed_filled_faces``: for the faces that look masked, a second
+   embedding with the lower face covered by a neutral fill (first result wins).
 4. ``rollcall_match_faces`` - face recognition, part 2: open-set matching of
    one frame's faces against the course roster (first non-None result wins).
    The orchestrator then tracks faces across samples.
@@ -97,6 +99,16 @@ def rollcall_detect_faces(frame: SampledFrame) -> list[Face] | None:
 @hookspec(firstresult=True)
 def rollcall_embed_faces(frame: SampledFrame, faces: list[Face]) -> np.ndarray | None:
     """Return an (n, d) float32 array of L2-normalised embeddings, one row per face."""
+
+
+@hookspec(firstresult=True)
+def rollcall_embed_filled_faces(
+    frame: SampledFrame, faces: list[Face], roster: Roster | None
+) -> list[np.ndarray | None] | None:
+    """Per face, an L2-normalised embedding of its crop with the lower face filled
+    (the part a mask covers), or None for a face that does not look masked next to
+    ``roster``'s templates; every face when ``roster`` is None (enrollment photos).
+    ``face.embedding`` is set. No answer: masked faces are matched without it."""
 
 
 @hookspec(firstresult=True)

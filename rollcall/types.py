@@ -60,6 +60,9 @@ class Face:
     score: float  # detector confidence 0..1
     kps: np.ndarray  # (5, 2) float32: eyes, nose, mouth corners
     embedding: np.ndarray | None = None  # (d,) float32, L2-normalised, set by the recognizer
+    #: (d,) L2-normalised embedding of the crop with the lower face filled, for a face
+    #: that looks masked (``rollcall_embed_filled_faces``); None otherwise.
+    filled_embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,10 @@ class Roster:
     #: (n, d) L2-normalised mean of each student's masked enrollment copies, same order;
     #: None unless every student has them. Faces judged masked are matched with these too.
     masked_templates: np.ndarray | None = None
+    #: (n, d) L2-normalised mean of each student's enrollment crops with the lower face
+    #: filled, same order; None unless every student has one. Masked tracks that carry
+    #: filled-crop embeddings are scored with these too.
+    filled_templates: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.student_keys)
@@ -322,6 +329,10 @@ class TrackSummary:
     #: similarity to the matched or nearest student). A few numbers per sample, kept for
     #: the per-minute evidence (``MinuteEvidence``).
     samples: list[tuple[float, int, int, float]] = field(default_factory=list)
+    #: Sum and count of the filled-crop embeddings of measured samples that looked masked
+    #: (``Face.filled_embedding``); None and 0 when none did.
+    filled_sum: np.ndarray | None = None
+    filled_n: int = 0
 
     @property
     def n(self) -> int:

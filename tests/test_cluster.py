@@ -550,6 +550,7 @@ def test_a_task_carries_every_field_of_the_roster(tmp_path):
         ),
         cohort=rng.standard_normal((4, 8)).astype(np.float32),
         masked_templates=rng.standard_normal((2, 8)).astype(np.float32),
+        filled_templates=rng.standard_normal((2, 8)).astype(np.float32),
     )
     defaults = {f.name: f.default for f in dataclasses.fields(Roster)}
     for name, default in defaults.items():

@@ -388,3 +388,58 @@ def test_enrollment_keeps_a_masked_template(faces_dir, course, home, plugin_mana
     assert roster.masked_templates is not None and roster.masked_templates.shape == (2, 128)
     both = np.stack([storage.blob_to_vector(r["masked_vector"]) for r in rows[:2]])
     assert float(roster.masked_templates[0] @ _template(both)) > 0.999
+
+
+def test_enrollment_keeps_a_filled_template(faces_dir, course, home, plugin_manager):
+    """Every photo stores the mean of its filled-crop embeddings (the photo and its
+    low-res copies with the lower face filled); the roster has a filled template per
+    student, the mean of those, for the recognizer's masked tracks."""
+    from rollcall.enrollment.enroll import _template, filled_embedding
+
+    paths = [faces_dir / "Tony_Blair" / f"{k}.jpg" for k in (1, 2)]
+    assert main(["student", "add", course, "S1", *map(str, paths)]) == 0
+    assert main(["student", "add", course, "S2", str(faces_dir / "Yao_Ming" / "1.jpg")]) == 0
+    db = storage.open_db(home)
+    rows = list(db["embeddings"].rows_where(order_by="id"))
+    assert all(r["filled_vector"] for r in rows)
+    image = cv2.imread(str(paths[0]))
+    first = storage.blob_to_vector(rows[0]["filled_vector"])
+    expected = filled_embedding(plugin_manager, image, _face_of(plugin_manager, image))
+    assert expected is not None and float(first @ expected) > 0.999
+    # Not the plain embedding: the lower face is filled.
+    assert float(first @ storage.blob_to_vector(rows[0]["vector"])) < 0.95
+    roster = load_roster(db, plugin_manager, course, stored_model(db))
+    assert roster.filled_templates is not None and roster.filled_templates.shape == (2, 128)
+    both = np.stack([storage.blob_to_vector(r["filled_vector"]) for r in rows[:2]])
+    assert float(roster.filled_templates[0] @ _template(both)) > 0.999
+
+
+def test_migration_13_upgrades_a_version_12_database(faces_dir, course, home, plugin_manager):
+    """A database of version 12 (embeddings without ``filled_vector``) gets the column;
+    its photos get their filled-crop embeddings when the roster is next loaded, the same
+    as enrollment makes them now."""
+    import sqlite3
+
+    from rollcall.store import schema
+
+    assert main(["student", "add", course, "S1", str(faces_dir / "Tony_Blair" / "1.jpg")]) == 0
+    assert main(["student", "add", course, "S2", str(faces_dir / "Yao_Ming" / "1.jpg")]) == 0
+    db = storage.open_db(home)
+    enrolled = [storage.blob_to_vector(r["filled_vector"]) for r in db["embeddings"].rows]
+    db.conn.close()
+    conn = sqlite3.connect(home / "rollcall.db")
+    conn.execute("alter table embeddings drop column filled_vector")
+    conn.execute("pragma user_version = 12")
+    conn.commit()
+    conn.close()
+    db = storage.open_db(home)
+    assert schema.schema_version(db) == schema.SCHEMA_VERSION == 13
+    assert all(r["filled_vector"] is None for r in db["embeddings"].rows)
+    # Until then the roster has no filled templates: masked tracks keep the masked rule.
+    assert storage.course_embeddings(db, course, stored_model(db))[0].filled is None
+    roster = load_roster(db, plugin_manager, course, stored_model(db))
+    assert roster.filled_templates is not None and roster.masked_templates is not None
+    rows = list(db["embeddings"].rows_where(order_by="id"))
+    for row, before in zip(rows, enrolled, strict=True):
+        assert float(storage.blob_to_vector(row["filled_vector"]) @ before) > 0.999
+    assert storage.photos_missing_filled(db, course, stored_model(db)) == []

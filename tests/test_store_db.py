@@ -281,9 +281,10 @@ def test_new_database_has_the_core_tables_only(tmp_path):
     assert "participant_reports" in tables
     assert {"users", "user_courses", "api_tokens", "signin_attempts"} <= tables
     assert not {t for t in tables if t.startswith(("emotion_", "engagement_"))}
-    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 12
+    assert db.execute("pragma user_version").fetchone()[0] == schema.SCHEMA_VERSION == 13
     assert "minute_evidence" in tables
     assert "masked_vector" in db["embeddings"].columns_dict
+    assert "filled_vector" in db["embeddings"].columns_dict
 
 
 def test_an_old_database_upgrades_and_keeps_its_analyzer_tables(tmp_path):

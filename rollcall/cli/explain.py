@@ -85,7 +85,8 @@ def cmd_explain(args: argparse.Namespace, config: Config, console: Console) -> i
             "enrolled student (student) and than to faces of people who are not enrolled "
             "(others); path: vote = enough single samples matched, centroid = the mean face "
             "of a long track matched, masked = a masked face matched the student's photos "
-            "and their masked copies"
+            "and their masked copies (and their photos with the lower face filled, when "
+            "enrolled with them)"
         )
     for c in row.corrections:
         console.print(

@@ -61,6 +61,9 @@ class PhotoCheck:
     #: The mean of the photo's masked copies (None with masked copies off): the student's
     #: masked template is built from these (``load_roster``).
     masked_embedding: np.ndarray | None = None
+    #: The mean of the photo's and its low-res copies' crops with the lower face filled
+    #: (None when the recognizer cannot make them): the student's filled template.
+    filled_embedding: np.ndarray | None = None
     face_px: int = 0
     det_score: float = 0.0
     sharpness: float = 0.0
@@ -282,6 +285,24 @@ def enrollment_vectors(
     return np.stack(plain), np.stack(covered) if covered else np.zeros((0, dim), np.float32)
 
 
+def filled_embedding(pm: pluggy.PluginManager, image: np.ndarray, face: Face) -> np.ndarray | None:
+    """The normalised mean of the filled-crop embeddings (``rollcall_embed_filled_faces``)
+    of the photo and its low-res copies, as masked faces in a meeting are compared;
+    None when no plugin makes them."""
+    copies = [image] + [
+        low_res_copy(image, face, face_px, seed=i) for i, face_px in enumerate(LOW_RES_FACE_PX)
+    ]
+    vectors = []
+    for copy in copies:
+        found = pm.hook.rollcall_embed_filled_faces(
+            frame=SampledFrame(0, 0.0, copy), faces=[face], roster=None
+        )
+        if not found or found[0] is None:
+            return None
+        vectors.append(found[0])
+    return _template(np.stack(vectors))
+
+
 def enrollment_embedding(
     pm: pluggy.PluginManager,
     image: np.ndarray,
@@ -392,7 +413,10 @@ def check_photo(
                 f"looks more like {other_id} (similarity {other_score:.2f}) than like the "
                 f"student's other photos ({own_score:.2f}); check that it is the right person"
             )
-    return PhotoCheck(filename, True, "", tuple(warnings), embedding, masked_embedding, **common)
+    filled = filled_embedding(pm, image, face)
+    return PhotoCheck(
+        filename, True, "", tuple(warnings), embedding, masked_embedding, filled, **common
+    )
 
 
 def _template(vectors: np.ndarray) -> np.ndarray:
@@ -466,7 +490,13 @@ def enroll_photos(
             },
         )
         storage.save_embedding(
-            db, photo_id, student_pk, model_key, check.embedding, check.masked_embedding
+            db,
+            photo_id,
+            student_pk,
+            model_key,
+            check.embedding,
+            check.masked_embedding,
+            check.filled_embedding,
         )
         own_list.append(check.embedding)
         own_hashes[hashlib.sha256(data).hexdigest()] = filename
@@ -524,25 +554,46 @@ def photo_folders(root: Path) -> dict[str, list[Path]]:
 def embed_missing(
     db: sqlite_utils.Database, pm: pluggy.PluginManager, course_id: str, model_key: str
 ) -> int:
-    """Embed stored photos that have no embedding for ``model_key`` (after a pack change)."""
+    """Embed stored photos that have no embedding for ``model_key`` (after a pack change),
+    and give the photos embedded before filled templates existed (migration 13) their
+    filled-crop embedding."""
     count = 0
     for photo in storage.photos_missing_embeddings(db, course_id, model_key):
-        try:
-            image = cv2.imdecode(np.frombuffer(photo["image"], np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error:
-            image = None
-        faces, embeddings = detect_and_embed(pm, image) if image is not None else ([], None)
-        if not faces:
-            log.warning(
-                "stored photo has no detectable face with this model pack; skipped",
-                extra={"photo": photo["filename"], "model": model_key},
-            )
+        image, best = _stored_face(pm, photo, model_key)
+        if best is None:
             continue
-        best = faces[int(np.argmax([f.score for f in faces]))]
         vector, masked = enrollment_embeddings(pm, image, best)
-        storage.save_embedding(db, photo["id"], photo["student_pk"], model_key, vector, masked)
+        filled = filled_embedding(pm, image, best)
+        storage.save_embedding(
+            db, photo["id"], photo["student_pk"], model_key, vector, masked, filled
+        )
+        count += 1
+    for photo in storage.photos_missing_filled(db, course_id, model_key):
+        image, best = _stored_face(pm, photo, model_key)
+        filled = None if best is None else filled_embedding(pm, image, best)
+        if filled is None:
+            continue
+        storage.save_filled_embedding(db, photo["id"], model_key, filled)
         count += 1
     return count
+
+
+def _stored_face(
+    pm: pluggy.PluginManager, photo: dict, model_key: str
+) -> tuple[np.ndarray, Face | None]:
+    """A stored photo's image and its most confident face (None, logged, if none)."""
+    try:
+        image = cv2.imdecode(np.frombuffer(photo["image"], np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
+    faces, _ = detect_and_embed(pm, image) if image is not None else ([], None)
+    if not faces:
+        log.warning(
+            "stored photo has no detectable face with this model pack; skipped",
+            extra={"photo": photo["filename"], "model": model_key},
+        )
+        return np.zeros((0, 0, 3), np.uint8), None
+    return image, faces[int(np.argmax([f.score for f in faces]))]
 
 
 def load_roster(
@@ -562,6 +613,11 @@ def load_roster(
     masked = None
     if students and all(s.masked is not None and len(s.vectors) for s in students):
         masked = np.stack([_template(s.masked) for s in students]).astype(np.float32)
+    # Filled templates likewise only when every student has one (see the recognizer's
+    # FILL_ROW): a roster without them keeps the masked rule alone.
+    filled = None
+    if students and all(s.filled is not None and len(s.vectors) for s in students):
+        filled = np.stack([_template(s.filled) for s in students]).astype(np.float32)
     return Roster(
         student_keys=tuple(s.student_pk for s in students),
         student_ids=tuple(s.student_id for s in students),
@@ -571,4 +627,5 @@ def load_roster(
             s.vectors if len(s.vectors) else np.zeros((0, dim), np.float32) for s in students
         ),
         masked_templates=masked,
+        filled_templates=filled,
     )

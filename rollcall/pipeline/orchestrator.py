@@ -58,7 +58,14 @@ from rollcall.pipeline.unknowns import (
 from rollcall.store import storage
 from rollcall.store.db import write_transaction
 from rollcall.store.plugin_admin import save_plugin_failures
-from rollcall.types import MeetingContext, PluginFailure, Roster, SampledFrame, track_decisions
+from rollcall.types import (
+    Face,
+    MeetingContext,
+    PluginFailure,
+    Roster,
+    SampledFrame,
+    track_decisions,
+)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, float], None]  # (seconds done, seconds total)
@@ -303,6 +310,8 @@ def analyse_frames(
                 embed=lambda found, f=frame: _embed(pm, f, found),
             )
             if faces:
+                measured = [f for f, m in zip(faces, gate.measured, strict=True) if m]
+                _embed_filled(pm, frame, measured, roster)
                 embeddings = np.stack([face.embedding for face in faces])
                 matches = pm.hook.rollcall_match_faces(embeddings=embeddings, roster=roster)
                 tracked = tracker.update(
@@ -509,3 +518,15 @@ def _detect(pm: pluggy.PluginManager, frame: SampledFrame, image: np.ndarray) ->
 def _embed(pm: pluggy.PluginManager, frame: SampledFrame, faces: list) -> np.ndarray:
     """Embeddings of some faces of ``frame``, in one recognizer call."""
     return np.asarray(pm.hook.rollcall_embed_faces(frame=frame, faces=faces), np.float32)
+
+
+def _embed_filled(
+    pm: pluggy.PluginManager, frame: SampledFrame, faces: list[Face], roster: Roster
+) -> None:
+    """Set ``filled_embedding`` on the measured ``faces`` that look masked (one more
+    recognizer call, only when some do; the rest keep None)."""
+    if not faces or roster.masked_templates is None or roster.filled_templates is None:
+        return
+    found = pm.hook.rollcall_embed_filled_faces(frame=frame, faces=faces, roster=roster)
+    for face, filled in zip(faces, found or [], strict=False):
+        face.filled_embedding = filled

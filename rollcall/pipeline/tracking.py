@@ -113,6 +113,12 @@ class FaceTracker:
                 track.embedding_sum = (
                     emb.copy() if track.embedding_sum is None else track.embedding_sum + emb
                 )
+                filled = face.filled_embedding
+                if filled is not None:
+                    track.filled_sum = (
+                        filled.copy() if track.filled_sum is None else track.filled_sum + filled
+                    )
+                    track.filled_n += 1
             track.last_bbox = face.bbox
             track.last_embedding = emb
             track.last_key = keys[j] if keys is not None else None

@@ -94,6 +94,30 @@ MASKED_CENTROID_MARGIN = 0.20
 #: highest with room: a look-alike's masked match is a minute to review, never present.
 MASKED_ACCEPT_MARGIN = 0.22
 
+#: Masked tracks with filled-crop embeddings (``TrackDecider._filled_scores``): the lower
+#: face of the aligned crop, from FILL_ROW of 112 down, is covered with mid-grey on the
+#: probe and on the enrollment photos alike (``fill_lower_face``), so the mask's colour
+#: and shape no longer count and like is compared with like. The score is the mean of
+#: today's masked score and the filled-crop similarity, each centred on the roster's mean
+#: template (what every masked or filled face shares is no resemblance); a track is
+#: accepted at FILLED_THRESHOLD and FILLED_MARGIN over every other student. Measured with
+#: benchmarks/occluded.py (faces-lfw, 150 people, 40 rosters of 30, masked tracks of 3
+#: faces), chosen on the tune part: masked students attributed 0.533 with 0 masked
+#: impostors and 0 nearest look-alikes (the masked rule at MASKED_THRESHOLD /
+#: MASKED_ACCEPT_MARGIN: 0.432, 3 and 3); held-out part 0.505, 0, 0 (the masked rule:
+#: 0.398, 0, 0). Jeb_Bush masked against rosters with his brother: at most 0.51, never
+#: accepted in 160 tracks (the masked rule: 4). Rows 62 and 68 filled were no better.
+FILL_ROW = 56
+FILLED_THRESHOLD = 0.60
+FILLED_MARGIN = 0.10
+#: A face gets a filled-crop embedding (one more recognizer call) only when it looks
+#: masked: its similarity to (mean masked template - mean template) of the roster is at
+#: least MASKED_FACE_LEAN. Measured per face on benchmarks/masked.py's shown faces and
+#: rosters (tune part): 99.3 % of masked faces and 2.7 % of plain ones (at 0.08, the
+#: track cut MASKED_LEAN: 96.8 % and 0.7 %, so a masked track would lose some of its
+#: faces); held-out part 99.6 % and 2.4 %.
+MASKED_FACE_LEAN = 0.06
+
 #: Region of a 112x112 aligned crop that is face (eyes to chin), used for lighting statistics.
 _FACE_REGION = (slice(20, 100), slice(20, 92))
 #: Luminance spread every crop is brought to (grey levels, standard deviation).
@@ -116,6 +140,33 @@ def standardise_lighting(crop: np.ndarray) -> np.ndarray:
     gain = _TARGET_STD / max(float(gray.std()), 1.0)
     out = (crop.astype(np.float32) - float(gray.mean())) * gain + 128.0
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def fill_lower_face(crop: np.ndarray, row: int = FILL_ROW) -> np.ndarray:
+    """``crop`` (aligned, uint8 BGR) with its lighting standardised like
+    ``standardise_lighting`` but on the face above ``row`` only (a mask's colour must
+    not set it), and everything from ``row`` down mid-grey."""
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[_FACE_REGION[0].start : row, _FACE_REGION[1]]
+    gray = gray.astype(np.float32)
+    gain = _TARGET_STD / max(float(gray.std()), 1.0)
+    out = (crop.astype(np.float32) - float(gray.mean())) * gain + 128.0
+    out[row:] = 128.0
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def mask_lean(templates: np.ndarray, masked_templates: np.ndarray | None) -> np.ndarray | None:
+    """The direction from a roster's plain to its masked templates (None without them)."""
+    if masked_templates is None or len(masked_templates) != len(templates):
+        return None
+    lean: np.ndarray = masked_templates.mean(axis=0) - templates.mean(axis=0)
+    return lean
+
+
+def _centred(probe: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Cosine of ``probe`` to each template after removing the templates' mean: the part
+    every masked (or filled) face shares no longer counts as resemblance."""
+    mean = templates.mean(axis=0)
+    return normalise(templates - mean) @ normalise(probe - mean)
 
 
 def match_open_set(
@@ -190,6 +241,30 @@ class RecognizerPlugin:
         return self.embed(frame.image, faces)
 
     @hookimpl
+    def rollcall_embed_filled_faces(
+        self, frame: SampledFrame, faces: list[Face], roster: Roster | None
+    ) -> list[np.ndarray | None]:
+        out: list[np.ndarray | None] = [None] * len(faces)
+        chosen = list(range(len(faces)))
+        if roster is not None:
+            lean = mask_lean(roster.templates, roster.masked_templates)
+            chosen = [
+                i
+                for i, f in enumerate(faces)
+                if lean is not None
+                and f.embedding is not None
+                and float(f.embedding @ lean) >= MASKED_FACE_LEAN
+            ]
+        if chosen:
+            model = self._model.get()
+            size = model.input_size[0]
+            crops = [face_align.norm_crop(frame.image, faces[i].kps, size) for i in chosen]
+            vectors = normalise(model.get_feat([fill_lower_face(c) for c in crops]))
+            for i, vector in zip(chosen, vectors, strict=True):
+                out[i] = vector
+        return out
+
+    @hookimpl
     def rollcall_match_faces(self, embeddings: np.ndarray, roster: Roster) -> list[FaceMatch]:
         return match_open_set(embeddings, roster.templates, self.threshold)
 
@@ -204,6 +279,7 @@ class RecognizerPlugin:
             roster.photo_embeddings,
             roster.cohort,
             masked_templates=roster.masked_templates,
+            filled_templates=roster.filled_templates,
             threshold=self.threshold,
             min_samples=self.min_track_samples,
             vote_share=self.vote_share,
@@ -239,6 +315,19 @@ class DecisionMargins:
     centroid_above: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class MaskedVerdict:
+    """What the masked rules say about one track (``TrackDecider._masked_rule``);
+    the default: not judged masked."""
+
+    #: (student, "masked") when the masked rule in force attributes the track
+    candidate: tuple[int, str] | None = None
+    #: per-student scores the masked path is judged by (None: not judged masked)
+    scores: np.ndarray | None = None
+    #: margin over the next student the masked path needs to be accepted (inf: never)
+    accept_margin: float = 0.0
+
+
 class TrackDecider:
     """Decides tracks against one roster: accepted, review or unknown (see ``decide``)."""
 
@@ -254,14 +343,23 @@ class TrackDecider:
         margins: DecisionMargins | None = None,
         rule: str = "margins",
         masked_templates: np.ndarray | None = None,
+        filled_templates: np.ndarray | None = None,
     ):
         self.templates = np.asarray(templates, np.float32)
         # Mask-aware matching needs a masked template per student (see MASKED_LEAN).
         self.masked = None
-        self.mask_lean = None
-        if masked_templates is not None and len(masked_templates) == len(self.templates):
+        self.mask_lean = mask_lean(self.templates, masked_templates)
+        if self.mask_lean is not None:
             self.masked = np.asarray(masked_templates, np.float32)
-            self.mask_lean = self.masked.mean(axis=0) - self.templates.mean(axis=0)
+        # The filled-crop score needs a filled template per student (see FILL_ROW); a
+        # roster enrolled before them keeps the masked rule alone.
+        self.filled = None
+        if (
+            self.masked is not None
+            and filled_templates is not None
+            and len(filled_templates) == len(self.templates) > 1
+        ):
+            self.filled = np.asarray(filled_templates, np.float32)
         self.threshold = threshold
         self.min_samples = min_samples
         self.vote_share = vote_share
@@ -307,16 +405,58 @@ class TrackDecider:
             return None
         return 0.5 * (sims + self.masked @ tr.centroid)
 
-    def _masked_candidate(self, scores: np.ndarray | None):
-        """(student, "masked") when a masked track clears the masked rule, or None."""
+    def _filled_scores(self, tr: TrackSummary) -> np.ndarray | None:
+        """Per-student combined scores of a masked track (see FILL_ROW): the mean of its
+        centred masked score and its centred filled-crop similarity; None without
+        filled templates, or when under half of its measured samples looked masked
+        (then its filled-crop mean does not describe the track)."""
+        if self.filled is None or self.masked is None or tr.filled_sum is None:
+            return None
+        if 2 * tr.filled_n < tr.n_measured:
+            return None
+        centroid = tr.centroid
+        filled = tr.filled_sum / max(float(np.linalg.norm(tr.filled_sum)), 1e-9)
+        masked = 0.5 * (_centred(centroid, self.templates) + _centred(centroid, self.masked))
+        result: np.ndarray = 0.5 * masked + 0.5 * _centred(filled, self.filled)
+        return result
+
+    def _masked_candidate(
+        self,
+        scores: np.ndarray | None,
+        threshold: float | None = None,
+        margin: float | None = None,
+    ):
+        """(student, "masked") when a masked track's ``scores`` clear ``threshold`` and
+        ``margin`` over the next student (the masked rule's by default), or None."""
         if scores is None or not len(scores):
             return None
+        threshold = MASKED_THRESHOLD if threshold is None else threshold
+        margin = MASKED_MARGIN if margin is None else margin
         order = np.argsort(-scores)
         best = float(scores[order[0]])
         second = float(scores[order[1]]) if len(order) > 1 else -1.0
-        if best >= MASKED_THRESHOLD and best - second >= MASKED_MARGIN:
+        if best >= threshold and best - second >= margin:
             return int(order[0]), "masked"
         return None
+
+    def _masked_rule(self, tr: TrackSummary, sims: np.ndarray) -> MaskedVerdict:
+        """What the masked rules say about a track (``MaskedVerdict``).
+
+        With filled-crop data the combined score decides acceptance; a track only the
+        masked rule attributes then needs review (that rule accepted a masked brother,
+        see FILL_ROW). Without it (a roster enrolled before filled templates), the
+        masked rule as before."""
+        masked_scores = self._masked_scores(tr, sims)
+        if masked_scores is None:
+            return MaskedVerdict()
+        filled_scores = self._filled_scores(tr)
+        if filled_scores is None:
+            found = self._masked_candidate(masked_scores)
+            return MaskedVerdict(found, masked_scores, MASKED_ACCEPT_MARGIN)
+        found = self._masked_candidate(filled_scores, FILLED_THRESHOLD, FILLED_MARGIN)
+        if found is not None:
+            return MaskedVerdict(found, filled_scores, FILLED_MARGIN)
+        return MaskedVerdict(self._masked_candidate(masked_scores), masked_scores, float("inf"))
 
     def _margins(
         self, centroid: np.ndarray, sims: np.ndarray, student: int
@@ -354,22 +494,22 @@ class TrackDecider:
                 continue
             sims = self.templates @ tr.centroid
             strict = self._candidate(tr, sims, 0.0)
-            masked_scores = self._masked_scores(tr, sims)
-            if masked_scores is not None:
+            verdict = self._masked_rule(tr, sims)
+            if verdict.scores is not None:
                 masked_tracks.add(tr.track_id)
             if strict is None or strict[1] == "centroid":
                 # A masked face rarely clears the plain rules on its single samples; the
                 # masked rule is calibrated for masked faces (MASKED_THRESHOLD).
-                strict = self._masked_candidate(masked_scores) or strict
+                strict = verdict.candidate or strict
             loose = strict or (self._candidate(tr, sims, slack) if slack > 0 else None)
-            found.append((tr, sims, strict, loose, masked_scores))
+            found.append((tr, sims, strict, loose, verdict))
         # The recording's own unmatched faces are *not* part of the cohort: measured on
         # rendered meetings with poor webcams, a student's face also yields unmatched
         # fragments (even at the same time, when the tracker splits a face), and they
         # sent genuine minutes to review (benchmarks/accuracy.py seed 103: recall
         # 0.97 -> 0.88). They become unknown clusters, the cohort of later meetings.
         candidates = []
-        for tr, sims, strict, loose, masked_scores in found:
+        for tr, sims, strict, loose, verdict in found:
             if loose is None:
                 continue
             student, path = loose
@@ -377,8 +517,8 @@ class TrackDecider:
             if path == "masked":
                 # Over the next student by the masked scores; over non-students by the
                 # plain similarity, like for like with their photos.
-                margin_student, _ = self._margins(tr.centroid, masked_scores, student)
-                sims = masked_scores
+                margin_student, _ = self._margins(tr.centroid, verdict.scores, student)
+                sims = verdict.scores
             reason = ""
             if strict is None:
                 reason = "below the match threshold"
@@ -386,7 +526,9 @@ class TrackDecider:
                 reason = f"only {margin_student:.2f} closer than to another student"
             elif self.rule != "legacy" and margin_cohort is not None and margin_cohort < m.cohort:
                 reason = f"only {margin_cohort:.2f} closer than to a non-student"
-            elif path == "masked" and margin_student < MASKED_ACCEPT_MARGIN:
+            elif path == "masked" and verdict.accept_margin == float("inf"):
+                reason = "masked face not clear by its filled-crop score"
+            elif path == "masked" and margin_student < verdict.accept_margin:
                 reason = f"masked face only {margin_student:.2f} closer than to another student"
             state = "accepted" if not reason else "review"
             if state == "review" and not m.review:

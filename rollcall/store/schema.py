@@ -472,6 +472,14 @@ def migrate_masked_templates(db: sqlite_utils.Database) -> None:
     db.execute("alter table embeddings add column masked_vector blob")
 
 
+def migrate_filled_templates(db: sqlite_utils.Database) -> None:
+    """Migration 13: each photo embedding also keeps the mean of its filled-crop
+    embeddings (``filled_vector``: the lower face covered by a neutral fill), so a
+    masked track is compared like with like (see the recognizer's FILL_ROW). Photos
+    embedded before get theirs when their course's roster is next loaded."""
+    db.execute("alter table embeddings add column filled_vector blob")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_core,  # 1
     migrate_jobs,  # 2
@@ -485,6 +493,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_outbox_claims,  # 10
     migrate_review,  # 11
     migrate_masked_templates,  # 12
+    migrate_filled_templates,  # 13
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

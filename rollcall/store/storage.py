@@ -203,15 +203,20 @@ def save_embedding(
     model: str,
     vector: np.ndarray,
     masked: np.ndarray | None = None,
+    filled: np.ndarray | None = None,
 ) -> None:
-    """Store a photo's embedding, and ``masked`` (the mean of its masked copies) if made."""
+    """Store a photo's embedding, ``masked`` (the mean of its masked copies) and
+    ``filled`` (the mean of its filled-crop embeddings) if made."""
     masked_blob = None if masked is None else vector_to_blob(masked)
+    filled_blob = None if filled is None else vector_to_blob(filled)
     with write_transaction(db):
         db.execute(
             "insert into embeddings (photo_id, student_pk, model, dim, vector, masked_vector, "
-            "created_at) values (?, ?, ?, ?, ?, ?, ?) on conflict(photo_id, model) do update "
+            "filled_vector, created_at) values (?, ?, ?, ?, ?, ?, ?, ?) "
+            "on conflict(photo_id, model) do update "
             "set vector = excluded.vector, dim = excluded.dim, "
-            "masked_vector = excluded.masked_vector, created_at = excluded.created_at",
+            "masked_vector = excluded.masked_vector, filled_vector = excluded.filled_vector, "
+            "created_at = excluded.created_at",
             [
                 photo_id,
                 student_pk,
@@ -219,8 +224,20 @@ def save_embedding(
                 int(vector.shape[0]),
                 vector_to_blob(vector),
                 masked_blob,
+                filled_blob,
                 now_iso(),
             ],
+        )
+
+
+def save_filled_embedding(
+    db: sqlite_utils.Database, photo_id: int, model: str, filled: np.ndarray
+) -> None:
+    """Add the filled-crop embedding to a photo embedded before they existed."""
+    with write_transaction(db):
+        db.execute(
+            "update embeddings set filled_vector = ? where photo_id = ? and model = ?",
+            [vector_to_blob(filled), photo_id, model],
         )
 
 
@@ -234,6 +251,8 @@ class StudentEmbeddings:
     #: (k', d) masked-copy means of the photos that have one (photos embedded before
     #: masked templates existed, or with masked copies off, have none)
     masked: np.ndarray | None = None
+    #: (k'', d) filled-crop means of the photos that have one (None when none has)
+    filled: np.ndarray | None = None
 
 
 def course_embeddings(
@@ -249,6 +268,7 @@ def course_embeddings(
         )
         vecs = [blob_to_vector(r["vector"]) for r in rows]
         masked = [blob_to_vector(r["masked_vector"]) for r in rows if r.get("masked_vector")]
+        filled = [blob_to_vector(r["filled_vector"]) for r in rows if r.get("filled_vector")]
         out.append(
             StudentEmbeddings(
                 student_pk=s["id"],
@@ -257,6 +277,7 @@ def course_embeddings(
                 email=s["email"] or "",
                 vectors=np.stack(vecs) if vecs else np.zeros((0, 0), np.float32),
                 masked=np.stack(masked) if masked else None,
+                filled=np.stack(filled) if filled else None,
             )
         )
     return out
@@ -271,6 +292,20 @@ def photos_missing_embeddings(
             "where s.course_id = ? and not exists (select 1 from embeddings e "
             "where e.photo_id = p.id and e.model = ?) order by p.id",
             [course_id, model],
+        )
+    )
+
+
+def photos_missing_filled(
+    db: sqlite_utils.Database, course_id: str, model: str
+) -> list[dict[str, Any]]:
+    """The course's photos embedded by ``model`` before filled-crop embeddings existed."""
+    return list(
+        db.query(
+            "select p.* from photos p join students s on s.id = p.student_pk "
+            "join embeddings e on e.photo_id = p.id and e.model = ? "
+            "where s.course_id = ? and e.filled_vector is null order by p.id",
+            [model, course_id],
         )
     )
 
