@@ -568,6 +568,8 @@ def embed_missing(
             db, photo["id"], photo["student_pk"], model_key, vector, masked, filled
         )
         count += 1
+    if not pm.hook.rollcall_embed_filled_faces.get_hookimpls():
+        return count  # no plugin makes filled crops: nothing to add (and no detection per load)
     for photo in storage.photos_missing_filled(db, course_id, model_key):
         image, best = _stored_face(pm, photo, model_key)
         filled = None if best is None else filled_embedding(pm, image, best)
