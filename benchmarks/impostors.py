@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,46 @@ STRANGERS = 500  # of the one-photo strangers, every other one by name
 
 def lfw_dir() -> Path:
     return Path(os.environ.get("ROLLCALL_LFW_DIR", ROOT.parent / "shared" / "faces-lfw"))
+
+
+def gallery_samples(
+    names: list[str],
+    shown: dict[str, list[np.ndarray]],
+    detect: Callable[[np.ndarray], list],
+    *,
+    hard_fraction: float,
+) -> Iterator[tuple[int, np.ndarray, list, list[tuple[str, int]]]]:
+    """``names`` in Zoom galleries of TILES, SAMPLES frames each (5 s apart, JPEG 40):
+    per frame ``(k, frame, faces found, [(name, index of their face), ...])``, a
+    person's face being the detection nearest their tile's centre, within the tile."""
+    from rollcall.synthetic.meeting import MeetingRenderer, MeetingScript, participants_from_faces
+
+    for start in range(0, len(names), TILES):
+        group = names[start : start + TILES]
+        participants = participants_from_faces(
+            {n: shown[n] for n in group}, seed=start, hard_fraction=hard_fraction
+        )
+        script = MeetingScript(
+            duration_s=5.0 * SAMPLES, participants=tuple(participants), fps=1, seed=start
+        )
+        renderer = MeetingRenderer(script)
+        for k in range(SAMPLES):
+            frame = renderer.frame(5 * k)
+            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 40])
+            frame = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+            found = detect(frame)
+            if not found:
+                continue
+            seen = []
+            for place in renderer.placements(5.0 * k):
+                r = place.rect
+                centre = np.array([r.x + r.w / 2, r.y + r.h / 2])
+                dists = [np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre) for f in found]
+                j = int(np.argmin(dists))
+                if dists[j] <= max(r.w, r.h) / 2:
+                    seen.append((place.key, j))
+            yield k, frame, found, seen
+        print(f"rendered {min(start + TILES, len(names))}/{len(names)}", flush=True)
 
 
 def _load(lfw: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
@@ -61,7 +102,6 @@ def embed_set(lfw: Path, cache: Path) -> dict[str, np.ndarray]:
     from rollcall.config import load_config
     from rollcall.enrollment.enroll import _template, enrollment_embedding
     from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
-    from rollcall.synthetic.meeting import MeetingRenderer, MeetingScript, participants_from_faces
     from rollcall.types import SampledFrame
 
     config = load_config(None)
@@ -95,32 +135,11 @@ def embed_set(lfw: Path, cache: Path) -> dict[str, np.ndarray]:
     tracks = np.zeros((len(names), SAMPLES, templates[0].shape[0]), np.float32)
     have = np.zeros((len(names), SAMPLES), bool)
     index = {n: i for i, n in enumerate(names)}
-    for start in range(0, len(names), TILES):
-        group = names[start : start + TILES]
-        participants = participants_from_faces(
-            {n: shown[n] for n in group}, seed=start, hard_fraction=0.33
-        )
-        script = MeetingScript(
-            duration_s=5.0 * SAMPLES, participants=tuple(participants), fps=1, seed=start
-        )
-        renderer = MeetingRenderer(script)
-        for k in range(SAMPLES):
-            frame = renderer.frame(5 * k)
-            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 40])
-            frame = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
-            found = detect(frame)
-            if not found:
-                continue
-            emb = pm.hook.rollcall_embed_faces(frame=SampledFrame(0, 0.0, frame), faces=found)
-            for place in renderer.placements(5.0 * k):
-                r = place.rect
-                centre = np.array([r.x + r.w / 2, r.y + r.h / 2])
-                dists = [np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre) for f in found]
-                j = int(np.argmin(dists))
-                if dists[j] <= max(r.w, r.h) / 2:
-                    tracks[index[place.key], k] = emb[j]
-                    have[index[place.key], k] = True
-        print(f"rendered {min(start + TILES, len(names))}/{len(names)}", flush=True)
+    for k, frame, found, seen in gallery_samples(names, shown, detect, hard_fraction=0.33):
+        emb = pm.hook.rollcall_embed_faces(frame=SampledFrame(0, 0.0, frame), faces=found)
+        for key, j in seen:
+            tracks[index[key], k] = emb[j]
+            have[index[key], k] = True
     out = {
         "names": np.array(names),
         "kinds": np.array(kinds),

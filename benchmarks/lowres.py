@@ -60,7 +60,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from impostors import RULES, SAMPLES, STRANGERS, TILES, _load, evaluate, hash_half, lfw_dir
+from impostors import (
+    RULES,
+    SAMPLES,
+    STRANGERS,
+    _load,
+    evaluate,
+    gallery_samples,
+    hash_half,
+    lfw_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "results" / "cache"
@@ -91,7 +100,6 @@ def render_set(lfw: Path, cache: Path) -> dict:
             return pickle.load(f)
     from rollcall.config import load_config
     from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
-    from rollcall.synthetic.meeting import MeetingRenderer, MeetingScript, participants_from_faces
     from rollcall.types import SampledFrame
 
     config = load_config(None)
@@ -114,30 +122,9 @@ def render_set(lfw: Path, cache: Path) -> dict:
             enroll.append(shots)
     shown = {n: (people[n][3:] if n in people else strangers[n]) for n in names}
     samples: dict[str, list[Sample]] = {n: [] for n in names}
-    for start in range(0, len(names), TILES):
-        group = names[start : start + TILES]
-        participants = participants_from_faces(
-            {n: shown[n] for n in group}, seed=start, hard_fraction=1.0
-        )
-        script = MeetingScript(
-            duration_s=5.0 * SAMPLES, participants=tuple(participants), fps=1, seed=start
-        )
-        renderer = MeetingRenderer(script)
-        for k in range(SAMPLES):
-            frame = renderer.frame(5 * k)
-            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 40])
-            frame = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
-            found = detect(frame)
-            if not found:
-                continue
-            for place in renderer.placements(5.0 * k):
-                r = place.rect
-                centre = np.array([r.x + r.w / 2, r.y + r.h / 2])
-                dists = [np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre) for f in found]
-                j = int(np.argmin(dists))
-                if dists[j] <= max(r.w, r.h) / 2:
-                    samples[place.key].append(_patch(frame, found[j]))
-        print(f"rendered {min(start + TILES, len(names))}/{len(names)}", flush=True)
+    for _k, frame, found, seen in gallery_samples(names, shown, detect, hard_fraction=1.0):
+        for key, j in seen:
+            samples[key].append(_patch(frame, found[j]))
     out = {"names": names, "kinds": kinds, "enroll": enroll, "samples": samples}
     cache.parent.mkdir(parents=True, exist_ok=True)
     with cache.open("wb") as f:
