@@ -7,10 +7,14 @@ import csv
 from rollcall.cli.main import main
 
 
-def test_demo_runs_and_matches_its_ground_truth(tmp_path, home, capsys):
+def test_demo_runs_and_matches_its_ground_truth(tmp_path, home, capsys, monkeypatch):
     out = tmp_path / "demo"
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal: paths still print whole
     assert main(["demo", "--out", str(out)]) == 0
-    text = " ".join(capsys.readouterr().out.split())
+    printed = capsys.readouterr().out
+    assert f"reports: {out / 'report'}\n" in printed
+    assert f"wrote {out / 'report' / 'attendance.csv'}\n" in printed
+    text = " ".join(printed.split())
     assert "per-minute precision 1.00, recall 1.00" in text
     for name in ("attendance.csv", "attendance.xlsx", "attendance.png"):
         assert (out / "report" / name).stat().st_size > 0

@@ -108,7 +108,9 @@ def run_demo(config: Config, console: Console, out: Path, run_analysis) -> int:
     models = resolve_face_models(config)
     pm = make_plugin_manager(config, models)
     detector = pm.get_plugin("detector")
-    console.print(f"building a demo meeting in {out} from {bundled_group_photo().name} ...")
+    console.print(
+        f"building a demo meeting in {out} from {bundled_group_photo().name} ...", soft_wrap=True
+    )
     photos, video, truth = build_demo(out, detector.detect)
     db = storage.open_db(config.home)
     storage.add_course(db, COURSE, "Demo course")
@@ -147,8 +149,13 @@ def run_demo(config: Config, console: Console, out: Path, run_analysis) -> int:
     score = score_report(report, truth, config.attendance.min_seconds_per_minute)
     console.print(
         f"per-minute precision {score.precision:.2f}, recall {score.recall:.2f}; the stranger "
-        f"(Guest 7) is in {report.unknown_clusters} unknown-face cluster(s), not the roster.\n"
+        f"(Guest 7) is in {report.unknown_clusters} unknown-face cluster(s), not the roster.",
+        highlight=False,
+    )
+    # Paths whole on one line each (copied into other commands), however narrow the terminal.
+    console.print(
         f"video: {video}\nground truth: {truth_path_for(video)}\nreports: {out / 'report'}",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
