@@ -68,6 +68,7 @@ def test_bad_config_file_exits_2_naming_the_key(tmp_path, home, capsys, toml, ne
     err = capsys.readouterr().err
     assert needle in " ".join(err.split())
     assert "Traceback" not in err
+    assert "\\n" not in err  # one problem per line, not an escaped "\n" before it
 
 
 def test_environment_overrides_and_bad_environment_values(monkeypatch, home, capsys):

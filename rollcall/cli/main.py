@@ -117,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
-        err.print(Text.assemble(("configuration error", "red"), f": {printable(exc)}"))
+        # One problem per line ("invalid configuration:\n  key: ..."): the line breaks are
+        # the message's own, so they stay; control characters inside a problem are escaped.
+        lines = "\n  ".join(printable(part) for part in str(exc).split("\n  "))
+        err.print(Text.assemble(("configuration error", "red"), f": {lines}"))
         return EXIT_USAGE
     setup_logging("DEBUG" if args.verbose else config.logging.level, config.logging.format)
     try:
