@@ -8,6 +8,7 @@ import argparse
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,55 @@ def test_help_of_every_command_and_subcommand(home, capsys):
         assert text.startswith("usage: rollcall"), path
     main_help = build_parser().format_help()
     assert "meeting" in main_help and "course" in main_help
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "config.toml"]
+
+
+def _documented_commands():
+    """Every ``rollcall ...`` a user may copy from the docs: lines of code blocks that
+    start with it and inline code spans that hold it, cut at a ``#`` comment."""
+    for doc in DOCS:
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            spans = re.findall(r"`([^`]*)`", line)
+            for span in [*spans, line] if line.startswith("rollcall ") else spans:
+                for command in re.findall(r"(?:^|\s)rollcall( [^#]*)", span.split("#")[0]):
+                    yield f"{doc.name}:{number}", command.split()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_command_and_flag_the_docs_name_exists():
+    """A school admin types what the README says: each documented (sub)command and each
+    option written after it must be one the parser has (rollcall import X is Python)."""
+    checked = 0
+    for where, words in _documented_commands():
+        parser, path = build_parser(), []
+        global_flags = {"-v", "--verbose", "--config"}
+        while words and words[0] in global_flags:
+            words = words[2:] if words[0] == "--config" else words[1:]
+        while words and (subs := _subcommands(parser)):
+            word = words[0].strip("[].,;:")
+            if word not in subs:
+                break
+            parser, path, words = subs[word], [*path, word], words[1:]
+        if not path:
+            assert words[:1] in ([], ["import"], ["takes"], ["..."]), (where, words)  # prose
+            continue
+        if _subcommands(parser):  # "rollcall unknown list/label": each part a subcommand
+            assert words, (where, path)
+            assert set(words[0].split("/")) <= set(_subcommands(parser)), (where, words)
+        options = {o for action in parser._actions for o in action.option_strings}
+        for flag in re.findall(r"(?<![\w-])--?[a-z][\w-]*", " ".join(words)):
+            assert flag in options | global_flags, (where, path, flag)
+        checked += 1
+    assert checked > 60
 
 
 # ---------------------------------------------------------------- 10: not a video; remove
