@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -729,3 +730,57 @@ def test_job_gets_the_configured_max_attempts(tmp_path, monkeypatch):
     """[jobs] max_attempts reaches the queue (it used to be the queue's default of 5)."""
     path = _write(tmp_path / "c.toml", {"storage.home": str(tmp_path), "jobs.max_attempts": 9})
     assert _job(load_config(path, {}), Ctx(tmp_path, monkeypatch, path)).max_attempts == 9
+
+
+# ------------------------------------------------------- keys and variables the docs name
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: Variables that are not ROLLCALL_<SECTION>_<KEY>: where the configuration is, the data
+#: folder, the test and benchmark data, and docs/plugins.md's example plugin's key.
+OTHER_VARIABLES = {
+    "ROLLCALL_CONFIG",
+    "ROLLCALL_HOME",
+    "ROLLCALL_FACES_DIR",
+    "ROLLCALL_LFW_DIR",
+    "ROLLCALL_PLUGINS_FACE_COUNTER_CROWD_MIN",
+}
+#: Sections of earlier versions that still work, with a deprecation warning.
+DEPRECATED_SECTIONS = {"emotion", "engagement"}
+
+
+def _doc_text(path: Path) -> str:
+    """The prose and inline code of a document, code blocks left out (their fences
+    would pair the wrong backticks)."""
+    return " ".join(re.sub(r"```.*?```", "", path.read_text(), flags=re.S).split())
+
+
+def test_every_config_key_the_docs_name_exists():
+    """`[section] key` in the README and docs/*.md is a key of config.toml."""
+    keys = config_toml_keys()
+    named = []
+    for doc in DOCS:
+        for span in re.findall(r"`([^`]+)`", _doc_text(doc)):
+            for section, key in re.findall(r"^\[([a-z_.]+)\](?: ([a-z_]+))?", span.strip()):
+                named.append((doc.name, section, key))
+                if section in DEPRECATED_SECTIONS:
+                    continue
+                assert section in keys, (doc.name, span)
+                assert not key or key in keys[section], (doc.name, span)
+    assert len(named) > 50
+
+
+def test_every_environment_variable_the_docs_name_exists():
+    """ROLLCALL_... in the README, docs/*.md and config.toml is a key's variable (or one
+    of :data:`OTHER_VARIABLES`); a prefix such as ROLLCALL_ZOOM_* names a section's."""
+    variables = {
+        f"ROLLCALL_{section}_{key}".replace(".", "_").upper()
+        for section, keys in config_toml_keys().items()
+        for key in keys
+    }
+    old = {f"ROLLCALL_{s.upper()}_" for s in DEPRECATED_SECTIONS}
+    for doc in [*DOCS, ROOT / "config.toml"]:
+        for name in set(re.findall(r"ROLLCALL_[A-Z0-9_]+", doc.read_text())):
+            if name.endswith("_"):
+                assert name in old or any(v.startswith(name) for v in variables), (doc, name)
+            else:
+                assert name in variables | OTHER_VARIABLES, (doc.name, name)
