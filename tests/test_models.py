@@ -242,8 +242,9 @@ def test_unregistered_folder_pack(tmp_path: Path) -> None:
     # names give no hint: roles must come from the ONNX signatures
     shutil.copyfile(SHARED / "lite" / "det_500m.onnx", folder / "a.onnx")
     shutil.copyfile(SHARED / "lite" / "mobilefacenet.onnx", folder / "b.onnx")
-    with pytest.raises(ModelError, match="match_threshold"):
+    with pytest.raises(ModelError, match="match_threshold") as refused:
         get_pack(str(folder))
+    assert "[recognition] unknown_cluster_threshold" in str(refused.value)  # its section
     pack = get_pack(str(folder), match_threshold=0.3)
     assert (pack.detector_file, pack.recognizer_file) == ("a.onnx", "b.onnx")
     assert pack.embedding_dim == 128

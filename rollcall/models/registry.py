@@ -560,7 +560,8 @@ def folder_pack(
         raise ModelError(
             f"{folder} is not a registered model pack (known: {', '.join(known_packs())}), so "
             "rollcall has no matching threshold for its embeddings: set [models] match_threshold "
-            "(and unknown_cluster_threshold) in config.toml, calibrated with benchmarks/calibrate.py"
+            "(and [recognition] unknown_cluster_threshold, else it is the match threshold) in "
+            "config.toml, calibrated with benchmarks/calibrate.py"
         )
     dim = sig(recognizer).outputs[0][1]
     assert isinstance(dim, int)  # guaranteed by looks_like_recognizer
