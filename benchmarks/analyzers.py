@@ -10,6 +10,7 @@ face, beside the detector's own time on the same frame for scale.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def timed(fn, runs: int = RUNS) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help
     config = load_config()
     faces_dir = Path(os.environ.get("ROLLCALL_FACES_DIR", ROOT.parent / "shared" / "faces"))
     models = resolve_face_models(config, progress=False)
