@@ -34,7 +34,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +43,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from masked import embed_part  # noqa: E402
 
 Scores = Callable[[np.ndarray], np.ndarray]
-
-
-def occlude(crop: np.ndarray, row: int) -> np.ndarray:
-    """``crop`` (aligned, uint8 BGR) with lighting standardised on the face above ``row``
-    (as ``standardise_lighting`` does on the whole face) and everything from ``row``
-    down mid-grey."""
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)[20:row, 20:92].astype(np.float32)
-    gain = 50.0 / max(float(gray.std()), 1.0)
-    out = (crop.astype(np.float32) - float(gray.mean())) * gain + 128.0
-    out[row:] = 128.0
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def embed_occluded(lfw: Path, part: str, n_people: int, row: int) -> dict[str, np.ndarray]:
@@ -74,7 +62,7 @@ def embed_occluded(lfw: Path, part: str, n_people: int, row: int) -> dict[str, n
     from rollcall.enrollment.masks import draw_occlusion, random_occlusion
     from rollcall.pipeline.plugin_manager import make_plugin_manager, resolve_face_models
     from rollcall.plugins import face_align
-    from rollcall.plugins.recognizer import normalise
+    from rollcall.plugins.recognizer import fill_lower_face, normalise
     from rollcall.synthetic.evaluation import load_lfw
 
     config = load_config(None)
@@ -83,7 +71,7 @@ def embed_occluded(lfw: Path, part: str, n_people: int, row: int) -> dict[str, n
 
     def embed(image: np.ndarray, kps: np.ndarray) -> np.ndarray:
         crop = face_align.norm_crop(image, kps, 112)
-        return np.asarray(normalise(model.get_feat([occlude(crop, row)]))[0])
+        return np.asarray(normalise(model.get_feat([fill_lower_face(crop, row)]))[0])
 
     people, _ = load_lfw(lfw, part)
     rng = np.random.default_rng(7)  # the same masks as benchmarks/masked.py

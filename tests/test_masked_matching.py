@@ -119,26 +119,25 @@ def masked_track(pm, images, roster: Roster, seed: int, samples: int = 12) -> Tr
     return tr
 
 
-def decide(roster: Roster, track, *, masked: bool, filled: bool = False):
-    """The decision on ``track``; ``masked``/``filled``: with the masked/filled templates
+def decider(roster: Roster, *, masked: bool, filled: bool = False) -> TrackDecider:
+    """The decider for ``roster``; ``masked``/``filled``: with the masked/filled templates
     (without filled ones: a roster enrolled before them, the masked rule alone)."""
-    templates, masked_templates, photos = (
+    return TrackDecider(
         roster.templates,
-        roster.masked_templates,
         roster.photo_embeddings,
-    )
-    decider = TrackDecider(
-        templates,
-        photos,
         None,
         threshold=THRESHOLD,
         min_samples=3,
         vote_share=0.5,
         margins=MARGINS,
-        masked_templates=masked_templates if masked else None,
+        masked_templates=roster.masked_templates if masked else None,
         filled_templates=roster.filled_templates if filled else None,
     )
-    return decider.decide([track]).get(track.track_id)
+
+
+def decide(roster: Roster, track, *, masked: bool, filled: bool = False):
+    """The decision on ``track`` alone (see :func:`decider`)."""
+    return decider(roster, masked=masked, filled=filled).decide([track]).get(track.track_id)
 
 
 def test_a_masked_student_is_accepted_by_the_filled_crop_score(people, roster, plugin_manager):
@@ -223,7 +222,7 @@ def test_a_masked_look_alike_of_an_absent_student_is_not_accepted(people, roster
 def test_an_unmasked_student_is_not_judged_masked(people, roster, plugin_manager):
     templates, masked_templates = roster.templates, roster.masked_templates
     photos = roster.photo_embeddings
-    decider = TrackDecider(
+    plain = TrackDecider(
         templates,
         photos,
         None,
@@ -244,7 +243,7 @@ def test_an_unmasked_student_is_not_judged_masked(people, roster, plugin_manager
         mean = np.mean(embs, axis=0)
         mean /= np.linalg.norm(mean)
         assert float(mean @ lean) < 0.08, name
-    assert decider.masked is not None
+    assert plain.masked is not None
 
 
 def test_a_clear_masked_mean_face_counts_without_a_voted_track(
@@ -337,17 +336,6 @@ def test_a_short_masked_track_counts_only_beside_a_stronger_one(people, roster, 
     long = masked_track(plugin_manager, people["Colin_Powell"][3:], roster, seed=12)
     long.track_id = 99
     long.times[:] = [t + 100.0 for t in long.times]  # later in the class: no overlap
-    decider = TrackDecider(
-        roster.templates,
-        roster.photo_embeddings,
-        None,
-        threshold=THRESHOLD,
-        min_samples=3,
-        vote_share=0.5,
-        margins=MARGINS,
-        masked_templates=roster.masked_templates,
-        filled_templates=roster.filled_templates,
-    )
-    both = decider.decide([short, long])
+    both = decider(roster, masked=True, filled=True).decide([short, long])
     assert both[99].state == "accepted" and STUDENTS[both[99].student_index] == "Colin_Powell"
     assert both[short.track_id].state == "accepted", both[short.track_id]
