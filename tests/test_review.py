@@ -30,6 +30,7 @@ from rollcall.reports.xlsx import REVIEW_RGB, write_xlsx
 from rollcall.store import storage
 from rollcall.store.corrections import add_correction
 from rollcall.types import MeetingContext, Roster, TrackIdentities, TrackSummary
+from tests.reportdata import add_course, add_meeting
 
 # ---------------------------------------------------------------- the decision rule
 
@@ -163,71 +164,15 @@ def db(tmp_path):
 
 def store_meeting(db) -> int:
     """S1 present in minutes 0-1 and needs review in minute 2; S2 needs review in 0-3."""
-    storage.add_course(db, "C1", "Course")
-    pks = {sid: storage.upsert_student(db, "C1", sid, f"Name {sid}") for sid in ("S1", "S2")}
-    meeting_id = storage.upsert_meeting(
+    add_course(db, "C1", ["S1", "S2"])
+    return add_meeting(
         db,
-        {
-            "course_id": "C1",
-            "source_key": "k",
-            "title": "Week 1",
-            "source": "test",
-            "start_time": "2026-09-01T09:00:00",
-            "status": "analyzing",
-        },
+        "C1",
+        "k",
+        {"S1": [1, 1, 0, 0], "S2": [0, 0, 0, 0]},
+        title="Week 1",
+        review={"S1": [0, 0, 1, 0], "S2": [1, 1, 1, 1]},
     )
-    rows = {"S1": ([1, 1, 0, 0], [0, 0, 1, 0]), "S2": ([0, 0, 0, 0], [1, 1, 1, 1])}
-    presence, attendance, evidence = [], [], []
-    for sid, (present, review) in rows.items():
-        for m, (p, r) in enumerate(zip(present, review, strict=True)):
-            presence.append(
-                {
-                    "meeting_id": meeting_id,
-                    "student_pk": pks[sid],
-                    "minute": m,
-                    "seconds_seen": 60.0 * (p or r),
-                    "present": p,
-                    "review": r,
-                }
-            )
-            if p or r:
-                evidence.append(
-                    {
-                        "meeting_id": meeting_id,
-                        "student_pk": pks[sid],
-                        "minute": m,
-                        "state": "present" if p else "review",
-                        "samples": 12,
-                        "matched": 11 if p else 2,
-                        "best_similarity": 0.61 if p else 0.41,
-                        "median_similarity": 0.55 if p else 0.37,
-                        "margin_student": 0.21 if p else 0.03,
-                        "margin_cohort": 0.12 if p else -0.02,
-                        "path": "vote" if p else "centroid",
-                        "tracks": [3 if p else 7],
-                        "reason": "" if p else "only 0.03 closer than to another student",
-                    }
-                )
-        attendance.append(
-            {
-                "meeting_id": meeting_id,
-                "student_pk": pks[sid],
-                "present_minutes": sum(present),
-                "attendance_pct": 25.0 * sum(present),
-                "status": "left_early" if sum(present) else "absent",
-                "review_minutes": sum(review),
-            }
-        )
-    storage.replace_results(
-        db,
-        meeting_id,
-        presence,
-        attendance,
-        [],
-        {"status": "done", "duration_s": 240.0, "analyzed_at": storage.now_iso()},
-        evidence,
-    )
-    return meeting_id
 
 
 def test_review_minutes_are_read_back_apart_from_present_ones(db):
@@ -295,7 +240,7 @@ def test_email_and_chat_summaries_say_how_many_minutes_need_review(db):
         html = render(language, "email.html.j2", **variables)
         word = "need review" if language == "en" else "por revisar"
         assert all("5 minut" in t and word in t for t in (chat, text, html))
-    assert "? S2  Name S2  4 min" in render("en", "email.txt.j2", **variables)
+    assert "? S2  Name of S2  4 min" in render("en", "email.txt.j2", **variables)
 
 
 def test_a_correction_resolves_review_minutes(db):

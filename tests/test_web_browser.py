@@ -82,6 +82,15 @@ def site(tmp_path_factory, faces_dir, base_env, config, face_models, plugin_mana
         )
     add_course(db, OTHER, ["B1"])
     bio = add_meeting(db, OTHER, "bio-1", {"B1": [1, 1, 0]}, title="Biology week 1")
+    first, second = sorted(meeting.enroll)[:2]
+    doubtful = add_meeting(
+        db,
+        COURSE,
+        "review-1",
+        {first: [1, 1, 0], second: [0, 0, 0]},
+        title="Week 0 (stored, needs review)",
+        review={first: [0, 0, 1], second: [1, 1, 0]},
+    )
     users.add_user(db, ADMIN, "admin", PASSWORD)
     users.add_user(db, TEACHER, "instructor", PASSWORD, [COURSE])
     db.conn.close()
@@ -119,6 +128,7 @@ def site(tmp_path_factory, faces_dir, base_env, config, face_models, plugin_mana
             "meeting": meeting,
             "video": video,
             "bio": bio,
+            "review": {"meeting": doubtful, "students": (first, second)},
             "log": log,
         }
     finally:
@@ -375,6 +385,43 @@ def test_a_correction_made_in_the_page_is_in_the_csv_and_xlsx(analysed, site):
         for c in row
     ]
     assert any("seen on the class photo" in c for c in cells)
+
+
+def test_an_instructor_resolves_needs_review_minutes_in_the_page(browser, site):
+    meeting = site["review"]["meeting"]
+    first, second = site["review"]["students"]
+    page = new_page(browser, site, TEACHER)
+    page.goto(f"/meetings/{meeting}")
+    assert page_matrix(page)[first] == ["1", "1", "?"]
+    assert page_matrix(page)[second] == ["?", "?", "0"]
+    assert "3 minutes need review (2 students)" in page.locator("#review-note").inner_text()
+    cell = page.locator(f'td.cell:has(button[data-student="{second}"][data-minute="0"])')
+    assert cell.evaluate("td => getComputedStyle(td).backgroundColor") == "rgb(255, 152, 0)"
+    assert cell.get_attribute("title").startswith("needs review: 2 of 12 samples matched")
+    shot(page, "meeting-review")
+    # A click on a "?" fills the form but answers nothing: saving needs present or absent.
+    cell.locator("button").click()
+    assert page.locator("#c-student").input_value() == second
+    assert not page.locator("#c-present").is_checked()
+    assert not page.locator("#c-absent").is_checked()
+    page.get_by_label("Reason").fill("was in the tile, checked the recording")
+    page.get_by_role("button", name="Save correction").click()
+    assert page.locator("#c-present").evaluate("el => !el.validity.valid")
+    assert page_matrix(page)[second][0] == "?"
+    page.locator("#c-present").check()
+    page.get_by_role("button", name="Save correction").click()
+    page.wait_for_load_state()
+    assert page_matrix(page)[second] == ["1", "?", "0"]
+    # The review list: one answer settles a run of minutes.
+    run = page.locator(f'#review-table tr[data-student="{first}"]')
+    run.get_by_label(f"What you checked for {first}").fill("left the room")
+    run.get_by_role("button", name="Absent").click()
+    page.wait_for_load_state()
+    assert page_matrix(page)[first] == ["1", "1", "0"]
+    assert page.locator(f'#review-table tr[data-student="{first}"]').count() == 0
+    assert "1 minute needs review (1 student)" in page.locator("#review-note").inner_text()
+    text = page.request.get(f"/meetings/{meeting}/attendance.csv").text()
+    assert csv_matrix(text)[second] == ["1", "?", "0"] and "left the room" in text
 
 
 def test_labelling_an_unknown_cluster_moves_its_minutes(analysed, site):

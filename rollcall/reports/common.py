@@ -27,9 +27,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rollcall.types import STATUSES, AttendanceReport, CorrectionNote, StudentAttendance
+from rollcall.types import (
+    STATUSES,
+    AttendanceReport,
+    CorrectionNote,
+    MinuteEvidence,
+    StudentAttendance,
+)
 
 #: Colours per status (PNG bars, XLSX status cells).
 STATUS_COLOURS: dict[str, str] = {
@@ -135,6 +142,51 @@ def review_text(report: AttendanceReport) -> str:
         f"({students} student{'s' if students != 1 else ''}): borderline or contradicted "
         "evidence (a weak face match, a tile labelled with another name, not in Zoom's "
         "participants report), counted as absent until an instructor corrects them"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRun:
+    """Consecutive needs-review minutes of one student, and why (what an instructor
+    resolves with one correction)."""
+
+    student_id: str
+    name: str
+    minute_from: int
+    minute_to: int  # inclusive
+    why: str  # the stored evidence of the run's first minute (``evidence_text``), or ""
+
+
+def review_runs(report: AttendanceReport) -> list[ReviewRun]:
+    """Every student's needs-review minutes as runs of consecutive minutes, in report order."""
+    out: list[ReviewRun] = []
+    for s in report.students:
+        why = {e.minute: evidence_text(e) for e in s.evidence}
+        start = prev = None
+        for m in [*s.review_minutes, None]:
+            if start is not None and (m is None or m != prev + 1):
+                out.append(ReviewRun(s.student_id, s.name, start, prev, why.get(start, "")))
+                start = None
+            if m is not None and start is None:
+                start = m
+            prev = m
+    return out
+
+
+def format_score(value: float | None) -> str:
+    """A similarity or margin with two decimals; ``–`` when there is none."""
+    return "–" if value is None or value != value else f"{value:.2f}"
+
+
+def evidence_text(e: MinuteEvidence) -> str:
+    """One line saying why a minute is present or needs review (a cell's hover text)."""
+    state = "present" if e.state == "present" else "needs review"
+    return (
+        f"{state}: {e.matched} of {e.samples} samples matched, best similarity "
+        f"{format_score(e.best_similarity)}, median {format_score(e.median_similarity)}, "
+        f"margin over the next student {format_score(e.margin_student)}, over non-students "
+        f"{format_score(e.margin_cohort)} ({e.path})"
+        + (f"; {e.reason}" if e.state == "review" and e.reason else "")
     )
 
 

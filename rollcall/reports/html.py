@@ -24,7 +24,9 @@ import jinja2
 
 from rollcall.reports.common import (
     correction_text,
+    evidence_text,
     format_duration,
+    format_score,
     format_start,
     incomplete_notice,
     minute_labels,
@@ -35,7 +37,7 @@ from rollcall.reports.common import (
 from rollcall.reports.course_png import figure_png, meetings_figure, students_figure
 from rollcall.reports.course_types import CourseReport
 from rollcall.reports.png import png_bytes
-from rollcall.types import AttendanceReport, MinuteEvidence
+from rollcall.types import AttendanceReport
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -100,25 +102,10 @@ def render_meeting_html(report: AttendanceReport) -> str:
             corrections=[(correction_text(c, labels), s) for c, s in corrections],
             review=review_text(report),
             evidence=evidence,
-            fmt=_fmt,
+            fmt=format_score,
             generated=_generated(),
             incomplete=incomplete_notice(report),
         )
-    )
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.2f}"
-
-
-def evidence_text(e: MinuteEvidence) -> str:
-    """One line saying why a minute is present or needs review (the cell's hover text)."""
-    state = "present" if e.state == "present" else "needs review"
-    return (
-        f"{state}: {e.matched} of {e.samples} samples matched, best similarity "
-        f"{_fmt(e.best_similarity)}, median {_fmt(e.median_similarity)}, margin over the next "
-        f"student {_fmt(e.margin_student)}, over non-students {_fmt(e.margin_cohort)} ({e.path})"
-        + (f"; {e.reason}" if e.state == "review" and e.reason else "")
     )
 
 

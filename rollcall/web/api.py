@@ -41,6 +41,7 @@ def _meeting(db, config: Config, meeting_id: int) -> tuple[str, dict]:
                 "attendance_pct": s.attendance_pct,
                 "status": s.status,
                 "corrected_minutes": list(s.corrected_minutes),
+                "review_minutes": list(s.review_minutes),
             }
             for s in report.students
         ]

@@ -1,6 +1,11 @@
-"""Meeting pages: the per-minute matrix as a heatmap, the participants-report
-reconciliation, corrections (click a cell), unknown-face clusters to label, and
-the downloads (CSV, XLSX, PNG, HTML).
+"""Meeting pages: the per-minute matrix as a heatmap, the minutes that need review
+with why and a form each to resolve them, the evidence per minute, the
+participants-report reconciliation, corrections (click a cell), unknown-face
+clusters to label, and the downloads (CSV, XLSX, PNG, HTML).
+
+A needs-review minute is shown as ``?`` in the review colour, its cell's
+``data-value`` is ``?`` as in the CSV, and its hover text is the stored evidence;
+resolving it is an ordinary correction (present or absent, with a reason).
 
 The report shown and downloaded is ``rollcall.reports.results.meeting_report``
 with the configured attendance rules, written by the same report writers as
@@ -16,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from rollcall.config import Config
-from rollcall.reports.common import minute_labels
+from rollcall.reports.common import evidence_text, minute_labels, review_runs, review_text
 from rollcall.store import storage
 from rollcall.store.corrections import CorrectionError, add_correction, list_corrections
 from rollcall.web.auth import current_user, require_course
@@ -70,13 +75,32 @@ def meeting_page_data(db, config: Config, meeting_id: int) -> dict:
         "corrections": [],
         "clusters": [],
         "reconciliation": [],
+        "review": "",
+        "review_runs": [],
+        "why": {},
+        "evidence": [],
         "students": storage.list_students(db, meeting["course_id"]),
     }
     if meeting["status"] == "done":
         report = meeting_report(db, meeting_id, rules=config.attendance)
+        labels = minute_labels(report)
         data.update(
             report=report,
-            labels=minute_labels(report),
+            labels=labels,
+            review=review_text(report),
+            review_runs=review_runs(report),
+            # (student id, minute) -> why it is present or needs review (hover text)
+            why={
+                (s.student_id, e.minute): evidence_text(e)
+                for s in report.students
+                for e in s.evidence
+            },
+            evidence=[
+                (s, labels[e.minute], e)
+                for s in report.students
+                for e in s.evidence
+                if e.minute < len(labels)
+            ],
             corrections=list_corrections(db, meeting_id),
             clusters=_clusters(db, meeting_id),
             reconciliation=_reconciliation(db, meeting_id),
@@ -142,6 +166,8 @@ def meeting_routes(config: Config, render) -> list[web.RouteDef]:
         user = current_user(request)
         form = await request.post()
         try:
+            if form.get("present") not in ("0", "1"):
+                raise CorrectionError("say whether the student was present or absent")
             first = _minute(str(form.get("minute_from") or ""))
             last = _minute(str(form.get("minute_to") or ""))
             minutes = None if first is None else (first, first if last is None else last)

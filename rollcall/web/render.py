@@ -14,7 +14,7 @@ import aiohttp_session
 import jinja2
 from aiohttp import web
 
-from rollcall.reports.common import status_label
+from rollcall.reports.common import format_score, status_label
 from rollcall.web.auth import csrf_token
 from rollcall.web.identity import request_user
 
@@ -29,6 +29,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["status_label"] = status_label
     env.filters["minutes"] = lambda s: f"{(s or 0) / 60:.0f}"
+    env.filters["score"] = format_score
     return env
 
 

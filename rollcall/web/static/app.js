@@ -23,7 +23,10 @@ function setupMatrix() {
     var minute = button.dataset.minute;
     $("#c-from").value = minute === undefined ? "" : minute;
     $("#c-to").value = minute === undefined ? "" : minute;
-    (button.dataset.present === "1" ? $("#c-present") : $("#c-absent")).checked = true;
+    // A needs-review minute has no suggested answer: the instructor picks one.
+    var present = button.dataset.present;
+    $("#c-present").checked = present === "1";
+    $("#c-absent").checked = present === "0";
     form.scrollIntoView({ block: "nearest" });
     $("#c-reason").focus();
   });
