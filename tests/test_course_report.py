@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import cv2
@@ -104,6 +105,51 @@ def test_term_report_cli_writes_every_format(term, tmp_path, capsys):
     html = (out / "term.html").read_text()
     assert html.count('class="below-threshold"') == 1
     assert html.count(" corrected") >= 1 and html.count("data:image/png;base64,") == 2
+
+
+def test_term_report_marks_meetings_with_minutes_to_review(term, tmp_path, capsys):
+    from rollcall.reports.xlsx import REVIEW_RGB
+
+    db, ids = term
+    doubt = [0] * 7 + [1] * 3
+    week = add_meeting(
+        db,
+        COURSE,
+        "w29",
+        {"S1": FULL, "S2": [1] * 7 + [0] * 3, "S3": NONE},
+        start="2026-09-29T09:00:00",
+        review={"S2": doubt},
+    )
+    label = f"2026-09-29 #{week}"
+    report = course_report(db, COURSE, threshold_pct=75.0)
+    s1, s2, _ = report.students
+    assert [c.review_minutes for c in s2.cells] == [0, 0, 0, 0, 3]
+    assert s2.cells[-1].attendance_pct == 70.0  # review minutes count as absent
+    assert report.review_total == 3 and not any(c.review_minutes for c in s1.cells)
+    out = tmp_path / "term"
+    assert main(["report", "course", COURSE, "--out", str(out)]) == 0
+    text = out_of(capsys)
+    assert "70*" not in text and "70?" in text and "minutes need review (3)" in text
+    with open(out / "term.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert (
+        rows["S2"]["review_meetings"] == f"{label}: 3 min" and rows["S1"]["review_meetings"] == ""
+    )
+    ws = openpyxl.load_workbook(out / "term.xlsx")["Term"]
+    cell = ws.cell(row=3, column=7)  # S2 in the fifth meeting
+    assert cell.fill.start_color.rgb.endswith(REVIEW_RGB) and "need review" in cell.comment.text
+    assert not ws.cell(row=2, column=7).fill.start_color.rgb.endswith(REVIEW_RGB)
+    legend = [str(c.value) for row in ws.iter_rows(min_row=6) for c in row if c.value]
+    assert any("need review" in t for t in legend)
+    html = (out / "term.html").read_text()
+    assert len(re.findall(r'<td class="status-[a-z_]+ review"', html)) == 1
+    assert "3 minutes need review" in html
+    # Decided by an instructor: nothing left to review in the term either.
+    corrections.add_correction(
+        db, week, "S2", present=True, reason="checked", made_by="prof", minutes=(7, 9)
+    )
+    report = course_report(db, COURSE, threshold_pct=75.0)
+    assert report.review_total == 0 and report.students[1].cells[-1].attendance_pct == 100.0
 
 
 def test_date_filter(term, tmp_path, capsys):

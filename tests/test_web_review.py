@@ -177,3 +177,47 @@ def test_the_json_api_lists_review_minutes(site):
         assert students["S3"]["review_minutes"] == []
 
     run(site["config"], scenario)
+
+
+def test_dashboard_and_course_page_say_what_is_left_to_review(site):
+    meeting = site["meeting"]
+
+    def section(page: str, anchor: str) -> str:
+        start = page.index(f'id="{anchor}"')
+        return page[start : page.index("</section>", start)]
+
+    async def scenario(client) -> None:
+        assert (await sign_in(client, TEACHER)).status == 303
+        home = await (await client.get("/")).text()
+        assert f'href="/meetings/{meeting}#review">Week 1</a> (CS101): 5 minutes of 2 students' in (
+            section(home, "to-review")
+        )
+        attention = section(home, "attention")
+        assert "Name of S2</a> — 0.0% (absent, 4 min to review)" in attention
+        course = await (await client.get("/courses/CS101")).text()
+        assert "5 min (2 students)" in course
+        term = await (await client.get("/courses/CS101/term")).text()
+        assert 'title="4 min to review"' in term and 'title="1 min to review"' in term
+        # S2's minutes answered present: the dashboard shows the corrected meeting.
+        csrf = await csrf_of(client, f"/meetings/{meeting}")
+        r = await client.post(
+            f"/meetings/{meeting}/corrections",
+            data={
+                "csrf_token": csrf,
+                "student_id": "S2",
+                "minute_from": "0",
+                "minute_to": "3",
+                "present": "1",
+                "reason": "was there",
+            },  # fmt: skip
+            allow_redirects=False,
+        )
+        assert r.status == 303
+        home = await (await client.get("/")).text()
+        assert "1 minute of 1 student" in section(home, "to-review")
+        attention = section(home, "attention")
+        assert "Name of S2" not in attention and "Name of S1</a> — 50.0%" in attention
+        course = await (await client.get("/courses/CS101")).text()
+        assert "1 min (1 student)" in course
+
+    run(site["config"], scenario)

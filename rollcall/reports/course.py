@@ -109,6 +109,7 @@ def course_report(
                     attendance_pct=float(r.attendance_pct) if r else 0.0,
                     status=r.status if r else "absent",
                     corrected=bool(r and r.corrected_minutes),
+                    review_minutes=len(r.review_minutes) if r else 0,
                 )
             )
         mean = round(statistics.fmean(c.attendance_pct for c in cells), 1) if cells else 0.0

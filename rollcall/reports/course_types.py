@@ -36,6 +36,7 @@ class CourseCell:
     attendance_pct: float
     status: str
     corrected: bool  # an instructor's correction changed some minute
+    review_minutes: int = 0  # minutes that still need review (counted as absent in the %)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,11 @@ class CourseReport:
             else 0.0
             for j in range(len(self.meetings))
         )
+
+    @property
+    def review_total(self) -> int:
+        """Student-minutes of the term's meetings that still need review."""
+        return sum(c.review_minutes for s in self.students for c in s.cells)
 
     @property
     def below(self) -> tuple[CourseStudent, ...]:

@@ -5,7 +5,10 @@
 Layout everywhere: one row per enrolled student, one column per analysed
 meeting (attendance %, corrected values), then ``meetings_attended`` and
 ``mean_pct``. Students whose mean is under the course's threshold are
-highlighted; meetings where an instructor corrected a student are marked.
+highlighted; meetings where an instructor corrected a student are marked, and so
+are meetings with minutes that still need review (they count as absent in the %
+until an instructor decides): a ``review_meetings`` CSV column, the review fill
+with a comment in the XLSX, ``?`` in the terminal and the HTML page.
 The same safety rules as the meeting report apply (its helpers are reused):
 CSV text cells are defused against formula injection, XLSX text is stored as
 strings, and every file is written atomically.
@@ -30,9 +33,9 @@ from rich.text import Text
 from rollcall.printable import printable
 from rollcall.reports import course_png
 from rollcall.reports.atomic import commit_atomically
-from rollcall.reports.common import csv_safe
-from rollcall.reports.course_types import CourseReport
-from rollcall.reports.xlsx import CORRECTED_RGB, cell_comment, set_text
+from rollcall.reports.common import REVIEW_MARK, csv_safe
+from rollcall.reports.course_types import CourseReport, CourseStudent
+from rollcall.reports.xlsx import CORRECTED_RGB, REVIEW_RGB, cell_comment, set_text
 
 BELOW_RGB = "FFC7CE"  # light red row: under the course's threshold
 _TOTALS = ("meetings_attended", "mean_pct")
@@ -48,6 +51,7 @@ def _write_csv_to(report: CourseReport, path: Path) -> None:
         *_TOTALS,
         "below_threshold",
         "corrected_meetings",
+        "review_meetings",
     ]
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
@@ -65,8 +69,19 @@ def _write_csv_to(report: CourseReport, path: Path) -> None:
                     float(s.mean_pct),
                     1 if s.below_threshold else 0,
                     csv_safe(" ".join(corrected)),
+                    csv_safe(review_cells(report, s)),
                 ]
             )
+
+
+def review_cells(report: CourseReport, s: CourseStudent) -> str:
+    """``"2026-09-01 #3: 4 min; 2026-09-08 #5: 1 min"``: the student's meetings with
+    minutes that still need review."""
+    return "; ".join(
+        f"{m.label}: {c.review_minutes} min"
+        for m, c in zip(report.meetings, s.cells, strict=True)
+        if c.review_minutes
+    )
 
 
 # --------------------------------------------------------------------------- XLSX
@@ -84,6 +99,7 @@ def _fill_term_sheet(ws: Worksheet, report: CourseReport) -> None:
     bold = Font(bold=True)
     below_fill = PatternFill("solid", start_color=BELOW_RGB, end_color=BELOW_RGB)
     corrected_fill = PatternFill("solid", start_color=CORRECTED_RGB, end_color=CORRECTED_RGB)
+    review_fill = PatternFill("solid", start_color=REVIEW_RGB, end_color=REVIEW_RGB)
     n_meet = len(report.meetings)
     header = ["student_id", "name", *(m.label for m in report.meetings), *_TOTALS]
     for col, title in enumerate(header, start=1):
@@ -97,8 +113,13 @@ def _fill_term_sheet(ws: Worksheet, report: CourseReport) -> None:
             cell = ws.cell(row=row, column=3 + j, value=float(c.attendance_pct))
             cell.number_format = "0.0"
             cells.append(cell)
+            notes = []
             if c.corrected:
-                cell.comment = cell_comment(f"corrected by an instructor (status {c.status})")
+                notes.append(f"corrected by an instructor (status {c.status})")
+            if c.review_minutes:
+                notes.append(f"{c.review_minutes} minute(s) need review, counted as absent")
+            if notes:
+                cell.comment = cell_comment("; ".join(notes))
         cells.append(ws.cell(row=row, column=3 + n_meet, value=int(s.attended)))
         mean = ws.cell(row=row, column=4 + n_meet, value=float(s.mean_pct))
         mean.number_format = "0.0"
@@ -108,7 +129,9 @@ def _fill_term_sheet(ws: Worksheet, report: CourseReport) -> None:
                 cell.fill = below_fill
                 cell.font = Font(bold=True, color="FF9C0006")
         for j, c in enumerate(s.cells):
-            if c.corrected:
+            if c.review_minutes:
+                ws.cell(row=row, column=3 + j).fill = review_fill
+            elif c.corrected:
                 ws.cell(row=row, column=3 + j).fill = corrected_fill
     ws.freeze_panes = "C2"
     ws.column_dimensions["A"].width = 12
@@ -120,12 +143,13 @@ def _fill_term_sheet(ws: Worksheet, report: CourseReport) -> None:
     legend = (
         (below_fill, f"mean attendance under the course threshold ({report.threshold_pct:g} %)"),
         (corrected_fill, "meeting corrected by an instructor (see the meeting's report)"),
+        (review_fill, "minutes that need review, counted as absent until an instructor decides"),
     )
     for k, (fill, text) in enumerate(legend, start=1):
         ws.cell(row=row + k, column=1).fill = fill
         set_text(ws.cell(row=row + k, column=2), text)
-    set_text(ws.cell(row=row + 4, column=1), "Period").font = bold
-    set_text(ws.cell(row=row + 4, column=2), report.period)
+    set_text(ws.cell(row=row + 5, column=1), "Period").font = bold
+    set_text(ws.cell(row=row + 5, column=2), report.period)
 
 
 def _fill_meetings_sheet(ws: Worksheet, report: CourseReport) -> None:
@@ -182,8 +206,10 @@ def course_table(report: CourseReport) -> Table:
             Text(printable(s.name), style=style),
             *(
                 Text(
-                    f"{c.attendance_pct:.0f}" + ("*" if c.corrected else ""),
-                    style="magenta" if c.corrected else "",
+                    f"{c.attendance_pct:.0f}"
+                    + ("*" if c.corrected else "")
+                    + (REVIEW_MARK if c.review_minutes else ""),
+                    style="dark_orange" if c.review_minutes else "magenta" if c.corrected else "",
                 )
                 for c in s.cells
             ),
@@ -199,6 +225,12 @@ def course_table(report: CourseReport) -> Table:
         " · ",
         ("* corrected by an instructor", "magenta"),
     )
+    if report.review_total:
+        table.caption.append(" · ")
+        table.caption.append(
+            f"{REVIEW_MARK} minutes need review ({report.review_total}), counted as absent",
+            "dark_orange",
+        )
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 import pluggy
@@ -110,6 +111,44 @@ def meeting_students(
             )
         )
     return students
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewCount:
+    """What is left to review in one analysed meeting (corrections applied)."""
+
+    meeting_id: int
+    minutes: int
+    students: int
+
+
+def meetings_to_review(
+    db: sqlite_utils.Database,
+    course_id: str | None = None,
+    rules: AttendanceConfig | None = None,
+) -> dict[int, ReviewCount]:
+    """Meeting id -> what still needs review, for the analysed meetings (of ``course_id``,
+    else of every course) that have needs-review minutes no correction has decided."""
+    where, args = "", []
+    if course_id is not None:
+        where, args = " and m.course_id = ?", [course_id]
+    ids = [
+        r["meeting_id"]
+        for r in db.query(
+            "select distinct p.meeting_id from presence p join meetings m on m.id = p.meeting_id "
+            f"where p.review = 1 and p.present = 0 and m.status = 'done'{where} "
+            "order by p.meeting_id",
+            args,
+        )
+    ]
+    out = {}
+    for meeting_id in ids:
+        students = meeting_students(db, storage.get_meeting(db, meeting_id), rules)
+        minutes = sum(len(s.review_minutes) for s in students)
+        if minutes:
+            people = sum(1 for s in students if s.review_minutes)
+            out[meeting_id] = ReviewCount(meeting_id, minutes, people)
+    return out
 
 
 def stored_evidence(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from rollcall.config import Config
+from rollcall.config import AttendanceConfig, Config
 from rollcall.enrollment.enroll import IMAGE_SUFFIXES
 from rollcall.store import storage
 from rollcall.web.auth import current_user, require_admin, require_course
@@ -33,12 +33,18 @@ def _visible_courses(db, user) -> list[dict]:
     return courses
 
 
-def _course_page(db, course_id: str) -> dict:
+def _course_page(db, course_id: str, rules: AttendanceConfig | None = None) -> dict:
+    from rollcall.reports.results import meetings_to_review
+
     course = storage.get_course(db, course_id)
+    review = meetings_to_review(db, course_id, rules)
     return {
         "course": course,
         "students": storage.list_students(db, course_id),
-        "meetings": list(reversed(storage.list_meetings(db, course_id))),
+        "meetings": [
+            {**m, "review": review.get(m["id"])}
+            for m in reversed(storage.list_meetings(db, course_id))
+        ],
     }
 
 
@@ -130,7 +136,7 @@ def course_routes(config: Config, render, enroller: Enroller) -> list[web.RouteD
     async def course(request: web.Request) -> web.Response:
         course_id = request.match_info["course"]
         require_course(request, course_id)
-        data = await not_found(_course_page, course_id)
+        data = await not_found(_course_page, course_id, config.attendance)
         return await render(request, "course.html.j2", **data)
 
     async def edit_course(request: web.Request) -> web.Response:
@@ -210,7 +216,7 @@ def course_routes(config: Config, render, enroller: Enroller) -> list[web.RouteD
                 ) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        data = await not_found(_course_page, course_id)
+        data = await not_found(_course_page, course_id, config.attendance)
         return await render(
             request, "course.html.j2", message=f"{count} student(s) imported.", **data
         )

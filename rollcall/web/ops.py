@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rollcall.config import Config
+from rollcall.config import AttendanceConfig, Config
 from rollcall.store import jobs, outbox, storage, users
 from rollcall.web.auth import current_user, require_admin, require_course
 from rollcall.web.db import db_call
@@ -32,27 +32,59 @@ def _visible(user: users.User, course_id: str | None) -> bool:
     return user.can_see(course_id)
 
 
-def _dashboard(db, user: users.User, threshold: float) -> dict:
+def _dashboard(db, user: users.User, threshold: float, rules: AttendanceConfig) -> dict:
+    from rollcall.reports.results import meeting_students, meetings_to_review
+
     meetings = [m for m in storage.list_meetings(db) if _visible(user, m["course_id"])][-10:]
     meetings.reverse()
-    attention = [
+    # Students under the threshold, as the reports show them: an instructor's
+    # corrections (and what they left to review) recomputed for meetings that have any.
+    corrected = {r["meeting_id"] for r in db.query("select distinct meeting_id from corrections")}
+    candidates = [
         r
         for r in db.query(
             "select m.id as meeting_id, m.title, m.course_id, s.student_id, s.name, "
-            "a.attendance_pct, a.status from attendance a "
+            "a.attendance_pct, a.status, a.review_minutes from attendance a "
             "join meetings m on m.id = a.meeting_id join students s on s.id = a.student_pk "
-            "where a.attendance_pct < ? order by m.id desc, s.student_id limit 200",
+            "where a.attendance_pct < ? or a.meeting_id in (select meeting_id from corrections) "
+            "order by m.id desc, s.student_id limit 400",
             [threshold],
         )
         if _visible(user, r["course_id"])
-    ][:20]
+    ]
+    now = {
+        meeting_id: {
+            s.student_id: s
+            for s in meeting_students(db, storage.get_meeting(db, meeting_id), rules)
+        }
+        for meeting_id in {r["meeting_id"] for r in candidates} & corrected
+    }
+    attention = []
+    for r in candidates:
+        s = now.get(r["meeting_id"], {}).get(r["student_id"])
+        if s is not None:
+            r = {**r, "attendance_pct": s.attendance_pct, "status": s.status,
+                 "review_minutes": len(s.review_minutes)}  # fmt: skip
+        if r["attendance_pct"] < threshold:
+            attention.append(r)
+    by_id = {m["id"]: m for m in storage.list_meetings(db) if _visible(user, m["course_id"])}
+    review = [
+        {**by_id[meeting_id], "review": count}
+        for meeting_id, count in sorted(meetings_to_review(db, rules=rules).items(), reverse=True)
+        if meeting_id in by_id
+    ]
     waiting = [
         j
         for state in (jobs.FAILED, jobs.QUEUED, jobs.DOWNLOADING, jobs.ANALYZING)
         for j in jobs.list_jobs(db, state, limit=50)
         if _visible(user, j.course_id)
     ]
-    return {"meetings": meetings, "attention": attention, "waiting": waiting}
+    return {
+        "meetings": meetings,
+        "attention": attention[:20],
+        "review": review[:20],
+        "waiting": waiting,
+    }
 
 
 def _jobs(db, user: users.User, state: str | None) -> list[jobs.Job]:
@@ -141,7 +173,9 @@ def ops_routes(config: Config, render, status: Callable[[], dict[str, Any]]) -> 
 
     async def dashboard(request: web.Request) -> web.Response:
         user = current_user(request)
-        data = await db_call(home, _dashboard, user, config.reports.threshold_pct)
+        data = await db_call(
+            home, _dashboard, user, config.reports.threshold_pct, config.attendance
+        )
         service = dict(status())
         if service.get("last_poll_ok"):
             service["last_poll_ok"] = time.strftime(
