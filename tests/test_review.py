@@ -243,6 +243,16 @@ def test_email_and_chat_summaries_say_how_many_minutes_need_review(db):
     assert "? S2  Name of S2  4 min" in render("en", "email.txt.j2", **variables)
 
 
+def test_the_summary_link_opens_the_review_list_while_minutes_need_review(db):
+    meeting_id = store_meeting(db)
+    config = Config.model_validate({"reports": {"base_url": "https://rollcall.example.edu/"}})
+    link = f"https://rollcall.example.edu/admin/meetings/{meeting_id}"
+    assert build_summary(db, config, meeting_id).admin_url == link + "#review"
+    add_correction(db, meeting_id, "S2", present=True, reason="seen", made_by="t", minutes="0-3")
+    add_correction(db, meeting_id, "S1", present=False, reason="no", made_by="t", minutes="2")
+    assert build_summary(db, config, meeting_id).admin_url == link
+
+
 def test_a_correction_resolves_review_minutes(db):
     meeting_id = store_meeting(db)
     add_correction(db, meeting_id, "S2", present=True, reason="seen", made_by="t", minutes="0-1")

@@ -391,7 +391,10 @@ def test_an_instructor_resolves_needs_review_minutes_in_the_page(browser, site):
     meeting = site["review"]["meeting"]
     first, second = site["review"]["students"]
     page = new_page(browser, site, TEACHER)
-    page.goto(f"/meetings/{meeting}")
+    # The summary message's link (with review minutes) lands on the review list.
+    page.goto(f"/admin/meetings/{meeting}#review")
+    assert page.url.endswith(f"/meetings/{meeting}#review")
+    assert page.locator("#review").is_visible()
     assert page_matrix(page)[first] == ["1", "1", "?"]
     assert page_matrix(page)[second] == ["?", "?", "0"]
     assert "3 minutes need review (2 students)" in page.locator("#review-note").inner_text()

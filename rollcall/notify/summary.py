@@ -156,6 +156,10 @@ def build_summary(
         counts[s.status] = counts.get(s.status, 0) + 1
     has_report, camera_off = _camera_off(db, meeting_id, report)
     base = config.reports.base_url.rstrip("/")
+    review = sum(len(s.review_minutes) for s in report.students)
+    # The link opens the meeting's list of minutes to review when there are any (a
+    # redirect keeps the fragment: /admin/meetings/ID#review -> /meetings/ID#review).
+    anchor = "#review" if review else ""
     return MeetingSummary(
         meeting_id=meeting_id,
         course_id=course_id,
@@ -170,7 +174,7 @@ def build_summary(
         camera_off=camera_off,
         has_participants_report=has_report,
         unknown_faces=int(report.unknown_clusters),
-        admin_url=base + ADMIN_MEETING_PATH.format(meeting_id=meeting_id) if base else "",
+        admin_url=base + ADMIN_MEETING_PATH.format(meeting_id=meeting_id) + anchor if base else "",
         warnings=tuple(report.warnings),
-        review_minutes=sum(len(s.review_minutes) for s in report.students),
+        review_minutes=review,
     )
