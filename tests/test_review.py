@@ -340,3 +340,29 @@ def test_a_weak_mean_face_match_counts_only_with_a_clear_match_of_the_same_stude
     # centroid_above -0.05 is the rule before (no corroboration needed).
     legacy = DecisionMargins(student=0.08, centroid_above=-0.05)
     assert decider(legacy).decide([track(1, weak, {}, n=12)])[1].state == "accepted"
+
+
+def test_attendance_review_lists_what_is_left_and_how_to_resolve_it(home, capsys):
+    from rollcall.cli.main import main
+
+    db = storage.open_db(home)
+    meeting_id = store_meeting(db)
+    db.conn.close()
+
+    def run(*argv: str) -> str:
+        assert main(list(argv)) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    assert f"meeting {meeting_id} (C1, Week 1, " in run("attendance", "review")
+    assert "5 minutes of 2 students" in run("attendance", "review", "--course", "C1")
+    out = run("attendance", "review", str(meeting_id))
+    assert "S1 Name of S1: minutes 09:02 why: needs review: 2 of 12 samples matched" in out
+    assert "S2 Name of S2: minutes 09:00-09:03" in out
+    assert f"rollcall attendance set {meeting_id} S2 --minutes 0-3 --present|--absent" in out
+    run("attendance", "set", str(meeting_id), "S2", "--minutes", "0-3", "--absent",
+        "--reason", "checked")  # fmt: skip
+    run("attendance", "set", str(meeting_id), "S1", "--minutes", "2", "--present",
+        "--reason", "checked")  # fmt: skip
+    assert run("attendance", "review", str(meeting_id)).endswith("nothing to review")
+    assert run("attendance", "review") == "nothing to review"
+    assert main(["attendance", "review", "--course", "NOPE"]) != 0

@@ -174,6 +174,57 @@ def cmd_attendance_remove(args: argparse.Namespace, config: Config, console: Con
     return 0
 
 
+def cmd_attendance_review(args: argparse.Namespace, config: Config, console: Console) -> int:
+    """What is left to review: the meetings (of a course, or all), or one meeting's runs
+    of needs-review minutes with why and the command that resolves each."""
+    from rollcall.reports.common import minute_labels, review_runs
+    from rollcall.reports.results import meeting_report, meetings_to_review
+
+    db = storage.open_db(config.home)
+    if args.meeting is None:
+        if args.course is not None:
+            storage.get_course(db, args.course)  # NotFound: a clear error for a typo
+        counts = meetings_to_review(db, args.course, config.attendance)
+        if not counts:
+            console.print("nothing to review")
+            return 0
+        for meeting_id, count in counts.items():
+            m = storage.get_meeting(db, meeting_id)
+            console.print(
+                Text(
+                    f"meeting {meeting_id} ({m['course_id']}, {m['title'] or 'untitled'}, "
+                    f"{m['start_time'] or 'start unknown'}): {count.minutes} minute"
+                    f"{'s' if count.minutes != 1 else ''} of {count.students} student"
+                    f"{'s' if count.students != 1 else ''}"
+                )
+            )
+        console.print("rollcall attendance review MEETING lists them with why")
+        return 0
+    report = meeting_report(db, args.meeting, config.attendance)
+    runs = review_runs(report)
+    if not runs:
+        console.print(f"meeting {args.meeting}: nothing to review")
+        return 0
+    labels = minute_labels(report)
+    for r in runs:
+        span = (
+            f"{r.minute_from}" if r.minute_from == r.minute_to else f"{r.minute_from}-{r.minute_to}"
+        )
+        shown = labels[r.minute_from] + (
+            "" if r.minute_from == r.minute_to else f"-{labels[r.minute_to]}"
+        )
+        console.print(Text.assemble((f"{r.student_id}", "bold"), f" {r.name}: minutes {shown}"))
+        console.print(Text(f"    why: {r.why or 'no stored evidence'}"))
+        console.print(
+            Text(
+                f"    resolve: rollcall attendance set {args.meeting} {r.student_id} "
+                f'--minutes {span} --present|--absent --reason "..."'
+            ),
+            soft_wrap=True,
+        )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``attendance`` command groups to the CLI's subparsers."""
     actions = command_group(sub, "report", "reports of stored results")
@@ -219,6 +270,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     text = "list a meeting's corrections (who, when, why, which minutes)"
     p = command(actions, "list", cmd_attendance_list, text)
     p.add_argument("meeting", type=record_id)
+
+    text = (
+        "what needs review: meetings with minutes to review (all, or of --course), or one "
+        "meeting's needs-review minutes with why and how to resolve them"
+    )
+    p = command(actions, "review", cmd_attendance_review, text)
+    p.add_argument("meeting", type=record_id, nargs="?")
+    p.add_argument("--course", help="only this course's meetings")
 
     text = "remove a correction (the automatic result shows again)"
     p = command(actions, "remove", cmd_attendance_remove, text)
