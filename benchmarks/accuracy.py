@@ -119,8 +119,13 @@ CONDITIONS = [
 ]
 
 
-def _video_name(cond: Condition, seed: int, duration: float) -> str:
-    spec = json.dumps([cond.options(), cond.lookalikes, seed, duration], sort_keys=True)
+def _video_name(cond: Condition, seed: int, duration: float, faces: Path | None = None) -> str:
+    """The cached video's name: the meeting's options, and the face set when it is not
+    the default one (another set's meetings must not reuse faces-lfw's videos)."""
+    spec_items: list[Any] = [cond.options(), cond.lookalikes, seed, duration]
+    if faces is not None and Path(faces).resolve() != lfw_dir(ROOT).resolve():
+        spec_items.append(str(Path(faces).resolve()))
+    spec = json.dumps(spec_items, sort_keys=True)
     return f"cond-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.mp4"
 
 
@@ -131,9 +136,12 @@ def run_condition(
     analysis wall time and where its needs-review minutes came from. With ``--tracks``
     a meeting analysed before is only decided again from its saved tracks."""
     masked = cond.masked_enrollment and not args.no_masked_enrollment
-    saved = Path(args.tracks) / f"{_video_name(cond, seed, args.duration)}-{int(masked)}.tracks.pkl"
+    saved = (
+        Path(args.tracks)
+        / f"{_video_name(cond, seed, args.duration, args.lfw)}-{int(masked)}.tracks.pkl"
+    )
     if args.tracks and saved.exists():
-        video = CACHE / _video_name(cond, seed, args.duration)
+        video = CACHE / _video_name(cond, seed, args.duration, args.lfw)
         truth = GroundTruth.load(truth_path_for(video))
         started = time.monotonic()
         captured, report = replay(saved, pm)
@@ -146,7 +154,7 @@ def run_condition(
         lookalikes=pool if cond.lookalikes else None,
         **cond.options(),
     )
-    video = CACHE / _video_name(cond, seed, args.duration)
+    video = CACHE / _video_name(cond, seed, args.duration, args.lfw)
     if video.exists() and truth_path_for(video).exists():
         truth = GroundTruth.load(truth_path_for(video))
     else:
@@ -178,7 +186,13 @@ def _scored(captured, report, truth, config, args, wall) -> tuple[Score, float, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lfw", type=Path, default=lfw_dir(ROOT))
+    ap.add_argument(
+        "--lfw",
+        type=Path,
+        default=lfw_dir(ROOT),
+        help="face set laid out as faces-lfw (people/<name>/*.jpg, strangers/<name>.jpg); "
+        "its held-out half is used",
+    )
     ap.add_argument("--duration", type=float, default=150.0)
     ap.add_argument("--seeds", type=int, default=1, help="meetings per condition")
     ap.add_argument("--only", default="", help="comma-separated groups (e.g. masks,tiles)")
