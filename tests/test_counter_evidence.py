@@ -21,6 +21,7 @@ from rollcall.analysis.participants_csv import ParticipantsFileError, read_parti
 from rollcall.cli.main import main
 from rollcall.config import AttendanceConfig
 from rollcall.pipeline.counter_evidence import (
+    NO_LABEL,
     NOT_CONNECTED,
     NOT_IN_REPORT,
     Person,
@@ -208,6 +209,43 @@ def test_the_ocr_reads_a_small_zoom_label_and_a_clear_contradiction_doubts_the_m
     assert 3 not in doubt_by_labels(
         TrackIdentities(decisions), tracks, people, strips, LabelReader(ocr), doubt_margin=1.0
     )
+
+
+def test_a_close_match_whose_tile_shows_no_readable_name_needs_review(ocr):
+    """A look-alike got through on the face alone with margins of 0.13 (measured, see
+    NO_LABEL); only its tile's name caught it. Without a name to read, such a close
+    call is not left standing."""
+    people = [Person(0, "S1", "George W Bush", ""), Person(1, "S2", "Colin Powell", "")]
+    tracks = []
+    for tid in (1, 2, 3, 4):
+        tr = TrackSummary(track_id=tid)
+        tr.times = [0.0, 1.0]
+        tracks.append(tr)
+    decisions = {
+        1: TrackDecision(1, 0, "accepted", "vote", 0.6, 0.3, 0.3),  # clear: stands
+        2: TrackDecision(2, 0, "accepted", "vote", 0.45, 0.13, 0.2),  # close to a student
+        3: TrackDecision(3, 1, "accepted", "vote", 0.45, 0.2, 0.12),  # close to a non-student
+        4: TrackDecision(4, 1, "accepted", "centroid", 0.5, 0.1, 0.1),  # not a vote: as before
+    }
+    unlabelled = [(0.0, label_strip(zoom_tile("")))]
+    device = [(0.0, label_strip(zoom_tile("iPhone")))]
+    own = [(0.0, label_strip(zoom_tile("George W Bush")))]
+
+    def decide(strips):
+        return doubt_by_labels(
+            TrackIdentities(decisions), tracks, people, strips, LabelReader(ocr), doubt_margin=0.15
+        ).decisions
+
+    out = decide({1: unlabelled, 2: unlabelled, 3: device, 4: unlabelled})
+    assert out[1] == decisions[1] and out[4] == decisions[4]
+    assert out[2].state == "review" and out[2].reason == (
+        f"only 0.13 closer than to another student; {NO_LABEL}"
+    )
+    assert out[3].state == "review" and "only 0.12 closer than to a non-student" in out[3].reason
+    # No strip at all (no gallery tile was found) is no name either.
+    assert decide({})[2].state == "review"
+    # The student's own name leaves the face's decision standing (it never makes one).
+    assert decide({2: own, 3: device})[2] == decisions[2]
 
 
 # ---------------------------------------------------------------- a real meeting

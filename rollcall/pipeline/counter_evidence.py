@@ -12,6 +12,9 @@ stored:
   student's name, email or id, even fuzzily) sends an accepted track to review
   with the reason ``tile labelled 'X'``. Anyone can rename themselves, so a
   label that matches changes nothing and a label never makes a track anyone's.
+  A *close call* (a single-sample match with a margin below
+  ``tile_label_doubt``) whose tile shows no readable name needs review too:
+  such matches are where look-alikes got through on the face alone.
 - **The participants report** (Zoom's, or a CSV given to ``rollcall analyze
   --participants``). A present minute of a student the report says never
   connected, or was not connected in that minute, becomes "needs review" with
@@ -101,13 +104,17 @@ def _word_matches(word: str, theirs: set[str]) -> float:
     return best
 
 
+def informative_words(label: str) -> list[str]:
+    """The words of a label that could say who someone is (not device names, initials
+    or numbers)."""
+    return [w for w in words(label) if len(w) >= 3 and not w.isdigit() and w not in GENERIC_WORDS]
+
+
 def names_someone_else(label: str, person: Person) -> str | None:
     """The label's word that clearly is not the student's (None: the label fits them,
     or says too little: device names, initials, an unreadable read)."""
     theirs = person_words(person)
-    for word in words(label):
-        if len(word) < 3 or word.isdigit() or word in GENERIC_WORDS:
-            continue
+    for word in informative_words(label):
         if _word_matches(word, theirs) < OTHER_BELOW:
             return word
     return None
@@ -268,9 +275,26 @@ def in_doubt(d: TrackDecision, doubt_margin: float, doubted: Collection[int]) ->
     """Whether a track's face decision is in doubt (its tile label is then read)."""
     if d.state != "accepted" or d.path != "vote" or d.student_index in doubted:
         return True
-    low_cohort = d.margin_cohort is not None and d.margin_cohort < doubt_margin
+    return close_call(d, doubt_margin) != ""
+
+
+def close_call(d: TrackDecision, doubt_margin: float) -> str:
+    """Why an accepted single-sample (vote) match is close to someone else's face: its
+    margin over the next student or over non-students is below ``doubt_margin``; ""
+    when it is not. Such a match stands on the face alone only when the tile's name
+    does not contradict it (see ``doubt_by_labels``)."""
+    if d.state != "accepted" or d.path != "vote":
+        return ""
     # A NaN margin (a third-party recognizer's decision without evidence) is no doubt.
-    return d.margin_student < doubt_margin or low_cohort
+    if d.margin_student < doubt_margin:
+        return f"only {d.margin_student:.2f} closer than to another student"
+    if d.margin_cohort is not None and d.margin_cohort < doubt_margin:
+        return f"only {d.margin_cohort:.2f} closer than to a non-student"
+    return ""
+
+
+#: The reason of a close call whose tile name could not be read (see ``doubt_by_labels``).
+NO_LABEL = "no name on its tile could be read to check it"
 
 
 def doubt_by_labels(
@@ -287,19 +311,28 @@ def doubt_by_labels(
     to review (reason ``tile labelled 'X'``). ``reader.read(strip)`` is the OCR.
 
     Only tracks whose decision is in doubt are read, at most until one strip reads
-    clearly; a label never makes a track accepted or anyone's.
+    a name (a device name or initials say nothing: the next strip is read); a label
+    never makes a track accepted or anyone's. A *close call* (``close_call``: a
+    vote-path match whose margin is below ``doubt_margin``) whose tile shows no
+    readable name at all needs review too, reason :data:`NO_LABEL`: measured, such
+    matches are where look-alikes of absent students got through on the face alone
+    (benchmarks/accuracy.py look-alike rows; the README has the numbers), and the
+    tile's name was what caught them.
     """
     decisions = dict(track_decisions(identities))
     read_tracks = 0
     for tr in tracks:
         d = decisions.get(tr.track_id)
-        if d is None or not strips.get(tr.track_id) or not in_doubt(d, doubt_margin, doubted):
+        if d is None or not in_doubt(d, doubt_margin, doubted):
             continue
-        read_tracks += 1
-        for _, strip in strips[tr.track_id]:
+        if strips.get(tr.track_id):
+            read_tracks += 1
+        named = False  # a strip read a name (the student's or someone else's)
+        for _, strip in strips.get(tr.track_id, []):
             reading = reader.read(strip)
-            if reading is None:
+            if reading is None or not informative_words(reading.text):
                 continue
+            named = True
             word = names_someone_else(reading.text, people[d.student_index])
             if word is not None:
                 note = f"tile labelled '{reading.text}'"
@@ -315,6 +348,15 @@ def doubt_by_labels(
                     },
                 )
             break  # one clear reading is enough
+        close = close_call(d, doubt_margin)
+        if not named and close:
+            decisions[tr.track_id] = dataclasses.replace(
+                d, state="review", reason="; ".join(r for r in (d.reason, close, NO_LABEL) if r)
+            )
+            log.info(
+                "a close match with no readable tile name needs review",
+                extra={"track_id": tr.track_id, "student_id": people[d.student_index].student_id},
+            )
     if hasattr(reader, "stats"):
         reader.stats.tracks += read_tracks
     return TrackIdentities(decisions)
