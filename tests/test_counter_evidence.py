@@ -211,20 +211,21 @@ def test_the_ocr_reads_a_small_zoom_label_and_a_clear_contradiction_doubts_the_m
     )
 
 
-def test_a_close_match_whose_tile_shows_no_readable_name_needs_review(ocr):
-    """A look-alike got through on the face alone with margins of 0.13 (measured, see
-    NO_LABEL); only its tile's name caught it. Without a name to read, such a close
-    call is not left standing."""
+def test_a_match_close_to_a_stranger_whose_tile_shows_no_readable_name_needs_review(ocr):
+    """Look-alikes got through on the face alone with margins over non-students of
+    0.11-0.13 (measured, see NO_LABEL); only their tiles' names caught them. Without a
+    name to read, such a match is not left standing."""
     people = [Person(0, "S1", "George W Bush", ""), Person(1, "S2", "Colin Powell", "")]
     tracks = []
-    for tid in (1, 2, 3, 4):
+    for tid in (1, 2, 3, 4, 5):
         tr = TrackSummary(track_id=tid)
         tr.times = [0.0, 1.0]
         tracks.append(tr)
     decisions = {
         1: TrackDecision(1, 0, "accepted", "vote", 0.6, 0.3, 0.3),  # clear: stands
-        2: TrackDecision(2, 0, "accepted", "vote", 0.45, 0.13, 0.2),  # close to a student
-        3: TrackDecision(3, 1, "accepted", "vote", 0.45, 0.2, 0.12),  # close to a non-student
+        2: TrackDecision(2, 0, "accepted", "vote", 0.45, 0.2, 0.13),  # close to a non-student
+        3: TrackDecision(3, 1, "accepted", "vote", 0.45, 0.2, 0.12),  # likewise, "iPhone"
+        5: TrackDecision(5, 1, "accepted", "vote", 0.45, 0.1, 0.2),  # close to a student
         4: TrackDecision(4, 1, "accepted", "centroid", 0.5, 0.1, 0.1),  # not a vote: as before
     }
     unlabelled = [(0.0, label_strip(zoom_tile("")))]
@@ -236,10 +237,12 @@ def test_a_close_match_whose_tile_shows_no_readable_name_needs_review(ocr):
             TrackIdentities(decisions), tracks, people, strips, LabelReader(ocr), doubt_margin=0.15
         ).decisions
 
-    out = decide({1: unlabelled, 2: unlabelled, 3: device, 4: unlabelled})
+    out = decide({1: unlabelled, 2: unlabelled, 3: device, 4: unlabelled, 5: unlabelled})
     assert out[1] == decisions[1] and out[4] == decisions[4]
+    # Close only to another enrolled student: the margin rule decides, the name is read.
+    assert out[5] == decisions[5]
     assert out[2].state == "review" and out[2].reason == (
-        f"only 0.13 closer than to another student; {NO_LABEL}"
+        f"only 0.13 closer than to a non-student; {NO_LABEL}"
     )
     assert out[3].state == "review" and "only 0.12 closer than to a non-student" in out[3].reason
     # No strip at all (no gallery tile was found) is no name either.

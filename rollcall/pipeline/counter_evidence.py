@@ -12,8 +12,8 @@ stored:
   student's name, email or id, even fuzzily) sends an accepted track to review
   with the reason ``tile labelled 'X'``. Anyone can rename themselves, so a
   label that matches changes nothing and a label never makes a track anyone's.
-  A *close call* (a single-sample match with a margin below
-  ``tile_label_doubt``) whose tile shows no readable name needs review too:
+  A single-sample match whose margin over non-students' faces is below
+  ``tile_label_doubt`` and whose tile shows no readable name needs review too:
   such matches are where look-alikes got through on the face alone.
 - **The participants report** (Zoom's, or a CSV given to ``rollcall analyze
   --participants``). A present minute of a student the report says never
@@ -281,14 +281,23 @@ def in_doubt(d: TrackDecision, doubt_margin: float, doubted: Collection[int]) ->
 def close_call(d: TrackDecision, doubt_margin: float) -> str:
     """Why an accepted single-sample (vote) match is close to someone else's face: its
     margin over the next student or over non-students is below ``doubt_margin``; ""
-    when it is not. Such a match stands on the face alone only when the tile's name
-    does not contradict it (see ``doubt_by_labels``)."""
+    when it is not. Its tile label is read (``in_doubt``)."""
     if d.state != "accepted" or d.path != "vote":
         return ""
     # A NaN margin (a third-party recognizer's decision without evidence) is no doubt.
     if d.margin_student < doubt_margin:
         return f"only {d.margin_student:.2f} closer than to another student"
-    if d.margin_cohort is not None and d.margin_cohort < doubt_margin:
+    return close_to_a_stranger(d, doubt_margin)
+
+
+def close_to_a_stranger(d: TrackDecision, doubt_margin: float) -> str:
+    """Why an accepted vote-path match is close to a *non-student's* face (margin over
+    the cohort below ``doubt_margin``), or "". Such a match stands on the face alone
+    only when its tile shows a name that is not someone else's (``doubt_by_labels``):
+    measured, every look-alike of an absent student accepted by its votes was one."""
+    if d.state != "accepted" or d.path != "vote" or d.margin_cohort is None:
+        return ""
+    if d.margin_cohort < doubt_margin:
         return f"only {d.margin_cohort:.2f} closer than to a non-student"
     return ""
 
@@ -312,12 +321,15 @@ def doubt_by_labels(
 
     Only tracks whose decision is in doubt are read, at most until one strip reads
     a name (a device name or initials say nothing: the next strip is read); a label
-    never makes a track accepted or anyone's. A *close call* (``close_call``: a
-    vote-path match whose margin is below ``doubt_margin``) whose tile shows no
-    readable name at all needs review too, reason :data:`NO_LABEL`: measured, such
-    matches are where look-alikes of absent students got through on the face alone
-    (benchmarks/accuracy.py look-alike rows; the README has the numbers), and the
-    tile's name was what caught them.
+    never makes a track accepted or anyone's. A vote-path match close to a
+    non-student's face (``close_to_a_stranger``: margin over the cohort below
+    ``doubt_margin``) whose tile shows no readable name at all needs review too,
+    reason :data:`NO_LABEL`: measured, such matches are where look-alikes of absent
+    students got through on the face alone (benchmarks/accuracy.py look-alike rows,
+    on faces-lfw and on a second face set; the README has the numbers), and the
+    tile's name was what caught them. A match close only to another *student* is
+    left to the face (the margin rule): in recordings without names those were
+    all genuine.
     """
     decisions = dict(track_decisions(identities))
     read_tracks = 0
@@ -348,7 +360,7 @@ def doubt_by_labels(
                     },
                 )
             break  # one clear reading is enough
-        close = close_call(d, doubt_margin)
+        close = close_to_a_stranger(d, doubt_margin)
         if not named and close:
             decisions[tr.track_id] = dataclasses.replace(
                 d, state="review", reason="; ".join(r for r in (d.reason, close, NO_LABEL) if r)
