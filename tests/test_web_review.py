@@ -74,6 +74,22 @@ def states(cells: Cells, student: str) -> list[str]:
     return [cells.cells[(student, m)]["data-value"] for m in range(4)]
 
 
+async def answer(client, meeting: int, student: str, minutes: str, present: str, reason: str):
+    """Post a correction as the meeting page's forms do (``minutes``: "0-3" or "2");
+    ``present`` "" leaves the answer out."""
+    first, _, last = minutes.partition("-")
+    data = {
+        "csrf_token": await csrf_of(client, f"/meetings/{meeting}"),
+        "student_id": student,
+        "minute_from": first,
+        "minute_to": last or first,
+        "reason": reason,
+    }
+    if present:
+        data["present"] = present
+    return await client.post(f"/meetings/{meeting}/corrections", data=data, allow_redirects=False)
+
+
 def test_the_meeting_page_shows_review_minutes_apart_with_why(site):
     async def scenario(client) -> None:
         assert (await sign_in(client, TEACHER)).status == 303
@@ -108,22 +124,11 @@ def test_resolving_a_review_run_is_a_correction_in_every_download(site):
 
     async def scenario(client) -> None:
         assert (await sign_in(client, TEACHER)).status == 303
-        csrf = await csrf_of(client, f"/meetings/{meeting}")
-        answer = {
-            "csrf_token": csrf,
-            "student_id": "S2",
-            "minute_from": "0",
-            "minute_to": "3",
-            "reason": "checked the recording: camera angle",
-        }
+        why = "checked the recording: camera angle"
         # The form must say present or absent: no silent default.
-        r = await client.post(f"/meetings/{meeting}/corrections", data=answer)
+        r = await answer(client, meeting, "S2", "0-3", "", why)
         assert r.status == 400 and "present or absent" in await r.text()
-        r = await client.post(
-            f"/meetings/{meeting}/corrections",
-            data={**answer, "present": "1"},
-            allow_redirects=False,
-        )
+        r = await answer(client, meeting, "S2", "0-3", "1", why)
         assert r.status == 303
         page = await (await client.get(f"/meetings/{meeting}")).text()
         cells = parse(page)
@@ -138,17 +143,7 @@ def test_resolving_a_review_run_is_a_correction_in_every_download(site):
         assert rows["S2"][2:6] == ["1", "1", "1", "1"] and rows["S1"][2:6] == ["1", "1", "?", "0"]
         assert "camera angle" in text
         # The last one, answered absent: nothing is left to review.
-        r = await client.post(
-            f"/meetings/{meeting}/corrections",
-            data={
-                **answer,
-                "student_id": "S1",
-                "minute_from": "2",
-                "minute_to": "2",
-                "present": "0",
-            },  # fmt: skip
-            allow_redirects=False,
-        )
+        r = await answer(client, meeting, "S1", "2", "0", why)
         assert r.status == 303
         page = await (await client.get(f"/meetings/{meeting}")).text()
         cells = parse(page)
@@ -199,19 +194,7 @@ def test_dashboard_and_course_page_say_what_is_left_to_review(site):
         term = await (await client.get("/courses/CS101/term")).text()
         assert 'title="4 min to review"' in term and 'title="1 min to review"' in term
         # S2's minutes answered present: the dashboard shows the corrected meeting.
-        csrf = await csrf_of(client, f"/meetings/{meeting}")
-        r = await client.post(
-            f"/meetings/{meeting}/corrections",
-            data={
-                "csrf_token": csrf,
-                "student_id": "S2",
-                "minute_from": "0",
-                "minute_to": "3",
-                "present": "1",
-                "reason": "was there",
-            },  # fmt: skip
-            allow_redirects=False,
-        )
+        r = await answer(client, meeting, "S2", "0-3", "1", "was there")
         assert r.status == 303
         home = await (await client.get("/")).text()
         assert "1 minute of 1 student" in section(home, "to-review")
