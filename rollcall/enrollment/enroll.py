@@ -236,6 +236,14 @@ def low_res_copy(image: np.ndarray, face: Face, face_px: int, seed: int) -> np.n
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def webcam_copies(image: np.ndarray, face: Face) -> list[np.ndarray]:
+    """The photo and its :data:`LOW_RES_FACE_PX` low-res copies (fixed seeds): what every
+    enrollment embedding of a photo (plain and filled) is the mean over."""
+    return [image] + [
+        low_res_copy(image, face, face_px, seed=i) for i, face_px in enumerate(LOW_RES_FACE_PX)
+    ]
+
+
 def detect_and_embed(pm: pluggy.PluginManager, image: np.ndarray) -> tuple[list[Face], np.ndarray]:
     frame = SampledFrame(index=0, t=0.0, image=image)
     faces = pm.hook.rollcall_detect_faces(frame=frame) or []
@@ -273,25 +281,33 @@ def _embed_one(pm: pluggy.PluginManager, image: np.ndarray, face: Face) -> np.nd
 
 
 def enrollment_vectors(
-    pm: pluggy.PluginManager, image: np.ndarray, face: Face, *, masked: bool = True
+    pm: pluggy.PluginManager,
+    image: np.ndarray,
+    face: Face,
+    *,
+    masked: bool = True,
+    copies: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(plain, masked) embeddings of one photo: the photo and its low-res copies, and
-    (when ``masked``) its masked copies; ``masked`` has 0 rows when off."""
-    plain = [_embed_one(pm, image, face)]
-    for i, face_px in enumerate(LOW_RES_FACE_PX):
-        plain.append(_embed_one(pm, low_res_copy(image, face, face_px, seed=i), face))
+    """(plain, masked) embeddings of one photo: the photo and its low-res copies
+    (``copies``, default :func:`webcam_copies`), and (when ``masked``) its masked
+    copies; ``masked`` has 0 rows when off."""
+    copies = webcam_copies(image, face) if copies is None else copies
+    plain = [_embed_one(pm, copy, face) for copy in copies]
     covered = [_embed_one(pm, copy, face) for copy in masked_copies(image, face)] if masked else []
     dim = len(plain[0])
     return np.stack(plain), np.stack(covered) if covered else np.zeros((0, dim), np.float32)
 
 
-def filled_embedding(pm: pluggy.PluginManager, image: np.ndarray, face: Face) -> np.ndarray | None:
+def filled_embedding(
+    pm: pluggy.PluginManager,
+    image: np.ndarray,
+    face: Face,
+    copies: list[np.ndarray] | None = None,
+) -> np.ndarray | None:
     """The normalised mean of the filled-crop embeddings (``rollcall_embed_filled_faces``)
-    of the photo and its low-res copies, as masked faces in a meeting are compared;
-    None when no plugin makes them."""
-    copies = [image] + [
-        low_res_copy(image, face, face_px, seed=i) for i, face_px in enumerate(LOW_RES_FACE_PX)
-    ]
+    of the photo and its low-res copies (``copies``, default :func:`webcam_copies`), as
+    masked faces in a meeting are compared; None when no plugin makes them."""
+    copies = webcam_copies(image, face) if copies is None else copies
     vectors = []
     for copy in copies:
         found = pm.hook.rollcall_embed_filled_faces(
@@ -322,10 +338,12 @@ def enrollment_embeddings(
     face: Face,
     *,
     masked_weight: float = MASKED_WEIGHT,
+    copies: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(the photo's embedding as :func:`enrollment_embedding` makes it, the normalised
-    mean of its masked copies or None when ``masked_weight`` is 0)."""
-    plain, covered = enrollment_vectors(pm, image, face, masked=masked_weight > 0)
+    mean of its masked copies or None when ``masked_weight`` is 0); ``copies`` as for
+    :func:`enrollment_vectors`."""
+    plain, covered = enrollment_vectors(pm, image, face, masked=masked_weight > 0, copies=copies)
     vector = _template(plain)
     masked = _template(covered) if len(covered) else None
     if masked is not None:
@@ -365,8 +383,13 @@ def check_photo(
             filename, False, f"{len(confident)} faces found; use a photo of the student alone"
         )
     face = faces[confident[0]]
+    copies = webcam_copies(image, face)  # made once: the plain and the filled embedding
     embedding, masked_embedding = enrollment_embeddings(
-        pm, image, face, masked_weight=MASKED_WEIGHT if settings.masked_copies else 0.0
+        pm,
+        image,
+        face,
+        masked_weight=MASKED_WEIGHT if settings.masked_copies else 0.0,
+        copies=copies,
     )
     x1, y1, x2, y2 = face.bbox
     face_px = int(min(x2 - x1, y2 - y1))
@@ -413,7 +436,7 @@ def check_photo(
                 f"looks more like {other_id} (similarity {other_score:.2f}) than like the "
                 f"student's other photos ({own_score:.2f}); check that it is the right person"
             )
-    filled = filled_embedding(pm, image, face)
+    filled = filled_embedding(pm, image, face, copies)
     return PhotoCheck(
         filename, True, "", tuple(warnings), embedding, masked_embedding, filled, **common
     )
@@ -562,8 +585,9 @@ def embed_missing(
         image, best = _stored_face(pm, photo, model_key)
         if best is None:
             continue
-        vector, masked = enrollment_embeddings(pm, image, best)
-        filled = filled_embedding(pm, image, best)
+        copies = webcam_copies(image, best)
+        vector, masked = enrollment_embeddings(pm, image, best, copies=copies)
+        filled = filled_embedding(pm, image, best, copies)
         storage.save_embedding(
             db, photo["id"], photo["student_pk"], model_key, vector, masked, filled
         )

@@ -275,19 +275,9 @@ def in_doubt(d: TrackDecision, doubt_margin: float, doubted: Collection[int]) ->
     """Whether a track's face decision is in doubt (its tile label is then read)."""
     if d.state != "accepted" or d.path != "vote" or d.student_index in doubted:
         return True
-    return close_call(d, doubt_margin) != ""
-
-
-def close_call(d: TrackDecision, doubt_margin: float) -> str:
-    """Why an accepted single-sample (vote) match is close to someone else's face: its
-    margin over the next student or over non-students is below ``doubt_margin``; ""
-    when it is not. Its tile label is read (``in_doubt``)."""
-    if d.state != "accepted" or d.path != "vote":
-        return ""
+    low_cohort = d.margin_cohort is not None and d.margin_cohort < doubt_margin
     # A NaN margin (a third-party recognizer's decision without evidence) is no doubt.
-    if d.margin_student < doubt_margin:
-        return f"only {d.margin_student:.2f} closer than to another student"
-    return close_to_a_stranger(d, doubt_margin)
+    return d.margin_student < doubt_margin or low_cohort
 
 
 def close_to_a_stranger(d: TrackDecision, doubt_margin: float) -> str:

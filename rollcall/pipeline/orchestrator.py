@@ -310,8 +310,7 @@ def analyse_frames(
                 embed=lambda found, f=frame: _embed(pm, f, found),
             )
             if faces:
-                measured = [f for f, m in zip(faces, gate.measured, strict=True) if m]
-                _embed_filled(pm, frame, measured, roster)
+                _embed_filled(pm, frame, faces, gate.measured, roster)
                 embeddings = np.stack([face.embedding for face in faces])
                 matches = pm.hook.rollcall_match_faces(embeddings=embeddings, roster=roster)
                 tracked = tracker.update(
@@ -521,11 +520,18 @@ def _embed(pm: pluggy.PluginManager, frame: SampledFrame, faces: list) -> np.nda
 
 
 def _embed_filled(
-    pm: pluggy.PluginManager, frame: SampledFrame, faces: list[Face], roster: Roster
+    pm: pluggy.PluginManager,
+    frame: SampledFrame,
+    faces: list[Face],
+    measured: list[bool],
+    roster: Roster,
 ) -> None:
-    """Set ``filled_embedding`` on the measured ``faces`` that look masked (one more
-    recognizer call, only when some do; the rest keep None)."""
-    if not faces or roster.masked_templates is None or roster.filled_templates is None:
+    """Set ``filled_embedding`` on the ``faces`` measured in this frame that look masked
+    (one more recognizer call, only when some do; the rest keep None)."""
+    if roster.masked_templates is None or roster.filled_templates is None:
+        return
+    faces = [f for f, m in zip(faces, measured, strict=True) if m]
+    if not faces:
         return
     found = pm.hook.rollcall_embed_filled_faces(frame=frame, faces=faces, roster=roster)
     for face, filled in zip(faces, found or [], strict=False):

@@ -157,11 +157,29 @@ class ReviewRun:
     why: str  # the stored evidence of the run's first minute (``evidence_text``), or ""
 
 
+def minute_why(s: StudentAttendance) -> dict[int, str]:
+    """Minute -> why the student is present or needs review in it (``evidence_text``)."""
+    return {e.minute: evidence_text(e) for e in s.evidence}
+
+
+def evidence_rows(
+    report: AttendanceReport, labels: Sequence[str]
+) -> list[tuple[StudentAttendance, str, MinuteEvidence]]:
+    """(student, minute label, evidence) of every stored evidence row, in report order:
+    the "why present" tables."""
+    return [
+        (s, labels[e.minute], e)
+        for s in report.students
+        for e in s.evidence
+        if e.minute < len(labels)
+    ]
+
+
 def review_runs(report: AttendanceReport) -> list[ReviewRun]:
     """Every student's needs-review minutes as runs of consecutive minutes, in report order."""
     out: list[ReviewRun] = []
     for s in report.students:
-        why = {e.minute: evidence_text(e) for e in s.evidence}
+        why = minute_why(s)
         start = prev = None
         for m in [*s.review_minutes, None]:
             if start is not None and (m is None or m != prev + 1):

@@ -24,13 +24,14 @@ import jinja2
 
 from rollcall.reports.common import (
     correction_text,
-    evidence_text,
+    evidence_rows,
     format_duration,
     format_score,
     format_start,
     incomplete_notice,
     minute_labels,
     minute_notes,
+    minute_why,
     review_text,
     status_counts,
 )
@@ -65,11 +66,9 @@ def render_meeting_html(report: AttendanceReport) -> str:
     """The meeting report as one HTML page (chart, matrix with corrections, legend)."""
     labels = minute_labels(report)
     rows = []
-    evidence = []
     for s in report.students:
         notes = minute_notes(s, labels)
-        why = {e.minute: evidence_text(e) for e in s.evidence}
-        evidence += [(s, labels[e.minute], e) for e in s.evidence if e.minute < len(labels)]
+        why = minute_why(s)
         rows.append(
             {
                 "student": s,
@@ -101,7 +100,7 @@ def render_meeting_html(report: AttendanceReport) -> str:
             chart=_data_uri(png_bytes(report)),
             corrections=[(correction_text(c, labels), s) for c, s in corrections],
             review=review_text(report),
-            evidence=evidence,
+            evidence=evidence_rows(report, labels),
             fmt=format_score,
             generated=_generated(),
             incomplete=incomplete_notice(report),

@@ -21,7 +21,13 @@ from pathlib import Path
 from aiohttp import web
 
 from rollcall.config import Config
-from rollcall.reports.common import evidence_text, minute_labels, review_runs, review_text
+from rollcall.reports.common import (
+    evidence_rows,
+    minute_labels,
+    minute_why,
+    review_runs,
+    review_text,
+)
 from rollcall.store import storage
 from rollcall.store.corrections import CorrectionError, add_correction, list_corrections
 from rollcall.web.auth import current_user, require_course
@@ -89,18 +95,9 @@ def meeting_page_data(db, config: Config, meeting_id: int) -> dict:
             labels=labels,
             review=review_text(report),
             review_runs=review_runs(report),
-            # (student id, minute) -> why it is present or needs review (hover text)
-            why={
-                (s.student_id, e.minute): evidence_text(e)
-                for s in report.students
-                for e in s.evidence
-            },
-            evidence=[
-                (s, labels[e.minute], e)
-                for s in report.students
-                for e in s.evidence
-                if e.minute < len(labels)
-            ],
+            # student id -> minute -> why it is present or needs review (hover text)
+            why={s.student_id: minute_why(s) for s in report.students},
+            evidence=evidence_rows(report, labels),
             corrections=list_corrections(db, meeting_id),
             clusters=_clusters(db, meeting_id),
             reconciliation=_reconciliation(db, meeting_id),

@@ -35,8 +35,8 @@ def _visible(user: users.User, course_id: str | None) -> bool:
 def _dashboard(db, user: users.User, threshold: float, rules: AttendanceConfig) -> dict:
     from rollcall.reports.results import meeting_students, meetings_to_review
 
-    meetings = [m for m in storage.list_meetings(db) if _visible(user, m["course_id"])][-10:]
-    meetings.reverse()
+    visible = [m for m in storage.list_meetings(db) if _visible(user, m["course_id"])]
+    meetings = visible[::-1][:10]
     # Students under the threshold, as the reports show them: an instructor's
     # corrections (and what they left to review) recomputed for meetings that have any.
     corrected = {r["meeting_id"] for r in db.query("select distinct meeting_id from corrections")}
@@ -67,7 +67,7 @@ def _dashboard(db, user: users.User, threshold: float, rules: AttendanceConfig) 
                  "review_minutes": len(s.review_minutes)}  # fmt: skip
         if r["attendance_pct"] < threshold:
             attention.append(r)
-    by_id = {m["id"]: m for m in storage.list_meetings(db) if _visible(user, m["course_id"])}
+    by_id = {m["id"]: m for m in visible}
     review = [
         {**by_id[meeting_id], "review": count}
         for meeting_id, count in sorted(meetings_to_review(db, rules=rules).items(), reverse=True)
